@@ -1,0 +1,150 @@
+"""``simulate``: a scenario in, a ``Result`` out (summary and fan tables, draws, and an atomic ``save``)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pandas as pd
+
+from . import __version__
+from .engine import BLOCK_PATHS, resolve_device, run_blocks
+from .params import Model, build_model
+from .scenario import Scenario
+from .summary import Accumulator, Summaries
+
+DEFAULT_BATCH_PATHS = 1 << 17  # paths per jitted call (a whole number of blocks); memory per call ~ this
+
+
+class OutputExistsError(ValueError):
+    """The output folder exists and is not empty, and overwriting was not asked for."""
+
+
+class Result:
+    """One simulated scenario. Tables follow SPEC section 4; returns are simple total returns (decimals)."""
+
+    def __init__(self, scenario: Scenario, model: Model, stats: Summaries, meta: dict):
+        self.scenario, self.model, self._stats, self.meta = scenario, model, stats, meta
+        self._summary: pd.DataFrame | None = None
+        self._fan: pd.DataFrame | None = None
+
+    @property
+    def name(self) -> str:
+        return self.scenario.name
+
+    def summary(self) -> pd.DataFrame:
+        """One row per report horizon (the columns of summary.csv)."""
+        if self._summary is None:
+            self._summary = self._stats.summary(self.name)
+        return self._summary.copy()
+
+    def fan(self) -> pd.DataFrame:
+        """Quantiles and mean of each asset's total return and the excess, for every month 0..horizon."""
+        if self._fan is None:
+            self._fan = self._stats.fan()
+        return self._fan.copy()
+
+    def draws(self, horizon_months: int) -> pd.DataFrame:
+        """R_a(h) for each kept path (all paths up to 2e6): one row per path, one column per asset."""
+        h = int(horizon_months)
+        if not 0 <= h <= self.model.horizon_months:
+            raise ValueError(f"horizon_months must lie in 0..{self.model.horizon_months}, got {horizon_months}")
+        return pd.DataFrame(self._stats.total_returns(h), columns=list(self.model.asset_keys))
+
+    def save(self, out_dir: str | os.PathLike, force: bool = False) -> Path:
+        """Write summary.csv, summary.json, fan.csv, fan.png and meta.json into ``out_dir``.
+
+        Files are written to a temporary folder beside it and renamed into place, so the folder appears
+        only when complete. An existing non-empty folder is refused unless ``force``.
+        """
+        from .plots import fan_figure  # matplotlib is imported only when a figure is written
+
+        out = Path(out_dir)
+        if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
+            raise OutputExistsError(f"{out}: output folder exists and is not empty; use --force (force=True) "
+                                    "to replace it, or choose another --out")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+        try:
+            summary, fan = self.summary(), self.fan()
+            summary.to_csv(tmp / "summary.csv", index=False)
+            (tmp / "summary.json").write_text(summary.to_json(orient="records", indent=2))
+            fan.to_csv(tmp / "fan.csv", index=False)
+            fan_figure(fan, self.model, title=self._title()).savefig(tmp / "fan.png", dpi=110)
+            (tmp / "meta.json").write_text(json.dumps(self.meta, indent=2, default=str))
+            replace_dir(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return out
+
+    def _title(self) -> str:
+        return f"{self.name}: {self.meta['n_paths']:,} paths, seed {self.meta['seed']}"
+
+
+def replace_dir(src: Path, dst: Path) -> None:
+    """Move the finished folder ``src`` to ``dst``, replacing ``dst`` if it exists."""
+    if dst.exists():
+        trash = Path(tempfile.mkdtemp(prefix=f".{dst.name}.old-", dir=dst.parent))
+        os.replace(dst, trash / dst.name)
+        os.replace(src, dst)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(src, dst)
+
+
+def simulate(scenario: Scenario, n_paths: int = 1_000_000, seed: int = 0, *, horizon_months: int | None = None,
+             device: str = "cpu", precision: int = 32, batch_paths: int | None = None, progress=None) -> Result:
+    """Simulate ``n_paths`` paths of ``scenario`` and summarise them.
+
+    ``precision`` 32 or 64 (float type of the engine); ``batch_paths`` paths per jitted call (rounded to a
+    whole number of blocks of ``BLOCK_PATHS``; it changes memory and speed, never the numbers);
+    ``progress(paths_done)`` is called as blocks finish.
+    """
+    if int(n_paths) < 2:
+        raise ValueError(f"n_paths must be at least 2, got {n_paths}")
+    if precision not in (32, 64):
+        raise ValueError(f"precision must be 32 or 64, got {precision}")
+    if not 0 <= int(seed) < 2**32:
+        raise ValueError(f"seed must lie in 0..2**32-1, got {seed}")
+    n_paths, seed = int(n_paths), int(seed)
+    dev = resolve_device(device)
+    model = build_model(scenario, horizon_months)
+    blocks_per_call = max(1, (batch_paths or DEFAULT_BATCH_PATHS) // BLOCK_PATHS)
+    t0 = time.perf_counter()
+    with jax.enable_x64(precision == 64):
+        acc = Accumulator(model, n_paths)
+        for first, n_valid, block in run_blocks(model, seed, n_paths, dtype=np.float32 if precision == 32 else np.float64,
+                                                device=dev, blocks_per_call=blocks_per_call, on_blocks=progress):
+            acc.add(first, n_valid, block)
+        stats = acc.finish()
+    wall = time.perf_counter() - t0
+    meta = {
+        "version": __version__, "scenario": scenario.name, "scenario_file": scenario.source,
+        "scenario_sha256": scenario.sha256, "parameters": resolved_parameters(scenario, model),
+        "seed": seed, "n_paths": n_paths, "kept_paths": stats.keep, "backend": dev.platform,
+        "devices": [str(dev)], "precision": precision, "block_paths": BLOCK_PATHS,
+        "wall_seconds": round(wall, 4), "path_steps_per_second": n_paths * model.n_steps / max(wall, 1e-9),
+        "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "jax_version": jax.__version__, "python": platform.python_version(),
+    }
+    return Result(scenario, model, stats, meta)
+
+
+def resolved_parameters(scenario: Scenario, model: Model) -> dict:
+    """The scenario as run: file fields plus the derived per-step matrix and start law."""
+    return {
+        **scenario.model_dump(mode="json", exclude={"description", "sources"}),
+        "steps_per_year": model.steps_per_year, "horizon_months": model.horizon_months,
+        "report_months": list(model.report_months),
+        "base_transition_matrix": np.round(model.base_matrix, 12).tolist(),
+        "start_probabilities": np.round(model.start_probs, 12).tolist(),
+    }

@@ -1,0 +1,569 @@
+"""Scenario files: the YAML schema, its validation, and the per-step transition matrices it implies.
+
+Everything a user can get wrong in a scenario file is caught here and reported at once, as
+``ScenarioError`` naming the file and the dotted field path of every problem.
+Units: drift/vol are annualised (log returns); durations and horizons are months; a per-step
+transition matrix is at the file's frequency.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import math
+import re
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+
+STEPS_PER_YEAR = {"monthly": 12, "weekly": 52, "daily": 252}
+DEFAULT_REPORT_MONTHS = (3, 6, 12, 24, 36, 60)
+ROW_TOL = 1e-9
+NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+
+Num = Annotated[float, Field(strict=True)]
+Int = Annotated[int, Field(strict=True)]
+
+
+class ScenarioError(ValueError):
+    """A scenario that cannot be simulated; ``problems`` lists ``(field_path, message)`` pairs."""
+
+    def __init__(self, source: str, problems: list[tuple[str, str]]):
+        self.source = str(source)
+        self.problems = list(problems)
+        lines = [f"{self.source}: {len(self.problems)} problem(s) in the scenario:"]
+        lines += [f"  - {path or '<file>'}: {msg}" for path, msg in self.problems]
+        super().__init__("\n".join(lines))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RegimeSpec(_Strict):
+    """One regime: annualised log-return drift and vol per asset, correlation, optional tails and exits."""
+
+    drift: dict[str, Num]
+    vol: dict[str, Num]
+    corr: Union[Num, list[list[Num]]]
+    tails: Num | None = None
+    duration_months: Num | None = None
+    next: dict[str, Num] | None = None
+
+
+class RegimeOverride(_Strict):
+    """A phase's partial override of a regime: any field of ``RegimeSpec``; per-asset maps may be partial."""
+
+    drift: dict[str, Num] | None = None
+    vol: dict[str, Num] | None = None
+    corr: Union[Num, list[list[Num]], None] = None
+    tails: Num | None = None
+    duration_months: Num | None = None
+    next: dict[str, Num] | None = None
+
+
+class Phase(_Strict):
+    until_month: Num
+    regimes: dict[str, RegimeOverride] = {}
+    transitions: dict[str, dict[str, Num]] | None = None
+
+
+class Rates(_Strict):
+    path: dict[Num, Num]
+    sensitivity: dict[str, Num]
+
+
+class Expect(_Strict):
+    metric: str
+    horizon_months: Int
+    between: tuple[Num, Num] | None = None
+    above: Union[Num, str, None] = None
+    below: Union[Num, str, None] = None
+
+
+class Scenario(_Strict):
+    """A validated scenario file (SPEC section 2). Build it with ``load_scenario``/``parse_scenario``."""
+
+    name: str
+    description: str = ""
+    sources: list[str] = []
+    frequency: Literal["monthly", "weekly", "daily"]
+    horizon_months: Int
+    report_months: list[Int] | None = None
+    assets: dict[str, str]
+    compare: list[str] | None = None
+    regimes: dict[str, RegimeSpec]
+    transitions: dict[str, dict[str, Num]] | None = None
+    start: Union[str, dict[str, Num]] = "stationary"
+    phases: list[Phase] = []
+    rates: Rates | None = None
+    expect: list[Expect] = []
+
+    _source: str = PrivateAttr(default="<memory>")
+    _sha256: str | None = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> str:
+        return self._source
+
+    @property
+    def sha256(self) -> str | None:
+        """SHA-256 of the file's bytes (None when built from a dict)."""
+        return self._sha256
+
+    @property
+    def steps_per_year(self) -> int:
+        return STEPS_PER_YEAR[self.frequency]
+
+    @property
+    def asset_keys(self) -> list[str]:
+        return list(self.assets)
+
+    @property
+    def regime_names(self) -> list[str]:
+        return list(self.regimes)
+
+    @property
+    def compare_pair(self) -> tuple[str, str]:
+        """(first, second): excess = R_first - R_second."""
+        pair = self.compare or self.asset_keys[:2]
+        return pair[0], pair[1]
+
+    def report_months_for(self, horizon_months: int) -> list[int]:
+        """Report horizons (months) up to ``horizon_months``, always including it."""
+        base = self.report_months if self.report_months is not None else DEFAULT_REPORT_MONTHS
+        return sorted({h for h in base if h <= horizon_months} | {horizon_months})
+
+    def metric_names(self) -> list[str]:
+        """Every column of summary.csv that an ``expect`` entry may name."""
+        names = ["p_outperform", "p_outperform_se", "excess_mean", "excess_sd", "excess_q05", "excess_q25",
+                 "excess_median", "excess_q75", "excess_q95", "excess_hdi90_low", "excess_hdi90_high"]
+        for a in self.asset_keys:
+            names += [f"{a}_{s}" for s in ASSET_STATS]
+        names += [f"occupancy_{k}" for k in self.regime_names]
+        return names
+
+
+ASSET_STATS = ("mean", "median", "q05", "q95", "var95", "es95", "p_loss", "mdd_median", "mdd_q95")
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a scenario YAML file (safe loader only). Raises ``ScenarioError``."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ScenarioError(str(path), [("", f"cannot read the file: {exc.strerror or exc}")]) from None
+    try:
+        data = yaml.load(raw, Loader=_UniqueKeyLoader)
+    except yaml.YAMLError as exc:
+        raise ScenarioError(str(path), [("", f"not valid YAML: {exc}")]) from None
+    sc = parse_scenario(data, source=str(path))
+    sc._sha256 = hashlib.sha256(raw).hexdigest()
+    return sc
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key repeated in one mapping is an error (not last-wins)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}: give each field once", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_scenario(data: object, source: str = "<memory>") -> Scenario:
+    """Validate a scenario given as a mapping (as YAML would load it). Raises ``ScenarioError``.
+
+    Schema problems (unknown keys, wrong types) do not hide the rest: the offending fields are set aside
+    and, when what remains is complete, the consistency checks run on it too; all problems are reported.
+    """
+    if not isinstance(data, dict):
+        raise ScenarioError(source, [("", f"the file must hold a mapping of fields, got {type(data).__name__}")])
+    schema: list[tuple[str, str]] = []
+    sc = None
+    for _ in range(8):  # each round sets aside the fields the previous one rejected
+        try:
+            sc = Scenario.model_validate(data)
+            break
+        except ValidationError as exc:
+            found = [(_loc(e["loc"]), _pydantic_msg(e)) for e in exc.errors()]
+            new = [f for f in found if not any(_within(f[0], q) for q, _ in schema)]
+            if not new:
+                break  # only what was set aside is missing now: nothing more can be checked
+            schema += new
+            data = _without(data, [_loc(e["loc"]) for e in exc.errors()])
+            if "frequency" not in data and any(p == "frequency" for p, _ in schema):
+                data["frequency"] = "monthly"  # placeholder so frequency-independent checks still run
+    if sc is None:
+        raise ScenarioError(source, schema)
+    problems = _check(sc)
+    if any(p == "frequency" for p, _ in schema):  # durations in steps depend on the real frequency
+        problems = [p for p in problems if not p[0].endswith(".duration_months")]
+    problems = schema + [p for p in problems if not any(_within(p[0], q) for q, _ in schema)]
+    if problems:
+        raise ScenarioError(source, problems)
+    sc._source = source
+    return sc
+
+
+def _without(data: dict, paths: list[str]) -> dict:
+    """A deep copy of ``data`` without the fields at the dotted ``paths`` (a list field goes whole)."""
+    data = copy.deepcopy(data)
+    for path in paths:
+        node, parent_key, container = data, None, None
+        for key in path.split(".") if path else []:
+            if isinstance(node, dict) and key in node:
+                container, parent_key, node = node, key, node[key]
+            elif isinstance(node, list) and key.isdigit() and int(key) < len(node):
+                node = node[int(key)]   # keep container/parent_key: the whole list is dropped
+            else:
+                break
+        if container is not None:
+            container.pop(parent_key, None)
+    return data
+
+
+def _within(path: str, prefix: str) -> bool:
+    return path == prefix or path.startswith(prefix + ".") or prefix == ""
+
+
+def _loc(loc: tuple) -> str:
+    # pydantic adds union-member tags ("float", "list[...]", "function-after[...]") to paths; drop them.
+    parts = [str(p) for p in loc if not (isinstance(p, str) and ("[" in p or p in ("float", "str", "int")))]
+    return ".".join(parts)
+
+
+def _pydantic_msg(err: dict) -> str:
+    if err["type"] == "extra_forbidden":
+        return "unknown field (check the spelling; SPEC section 2 lists the allowed fields)"
+    if err["type"] == "missing":
+        return "required field is missing"
+    return f"{err['msg']} (got {err.get('input')!r})"
+
+
+# --------------------------------------------------------------------------------------------
+# Semantic checks: each appends (field path, message) and never stops at the first problem.
+
+
+def _check(sc: Scenario) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    bad = lambda path, msg: out.append((path, msg))  # noqa: E731
+    assets, regimes = sc.asset_keys, sc.regime_names
+    m = sc.steps_per_year / 12
+
+    if not NAME_RE.match(sc.name):
+        bad("name", f"use letters, digits, '-' and '_' only (it names the output folder); got {sc.name!r}")
+    if sc.horizon_months < 1:
+        bad("horizon_months", f"must be at least 1 month, got {sc.horizon_months}")
+    if len(assets) < 2:
+        bad("assets", f"at least two assets are needed to compare, got {len(assets)}")
+    if sc.report_months is not None:
+        rm = sc.report_months
+        if any(h < 1 for h in rm):
+            bad("report_months", f"months must be positive, got {rm}")
+        if list(rm) != sorted(set(rm)):
+            bad("report_months", f"must be increasing without repeats, got {rm}")
+        if any(h > sc.horizon_months for h in rm):
+            bad("report_months", f"months past horizon_months={sc.horizon_months}: {[h for h in rm if h > sc.horizon_months]}")
+    if sc.compare is not None:
+        if len(sc.compare) != 2:
+            bad("compare", f"must name exactly two assets [first, second], got {sc.compare}")
+        for i, a in enumerate(sc.compare):
+            if a not in assets:
+                bad(f"compare.{i}", f"unknown asset {a!r}; assets are {assets}")
+        if len(sc.compare) == 2 and sc.compare[0] == sc.compare[1]:
+            bad("compare", f"the two assets must differ, got {sc.compare}")
+    if not regimes:
+        bad("regimes", "at least one regime is needed")
+
+    matrix_form = sc.transitions is not None
+    for k, r in sc.regimes.items():
+        _check_regime_returns(r, f"regimes.{k}", assets, bad)
+        _check_exit(r, f"regimes.{k}", k, regimes, m, matrix_form, bad)
+    if matrix_form:
+        _check_matrix(sc.transitions, "transitions", regimes, bad, partial=False)
+
+    prev = 0.0
+    for i, ph in enumerate(sc.phases):
+        if not (ph.until_month > prev):
+            bad(f"phases.{i}.until_month", f"phases must be in increasing order: {ph.until_month} does not follow {prev}")
+        if ph.until_month > sc.horizon_months:
+            bad(f"phases.{i}.until_month", f"{ph.until_month} is past horizon_months={sc.horizon_months}")
+        prev = max(prev, ph.until_month)
+        for k, o in ph.regimes.items():
+            path = f"phases.{i}.regimes.{k}"
+            if k not in sc.regimes:
+                bad(path, f"unknown regime {k!r}; regimes are {regimes}")
+                continue
+            merged = merge_override(sc.regimes[k], o)
+            _check_regime_returns(merged, path, assets, bad, given=o)
+            if matrix_form and (o.duration_months is not None or o.next is not None):
+                bad(path, "this file uses the `transitions` matrix form: override exits with the phase's `transitions`")
+            elif not matrix_form:
+                _check_exit(merged, path, k, regimes, m, False, bad, given=o)
+        if ph.transitions is not None:
+            if not matrix_form:
+                bad(f"phases.{i}.transitions", "phase `transitions` need the file-level `transitions` form; "
+                    "this file uses duration_months/next: override those instead")
+            else:
+                _check_matrix(ph.transitions, f"phases.{i}.transitions", regimes, bad, partial=True)
+
+    _check_start(sc, regimes, bad)
+    if sc.rates is not None:
+        _check_rates(sc, assets, bad)
+    _check_expect(sc, bad)
+
+    if not out and sc.start == "stationary" and len(regimes) > 1:
+        P = base_matrix(sc)
+        if not is_irreducible(P):
+            bad("start", "`stationary` is undefined: the base chain is not irreducible (a regime is absorbing or "
+                "some regimes cannot reach the others). Give `start` a regime or a mapping, or connect the regimes.")
+    return out
+
+
+def _check_regime_returns(r, path, assets, bad, given=None):
+    """drift/vol/corr/tails of a (merged) regime; ``given`` restricts messages to fields a phase set."""
+    show = lambda field: given is None or getattr(given, field) is not None  # noqa: E731
+    for field in ("drift", "vol"):
+        mapping = getattr(r, field)
+        if show(field):
+            for a in assets:
+                if a not in mapping:
+                    bad(f"{path}.{field}.{a}", f"missing value for asset {a!r}")
+            for a, v in mapping.items():
+                if a not in assets:
+                    bad(f"{path}.{field}.{a}", f"unknown asset {a!r}; assets are {assets}")
+                elif not math.isfinite(v):
+                    bad(f"{path}.{field}.{a}", f"must be a finite number, got {v}")
+                elif field == "vol" and v < 0:
+                    bad(f"{path}.{field}.{a}", f"a volatility cannot be negative, got {v}")
+    if show("corr"):
+        msg = corr_problem(r.corr, len(assets))
+        if msg:
+            bad(f"{path}.corr", msg)
+    if show("tails") and r.tails is not None and not (math.isfinite(r.tails) and r.tails > 2):
+        bad(f"{path}.tails", f"Student-t degrees of freedom must be > 2 (finite variance), got {r.tails}; "
+            "omit `tails` for Gaussian innovations")
+
+
+def _check_exit(r, path, name, regimes, m, matrix_form, bad, given=None):
+    """duration_months/next of a regime (durations form) or their absence (matrix form)."""
+    if matrix_form:
+        if r.duration_months is not None or r.next is not None:
+            bad(path, "give either `transitions` at the top level or `duration_months`/`next` per regime, never both")
+        return
+    if len(regimes) == 1:
+        if r.next is not None:
+            bad(f"{path}.next", "a single regime never leaves: remove `next`")
+        return
+    show = lambda field: given is None or getattr(given, field) is not None  # noqa: E731
+    d = r.duration_months
+    if d is None:
+        if given is None:
+            bad(f"{path}.duration_months", "required with several regimes (or use the `transitions` matrix form)")
+    elif show("duration_months") and not (math.isfinite(d) and d * m >= 1 - 1e-12):
+        bad(f"{path}.duration_months", f"must be at least one step ({1 / m:.4g} months at this frequency), got {d}")
+    if r.next is None:
+        if given is None:
+            bad(f"{path}.next", "required with several regimes: where the chain goes when it leaves")
+    elif show("next"):
+        _check_row(r.next, f"{path}.next", regimes, bad, exclude=name)
+
+
+def _check_row(row, path, regimes, bad, exclude=None):
+    ok = True
+    for j, p in row.items():
+        if j not in regimes:
+            bad(f"{path}.{j}", f"unknown regime {j!r}; regimes are {regimes}")
+            ok = False
+        elif j == exclude:
+            bad(f"{path}.{j}", "`next` cannot point at the regime itself (its stay is set by duration_months)")
+            ok = False
+        elif not (math.isfinite(p) and 0 <= p <= 1):
+            bad(f"{path}.{j}", f"a probability must lie in [0, 1], got {p}")
+            ok = False
+    if ok and abs(sum(row.values()) - 1) > ROW_TOL:
+        bad(path, f"probabilities must sum to 1 (within {ROW_TOL:g}), got {sum(row.values())!r}")
+
+
+def _check_matrix(mat, path, regimes, bad, partial):
+    for k, row in mat.items():
+        if k not in regimes:
+            bad(f"{path}.{k}", f"unknown regime {k!r}; regimes are {regimes}")
+        else:
+            _check_row(row, f"{path}.{k}", regimes, bad)
+    if not partial:
+        for k in regimes:
+            if k not in mat:
+                bad(f"{path}.{k}", "missing row: every regime needs its per-step transition probabilities")
+
+
+def _check_start(sc, regimes, bad):
+    s = sc.start
+    if isinstance(s, str):
+        if s != "stationary" and s not in regimes:
+            bad("start", f"must be 'stationary', a regime name or a mapping regime -> probability; "
+                f"{s!r} is not a regime ({regimes})")
+    else:
+        _check_row(s, "start", regimes, bad)
+
+
+def _check_rates(sc, assets, bad):
+    r = sc.rates
+    if not r.path:
+        bad("rates.path", "give at least one knot month -> rate (percent)")
+    for month, level in r.path.items():
+        if not (math.isfinite(month) and month >= 0):
+            bad(f"rates.path.{month:g}", f"knot months must be >= 0, got {month}")
+        if not math.isfinite(level):
+            bad(f"rates.path.{month:g}", f"the rate must be a finite number of percent, got {level}")
+    if r.path and min(r.path) > sc.horizon_months:
+        bad("rates.path", f"every knot is past horizon_months={sc.horizon_months}")
+    for a in assets:
+        if a not in r.sensitivity:
+            bad(f"rates.sensitivity.{a}", f"missing value for asset {a!r}")
+    for a, v in r.sensitivity.items():
+        if a not in assets:
+            bad(f"rates.sensitivity.{a}", f"unknown asset {a!r}; assets are {assets}")
+        elif not math.isfinite(v):
+            bad(f"rates.sensitivity.{a}", f"must be a finite number, got {v}")
+
+
+def _check_expect(sc, bad):
+    names = set(sc.metric_names())
+    horizons = sc.report_months_for(sc.horizon_months)
+    for i, e in enumerate(sc.expect):
+        path = f"expect.{i}"
+        if e.metric not in names:
+            bad(f"{path}.metric", f"unknown metric {e.metric!r}; use a summary.csv column such as "
+                "p_outperform, excess_mean, <asset>_mdd_median or occupancy_<regime>")
+        if e.horizon_months not in horizons:
+            bad(f"{path}.horizon_months", f"{e.horizon_months} is not a report horizon {horizons}")
+        given = [k for k in ("between", "above", "below") if getattr(e, k) is not None]
+        if len(given) != 1:
+            bad(path, f"give exactly one of between/above/below, got {given or 'none'}")
+        if e.between is not None and not (e.between[0] <= e.between[1]):
+            bad(f"{path}.between", f"needs [low, high] with low <= high, got {list(e.between)}")
+        for k in ("above", "below"):
+            v = getattr(e, k)
+            if isinstance(v, str) and v not in names:
+                bad(f"{path}.{k}", f"{v!r} is neither a number nor a metric name")
+            elif isinstance(v, float) and not math.isfinite(v):
+                bad(f"{path}.{k}", f"the threshold must be a finite number, got {v}")
+
+
+def corr_problem(corr, n_assets: int) -> str | None:
+    """Why ``corr`` is not a valid correlation matrix for ``n_assets`` (None when valid)."""
+    if not isinstance(corr, list):
+        if n_assets != 2:
+            return f"with {n_assets} assets give a full {n_assets}x{n_assets} matrix (list of lists) in asset order"
+        if not (math.isfinite(corr) and -1 <= corr <= 1):
+            return f"a correlation must lie in [-1, 1], got {corr}"
+        return None
+    C = np.asarray(corr, dtype=float) if all(isinstance(r, list) for r in corr) else None
+    if C is None or C.shape != (n_assets, n_assets):
+        return f"must be a {n_assets}x{n_assets} matrix in asset order"
+    if not np.all(np.isfinite(C)):
+        return "entries must be finite numbers"
+    if not np.allclose(np.diag(C), 1.0, atol=1e-12):
+        return f"the diagonal must be 1, got {np.diag(C).tolist()}"
+    if not np.allclose(C, C.T, atol=1e-12):
+        return "the matrix must be symmetric"
+    if np.any(np.abs(C) > 1):
+        return "entries must lie in [-1, 1]"
+    if np.linalg.eigvalsh(C).min() < -1e-10:
+        return f"not positive semi-definite (smallest eigenvalue {np.linalg.eigvalsh(C).min():.3g}); fix the entries"
+    return None
+
+
+def corr_matrix(corr, n_assets: int) -> np.ndarray:
+    if isinstance(corr, list):
+        return np.asarray(corr, dtype=float)
+    C = np.full((n_assets, n_assets), float(corr))
+    np.fill_diagonal(C, 1.0)
+    return C
+
+
+def merge_override(base: RegimeSpec, o: RegimeOverride) -> RegimeSpec:
+    """A regime with a phase's override applied (per-asset maps merged key by key)."""
+    fields = base.model_dump()
+    for k, v in o.model_dump(exclude_none=True).items():
+        fields[k] = {**fields[k], **v} if k in ("drift", "vol") else v
+    return RegimeSpec.model_construct(**fields)
+
+
+# --------------------------------------------------------------------------------------------
+# Per-step transition matrices (meaning of duration_months/next, SPEC section 3)
+
+
+def exit_matrix(regimes: dict[str, RegimeSpec], names: list[str], steps_per_month: float) -> np.ndarray:
+    """Per-step matrix from durations: leave k with probability 1/(d_k * m), then go to j with next_kj."""
+    K = len(names)
+    P = np.eye(K)
+    if K == 1:
+        return P
+    for i, k in enumerate(names):
+        r = regimes[k]
+        q = 1.0 / (r.duration_months * steps_per_month)
+        P[i, i] = 1.0 - q
+        for j, w in r.next.items():
+            P[i, names.index(j)] = q * w
+    return P
+
+
+def rows_matrix(rows: dict[str, dict[str, float]], names: list[str], base: np.ndarray | None = None) -> np.ndarray:
+    P = np.zeros((len(names), len(names))) if base is None else base.copy()
+    for k, row in rows.items():
+        i = names.index(k)
+        P[i] = 0.0
+        for j, p in row.items():
+            P[i, names.index(j)] = p
+    return P
+
+
+def base_matrix(sc: Scenario) -> np.ndarray:
+    """The per-step transition matrix without phase overrides."""
+    names = sc.regime_names
+    if sc.transitions is not None:
+        return rows_matrix(sc.transitions, names)
+    return exit_matrix(sc.regimes, names, sc.steps_per_year / 12)
+
+
+def phase_matrix(sc: Scenario, phase: Phase) -> np.ndarray:
+    """The per-step transition matrix inside ``phase``."""
+    names = sc.regime_names
+    if sc.transitions is not None:
+        return rows_matrix(phase.transitions or {}, names, base=base_matrix(sc))
+    merged = {k: merge_override(r, phase.regimes[k]) if k in phase.regimes else r for k, r in sc.regimes.items()}
+    return exit_matrix(merged, names, sc.steps_per_year / 12)
+
+
+def is_irreducible(P: np.ndarray) -> bool:
+    reach = (P > 0) | np.eye(len(P), dtype=bool)
+    for _ in range(len(P)):
+        reach = reach | ((reach.astype(int) @ reach.astype(int)) > 0)
+    return bool(reach.all())
+
+
+def stationary_distribution(P: np.ndarray) -> np.ndarray:
+    """pi with pi P = pi, sum 1 (P irreducible)."""
+    K = len(P)
+    A = np.vstack([P.T - np.eye(K), np.ones(K)])
+    b = np.zeros(K + 1)
+    b[-1] = 1.0
+    pi = np.linalg.lstsq(A, b, rcond=None)[0]
+    pi = np.clip(pi, 0, None)
+    return pi / pi.sum()
