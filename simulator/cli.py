@@ -98,7 +98,7 @@ def print_summary(res) -> None:
         table.add_row(label, *[fmt(v) for v in df[col]])
 
     table.add_row(f"P({first} beats {second})",
-                  *[f"{p:.3f} ± {se:.3f}" for p, se in zip(df["p_outperform"], df["p_outperform_se"])])
+                  *[f"{p:.3f} ± {se:.4f}" for p, se in zip(df["p_outperform"], df["p_outperform_se"])])
     add("excess mean", pct, "excess_mean")
     add("excess median", pct, "excess_median")
     table.add_row("excess 5% .. 95%", *[f"{pct(a)} .. {pct(b)}" for a, b in zip(df["excess_q05"], df["excess_q95"])])

@@ -102,8 +102,9 @@ def step(state: PathState, xs, *, key: jax.Array, valid: jax.Array, has_tails: b
     # Regime move into step t: count the cumulative-row thresholds the uniform passes.
     masks = [state.regime == k for k in range(K)]
     u = jax.random.uniform(k_move, (n_paths,), dtype)
-    regime = sum((u >= select(masks, p.cum_trans[:, j])).astype(jnp.int32) for j in range(K - 1))
-    regime = jnp.asarray(regime, jnp.int32)
+    regime = jnp.zeros(n_paths, jnp.int32)
+    for j in range(K - 1):
+        regime += (u >= select(masks, p.cum_trans[:, j])).astype(jnp.int32)
     masks = [regime == k for k in range(K)]
 
     # Correlated innovations: loading (vol * sqrt(dt) * Cholesky) of the regime times unit normals z,
@@ -112,7 +113,8 @@ def step(state: PathState, xs, *, key: jax.Array, valid: jax.Array, has_tails: b
     shock = jnp.stack([sum(select(masks, p.loading[:, a, b, None]) * z[b] for b in range(a + 1)) for a in range(A)])
     if has_tails:
         finite = jnp.isfinite(p.tails)
-        nu = select(masks, jnp.where(finite, p.tails, 4.0))  # 4.0: placeholder for Gaussian regimes
+        # one draw per path (with one regime, select returns an unbroadcast scalar); 4.0: placeholder, Gaussian
+        nu = jnp.broadcast_to(select(masks, jnp.where(finite, p.tails, 4.0)), (n_paths,))
         scale = jnp.sqrt((nu - 2.0) / chi2(k_tail, nu))
         shock = shock * jnp.where(select(masks, finite), scale, 1.0)
 

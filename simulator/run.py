@@ -120,10 +120,11 @@ def simulate(scenario: Scenario, n_paths: int = 1_000_000, seed: int = 0, *, hor
     model = build_model(scenario, horizon_months)
     blocks_per_call = max(1, (batch_paths or DEFAULT_BATCH_PATHS) // BLOCK_PATHS)
     t0 = time.perf_counter()
+    dtype = np.float32 if precision == 32 else np.float64
     with jax.enable_x64(precision == 64):
-        acc = Accumulator(model, n_paths)
-        for first, n_valid, block in run_blocks(model, seed, n_paths, dtype=np.float32 if precision == 32 else np.float64,
-                                                device=dev, blocks_per_call=blocks_per_call, on_blocks=progress):
+        acc = Accumulator(model, n_paths, dtype)
+        for first, n_valid, block in run_blocks(model, seed, n_paths, dtype=dtype, device=dev,
+                                                blocks_per_call=blocks_per_call, on_blocks=progress):
             acc.add(first, n_valid, block)
         stats = acc.finish()
     wall = time.perf_counter() - t0

@@ -25,22 +25,22 @@ KEEP_BUDGET_BYTES = 1 << 30
 FAN_QUANTILES = (0.05, 0.10, 0.25, 0.50, 0.75, 0.90, 0.95)
 
 
-def keep_paths(model: Model, n_paths: int) -> int:
+def keep_paths(model: Model, n_paths: int, itemsize: int = 4) -> int:
     """How many paths keep their per-month values (bounded in count and bytes)."""
     A = len(model.asset_keys)
-    bytes_per_path = 4 * A * (len(model.month_steps) + len(model.report_months))
+    bytes_per_path = itemsize * A * (len(model.month_steps) + len(model.report_months))
     return int(min(n_paths, MAX_KEEP_PATHS, KEEP_BUDGET_BYTES // bytes_per_path))
 
 
 class Accumulator:
     """Merges block outputs in path order: ``add`` each block, then ``finish``."""
 
-    def __init__(self, model: Model, n_paths: int):
+    def __init__(self, model: Model, n_paths: int, dtype=np.float32):
         M1, A, R = len(model.month_steps), len(model.asset_keys), len(model.report_months)
         self.model, self.n_paths = model, n_paths
-        self.keep = keep_paths(model, n_paths)
-        self.kept_months = np.empty((M1, A, self.keep), np.float32)   # log wealth per month
-        self.kept_dd = np.empty((R, A, self.keep), np.float32)        # max log drawdown per report
+        self.keep = keep_paths(model, n_paths, np.dtype(dtype).itemsize)
+        self.kept_months = np.empty((M1, A, self.keep), dtype)   # log wealth per month (engine precision)
+        self.kept_dd = np.empty((R, A, self.keep), dtype)        # max log drawdown per report
         self.sum_r = np.zeros((M1, A))       # sum of R_a
         self.loss = np.zeros((M1, A))        # count of R_a < 0
         self.sum_x = np.zeros(M1)            # sum of X

@@ -1,0 +1,179 @@
+"""Engine properties against exact answers: innovations, correlation, rate overlay, drawdowns,
+determinism. Fixed seeds; tolerances are multiples of the Monte Carlo standard error (Z)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+import simulator as sim
+from simulator.engine import BLOCK_PATHS, chi2
+
+Z = 4.5  # standard errors allowed: a false alarm about once in 150,000 comparisons
+
+
+def one_regime(tails=None, corr=0.6, drift=(0.0, 0.0), vol=(0.2, 0.15), horizon=1, rates=None, **extra):
+    regime = {"drift": {"small": drift[0], "large": drift[1]}, "vol": {"small": vol[0], "large": vol[1]},
+              "corr": corr}
+    if tails is not None:
+        regime["tails"] = tails
+    data = {"name": "one", "frequency": "monthly", "horizon_months": horizon, "report_months": [horizon],
+            "assets": {"small": "Russell 2000", "large": "S&P 500"}, "regimes": {"only": regime}, **extra}
+    if rates is not None:
+        data["rates"] = rates
+    return sim.parse_scenario(data, source="test")
+
+
+def innovations(res, vol=(0.2, 0.15)) -> np.ndarray:
+    """Unit innovations e[path, asset] of a one-step, zero-drift run: log(1 + R) / (vol sqrt(dt))."""
+    return np.log1p(res.draws(1).to_numpy()) / (np.asarray(vol) * np.sqrt(1 / 12))
+
+
+@pytest.mark.parametrize("nu", [2.5, 5.0, 30.0])
+def test_chi2_sampler_matches_scipy(nu):
+    import jax
+
+    with jax.enable_x64(True):
+        x = np.asarray(chi2(jax.random.key(3), np.full(200_000, nu)))
+    assert stats.kstest(x, stats.chi2(nu).cdf).pvalue > 1e-4
+
+
+def test_student_t_innovations_unit_variance_and_kurtosis():
+    nu, n = 12.0, 400_000
+    e = innovations(sim.simulate(one_regime(tails=nu), n_paths=n, seed=11, precision=64))
+    # Standardised t: E e^2 = 1, E e^4 = 3 (nu-2)/(nu-4), E e^8 = 105 (nu-2)^3 / ((nu-4)(nu-6)(nu-8)).
+    m4 = 3 * (nu - 2) / (nu - 4)
+    m8 = 105 * (nu - 2) ** 3 / ((nu - 4) * (nu - 6) * (nu - 8))
+    for a in range(2):
+        assert abs(np.mean(e[:, a] ** 2) - 1) < Z * np.sqrt((m4 - 1) / n)
+        assert abs(np.mean(e[:, a] ** 4) - m4) < Z * np.sqrt((m8 - m4 ** 2) / n)
+        # and the whole marginal law is the rescaled t
+        assert stats.kstest(e[:, a], stats.t(nu, scale=np.sqrt((nu - 2) / nu)).cdf).pvalue > 1e-4
+    excess_kurtosis = stats.kurtosis(e[:, 0])
+    assert excess_kurtosis > 0.4  # Gaussian would be 0; t_12 gives 6 / (nu - 4) = 0.75
+
+
+def test_gaussian_innovations_and_correlation():
+    n, rho = 300_000, 0.6
+    e = innovations(sim.simulate(one_regime(corr=rho), n_paths=n, seed=5, precision=64))
+    for a in range(2):
+        assert abs(np.mean(e[:, a] ** 2) - 1) < Z * np.sqrt(2 / n)
+        assert abs(stats.kurtosis(e[:, a])) < Z * np.sqrt(24 / n)
+    r = np.corrcoef(e[:, 0], e[:, 1])[0, 1]
+    assert abs(r - rho) < Z * (1 - rho ** 2) / np.sqrt(n)
+
+
+def test_three_assets_correlation_matrix():
+    C = [[1.0, 0.8, 0.3], [0.8, 1.0, 0.5], [0.3, 0.5, 1.0]]
+    data = {"name": "three", "frequency": "monthly", "horizon_months": 1, "report_months": [1],
+            "assets": {"small": "R2000", "large": "SPX", "mid": "S&P 400"}, "compare": ["small", "large"],
+            "regimes": {"only": {"drift": {"small": 0, "large": 0, "mid": 0},
+                                 "vol": {"small": 0.2, "large": 0.15, "mid": 0.18}, "corr": C}}}
+    n = 200_000
+    res = sim.simulate(sim.parse_scenario(data), n_paths=n, seed=2, precision=64)
+    e = np.log1p(res.draws(1)[["small", "large", "mid"]].to_numpy()) / (np.array([0.2, 0.15, 0.18]) * np.sqrt(1 / 12))
+    R = np.corrcoef(e.T)
+    for i, j in [(0, 1), (0, 2), (1, 2)]:
+        assert abs(R[i, j] - C[i][j]) < Z * (1 - C[i][j] ** 2) / np.sqrt(n)
+
+
+def test_rate_overlay_shifts_every_path_exactly():
+    rates = {"path": {0: 4.0, 3: 3.75, 6: 3.5, 12: 3.25}, "sensitivity": {"small": -0.06, "large": -0.03}}
+    kw = dict(drift=(0.08, 0.07), horizon=12, tails=6.0)
+    with_rates = sim.simulate(one_regime(rates=rates, **kw), n_paths=20_000, seed=9, precision=64)
+    without = sim.simulate(one_regime(**kw), n_paths=20_000, seed=9, precision=64)
+    for h, rate_change in [(3, -0.25), (6, -0.5), (9, -0.625), (12, -0.75)]:
+        shift = np.log1p(with_rates.draws(h).to_numpy()) - np.log1p(without.draws(h).to_numpy())
+        np.testing.assert_allclose(shift, np.broadcast_to([-0.06 * rate_change, -0.03 * rate_change], shift.shape),
+                                   rtol=0, atol=1e-12)
+
+
+def test_drawdowns_match_brute_force_on_the_monthly_path():
+    # Monthly steps: the kept month-end values are every step, so the maximum drawdown can be recomputed.
+    res = sim.simulate(one_regime(tails=5.0, drift=(0.02, 0.05), vol=(0.3, 0.2), horizon=12), n_paths=30_000,
+                       seed=4, precision=64)
+    wealth = np.stack([1 + res.draws(m).to_numpy() for m in range(13)])     # [month, path, asset]
+    mdd = (1 - wealth / np.maximum.accumulate(wealth, axis=0)).max(axis=0)  # positive fractions
+    row = res.summary().iloc[0]
+    for a, key in enumerate(["small", "large"]):
+        assert row[f"{key}_mdd_median"] == pytest.approx(np.median(mdd[:, a]), abs=1e-12)
+        assert row[f"{key}_mdd_q95"] == pytest.approx(np.quantile(mdd[:, a], 0.95), abs=1e-12)
+
+
+def test_risk_figures_follow_their_definitions():
+    res = sim.simulate(one_regime(tails=5.0, drift=(0.05, 0.06), horizon=12), n_paths=50_000, seed=8)
+    row, R = res.summary().iloc[0], res.draws(12)
+    for key in ["small", "large"]:
+        q05 = np.quantile(R[key], 0.05)
+        assert row[f"{key}_var95"] == pytest.approx(-q05)
+        assert row[f"{key}_es95"] == pytest.approx(-R[key][R[key] <= q05].mean())
+        assert row[f"{key}_p_loss"] == pytest.approx((R[key] < 0).mean())
+        assert row[f"{key}_mean"] == pytest.approx(R[key].mean(), rel=1e-9)
+    X = R["small"] - R["large"]
+    assert row["p_outperform"] == pytest.approx((X > 0).mean())
+    assert row["excess_sd"] == pytest.approx(X.std(ddof=1), rel=1e-9)
+    assert row["excess_hdi90_high"] - row["excess_hdi90_low"] <= row["excess_q95"] - row["excess_q05"] + 1e-12
+
+
+def scenario_with_everything():
+    return sim.parse_scenario({
+        "name": "mix", "frequency": "weekly", "horizon_months": 12, "report_months": [3, 12],
+        "assets": {"small": "R2000", "large": "SPX"},
+        "regimes": {
+            "up": {"drift": {"small": 0.1, "large": 0.08}, "vol": {"small": 0.2, "large": 0.15}, "corr": 0.8,
+                   "duration_months": 18, "next": {"down": 1.0}},
+            "down": {"drift": {"small": -0.2, "large": -0.1}, "vol": {"small": 0.35, "large": 0.25}, "corr": 0.9,
+                     "tails": 5, "duration_months": 6, "next": {"up": 1.0}}},
+        "phases": [{"until_month": 3, "regimes": {"up": {"duration_months": 4}}}],
+        "rates": {"path": {0: 4.0, 12: 3.25}, "sensitivity": {"small": -0.06, "large": -0.03}},
+    })
+
+
+def test_summary_is_identical_whatever_the_batch_size():
+    sc = scenario_with_everything()
+    n = 3 * BLOCK_PATHS + 1234  # a partial last block too
+    runs = [sim.simulate(sc, n_paths=n, seed=21, batch_paths=b) for b in (BLOCK_PATHS, 2 * BLOCK_PATHS, 1 << 17)]
+    for other in runs[1:]:
+        pd.testing.assert_frame_equal(runs[0].summary(), other.summary(), check_exact=True)
+        pd.testing.assert_frame_equal(runs[0].fan(), other.fan(), check_exact=True)
+        pd.testing.assert_frame_equal(runs[0].draws(12), other.draws(12), check_exact=True)
+
+
+def test_paths_depend_on_seed_and_block_only():
+    sc = scenario_with_everything()
+    small = sim.simulate(sc, n_paths=BLOCK_PATHS + 10, seed=3).draws(12)
+    large = sim.simulate(sc, n_paths=3 * BLOCK_PATHS, seed=3).draws(12)
+    pd.testing.assert_frame_equal(small, large.iloc[: len(small)], check_exact=True)
+    other_seed = sim.simulate(sc, n_paths=BLOCK_PATHS + 10, seed=4).draws(12)
+    assert not np.allclose(small.to_numpy(), other_seed.to_numpy())
+
+
+def test_float32_agrees_with_float64_within_monte_carlo_error():
+    sc = scenario_with_everything()
+    n = 100_000
+    s32 = sim.simulate(sc, n_paths=n, seed=13, precision=32).summary()
+    s64 = sim.simulate(sc, n_paths=n, seed=13, precision=64).summary()
+    for (_, a), (_, b) in zip(s32.iterrows(), s64.iterrows()):
+        # the two runs' differences stay within the error of two independent runs
+        se_p = np.sqrt(2 * b.p_outperform * (1 - b.p_outperform) / n)
+        assert abs(a.p_outperform - b.p_outperform) < Z * se_p
+        assert abs(a.excess_mean - b.excess_mean) < Z * np.sqrt(2 / n) * b.excess_sd
+
+
+def test_occupancy_shares_sum_to_one():
+    s = sim.simulate(scenario_with_everything(), n_paths=20_000, seed=1).summary()
+    np.testing.assert_allclose(s[["occupancy_up", "occupancy_down"]].sum(axis=1), 1.0, atol=1e-12)
+
+
+def test_gpu_request_without_gpu_is_a_clear_error():
+    import jax
+
+    try:
+        jax.devices("gpu")
+        pytest.skip("a GPU is present")
+    except RuntimeError:
+        pass
+    with pytest.raises(sim.DeviceError, match="--device cpu"):
+        sim.simulate(one_regime(), n_paths=100, device="gpu")
