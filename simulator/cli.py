@@ -89,9 +89,9 @@ def print_summary(res) -> None:
     table = Table(title=f"{res.name}: {res.meta['n_paths']:,} paths, seed {res.meta['seed']} "
                         f"({res.meta['backend']}, float{res.meta['precision']}, {res.meta['wall_seconds']:.1f} s)",
                   title_justify="left")
-    table.add_column("figure")
+    table.add_column("figure", no_wrap=True)
     for h in df["horizon_months"]:
-        table.add_column(f"{h}m", justify="right")
+        table.add_column(f"{h}m", justify="right", no_wrap=True)
     pct = lambda v: f"{100 * v:.1f}%"  # noqa: E731
 
     def add(label, fmt, col):
@@ -116,7 +116,7 @@ def print_summary(res) -> None:
     table.add_section()
     for k in res.model.regime_names:
         add(f"time in {k}", pct, f"occupancy_{k}")
-    Console(width=max(100, 24 + 18 * len(df))).print(table)
+    Console(width=max(110, 32 + 18 * len(df))).print(table)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -24,8 +24,9 @@ def draw_fan(ax, fan: pd.DataFrame, series: str, color: str, label: str | None =
     ax.set_xlabel("months")
 
 
-def fan_figure(fan: pd.DataFrame, model: Model, title: str):
-    """The excess-return fan (large, left) with each asset's total-return fan beside it."""
+def fan_figure(fan: pd.DataFrame, model: Model, title: str, labels: dict[str, str] | None = None):
+    """The excess-return fan (large, left) with each asset's total-return fan beside it (shared scale)."""
+    labels = labels or {}
     assets = list(model.asset_keys)
     first, second = (assets[i] for i in model.compare)
     fig = plt.figure(figsize=(5.5 + 3.2 * len(assets), 4.6), layout="constrained")
@@ -34,9 +35,11 @@ def fan_figure(fan: pd.DataFrame, model: Model, title: str):
     draw_fan(ax, fan, "excess", "tab:red")
     ax.set_title(f"excess return {first} - {second} (%)\nbands 5-95, 10-90, 25-75; line: median", fontsize=10)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    first_asset_ax = None
     for i, a in enumerate(assets):
-        axa = fig.add_subplot(grid[0, 1 + i], sharey=None)
+        axa = fig.add_subplot(grid[0, 1 + i], sharey=first_asset_ax)  # one scale for all assets
+        first_asset_ax = first_asset_ax or axa
         draw_fan(axa, fan, a, colors[i % len(colors)])
-        axa.set_title(f"{a} total return (%)", fontsize=10)
+        axa.set_title(f"{a} ({labels.get(a, a)}) total return (%)", fontsize=10)
     fig.suptitle(title)
     return fig

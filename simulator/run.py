@@ -78,7 +78,7 @@ class Result:
             summary.to_csv(tmp / "summary.csv", index=False)
             (tmp / "summary.json").write_text(summary.to_json(orient="records", indent=2))
             fan.to_csv(tmp / "fan.csv", index=False)
-            fan_figure(fan, self.model, title=self._title()).savefig(tmp / "fan.png", dpi=110)
+            fan_figure(fan, self.model, title=self._title(), labels=self.scenario.assets).savefig(tmp / "fan.png", dpi=110)
             (tmp / "meta.json").write_text(json.dumps(self.meta, indent=2, default=str))
             replace_dir(tmp, out)
         except BaseException:

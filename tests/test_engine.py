@@ -177,3 +177,26 @@ def test_gpu_request_without_gpu_is_a_clear_error():
         pass
     with pytest.raises(sim.DeviceError, match="--device cpu"):
         sim.simulate(one_regime(), n_paths=100, device="gpu")
+
+
+@pytest.mark.parametrize("start,nu", [("calm", None), ("wild", 8.0)])
+def test_mixed_gaussian_and_student_t_regimes(start, nu):
+    """Each regime keeps its own innovation law when Gaussian and Student-t regimes are mixed."""
+    regime = lambda **kw: {"drift": {"small": 0, "large": 0}, "vol": {"small": 0.2, "large": 0.15}, "corr": 0.5,  # noqa: E731
+                           "duration_months": 600, **kw}
+    sc = sim.parse_scenario({
+        "name": "mixed", "frequency": "monthly", "horizon_months": 1, "report_months": [1],
+        "assets": {"small": "R2000", "large": "SPX"}, "start": start,
+        "regimes": {"calm": regime(next={"wild": 1.0}), "wild": regime(tails=8.0, next={"calm": 1.0})}})
+    n = 300_000
+    e = innovations(sim.simulate(sc, n_paths=n, seed=17, precision=64))[:, 0]
+    if nu is None:   # Gaussian: E e^4 = 3, Var(e^4) = 105 - 9
+        m4, var4 = 3.0, 96.0
+    else:            # standardised t_nu
+        m4 = 3 * (nu - 2) / (nu - 4)
+        var4 = 105 * (nu - 2) ** 3 / ((nu - 4) * (nu - 6) * (nu - 8)) - m4 ** 2 if nu > 8 else None
+    assert abs(np.mean(e ** 2) - 1) < Z * np.sqrt((m4 - 1) / n)
+    if var4 is not None:
+        assert abs(np.mean(e ** 4) - m4) < Z * np.sqrt(var4 / n)
+    law = stats.norm() if nu is None else stats.t(nu, scale=np.sqrt((nu - 2) / nu))
+    assert stats.kstest(e, law.cdf).pvalue > 1e-4

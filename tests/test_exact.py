@@ -27,7 +27,7 @@ import math
 
 import numpy as np
 import pytest
-from scipy import integrate, optimize, special, stats
+from scipy import integrate, optimize, stats
 
 try:  # tests/ as a package or as a plain folder on sys.path
     from . import exact as ex
