@@ -2,9 +2,13 @@
 
 __version__ = "0.1.0"
 
-from .engine import DeviceError  # noqa: E402
+from .devices import DeviceError  # noqa: E402
 from .run import OutputExistsError, Result, simulate  # noqa: E402
 from .scenario import Scenario, ScenarioError, load_scenario, parse_scenario  # noqa: E402
+from .history import DataError, load_us_size_returns, read_returns  # noqa: E402
+from . import backtest, calibrate  # noqa: E402  (modules: sim.calibrate.calibrate(...), sim.backtest.backtest(...))
+from .calibrate import Calibration, FitError  # noqa: E402
 
-__all__ = ["DeviceError", "OutputExistsError", "Result", "Scenario", "ScenarioError", "__version__",
-           "load_scenario", "parse_scenario", "simulate"]
+__all__ = ["Calibration", "DataError", "DeviceError", "FitError", "OutputExistsError", "Result", "Scenario",
+           "ScenarioError", "__version__", "backtest", "calibrate", "load_scenario", "load_us_size_returns",
+           "parse_scenario", "read_returns", "simulate"]

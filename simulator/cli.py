@@ -12,14 +12,16 @@ import sys
 from pathlib import Path
 
 import click
+import jax
 
 from . import __version__
 from .checks import CheckResult, evaluate, write_junit
-from .engine import DeviceError
+from .devices import DeviceError, init_processes, wants_processes
 from .run import OutputExistsError, simulate
 from .scenario import ScenarioError, load_scenario
+from .history import DataError  # calibrate/backtest input errors (a FitError is one)
 
-USER_ERRORS = (ScenarioError, OutputExistsError, DeviceError, FileNotFoundError)
+USER_ERRORS = (ScenarioError, OutputExistsError, DeviceError, FileNotFoundError, DataError)
 
 
 class UserError(click.ClickException):
@@ -132,36 +134,52 @@ def main():
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
 @click.option("--horizon", type=click.IntRange(min=1), default=None, help="Horizon in months (default: the file's).")
 @click.option("--device", type=click.Choice(["cpu", "gpu", "auto"]), default="cpu", show_default=True)
+@click.option("--devices", "n_devices", default="1", show_default=True,
+              help="How many devices of that backend share the paths: a number or 'all' (same numbers as one).")
 @click.option("--precision", type=click.Choice(["32", "64"]), default="32", show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Output folder (default results/<name>; with several scenarios, OUT/<name>).")
 @click.option("--force", is_flag=True, help="Replace an existing non-empty output folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON instead of a table.")
 @click.option("--quiet", is_flag=True, help="No progress bar and no table.")
+@click.option("--coordinator", default=None, help="Several hosts: HOST:PORT of process 0 (jax.distributed).")
+@click.option("--num-processes", type=click.IntRange(min=1), default=None, help="Several hosts: process count.")
+@click.option("--process-id", type=click.IntRange(min=0), default=None, help="Several hosts: this process's id.")
 @user_errors
-def run(scenarios, n_paths, seed, horizon, device, precision, out, force, as_json, quiet):
-    """Simulate scenario files, print a summary and write a results folder for each."""
+def run(scenarios, n_paths, seed, horizon, device, n_devices, precision, out, force, as_json, quiet, coordinator,
+        num_processes, process_id):
+    """Simulate scenario files, print a summary and write a results folder for each.
+
+    Several hosts: start the same command on every host with --coordinator/--num-processes/--process-id
+    (or JAX's JAX_COORDINATOR_ADDRESS/JAX_NUM_PROCESSES/JAX_PROCESS_ID); each simulates its share of the
+    path blocks, and process 0 prints and writes the merged result.
+    """
+    if coordinator is not None or num_processes is not None or process_id is not None or wants_processes():
+        init_processes(coordinator, num_processes, process_id)
+    lead = jax.process_index() == 0
     loaded = load_all(scenarios)
     outs = [Path(out) if out and len(loaded) == 1 else Path(out or "results") / sc.name for sc in loaded]
     if len(set(outs)) < len(outs):
         raise UserError("two scenarios share a name and would write the same folder: "
                         + ", ".join(sorted({str(o) for o in outs if outs.count(o) > 1})))
     for o in outs:  # refuse before spending any time simulating
-        if o.exists() and (not o.is_dir() or any(o.iterdir())) and not force:
+        if lead and o.exists() and (not o.is_dir() or any(o.iterdir())) and not force:
             raise OutputExistsError(f"{o}: output folder exists and is not empty; use --force to replace it")
     records = []
     for sc, o in zip(loaded, outs):
-        bar, callback = progress_bar(n_paths, quiet, sc.name)
+        bar, callback = progress_bar(n_paths, quiet or not lead, sc.name)
         with bar:
             res = simulate(sc, n_paths=n_paths, seed=seed, horizon_months=horizon, device=device,
-                           precision=int(precision), progress=callback)
+                           devices=n_devices, precision=int(precision), progress=callback)
+        if not lead:
+            continue
         res.save(o, force=force)
         if as_json:
             records += json.loads(res.summary().to_json(orient="records"))
         elif not quiet:
             print_summary(res)
             click.echo(f"wrote {o}/")
-    if as_json:
+    if as_json and lead:
         click.echo(json.dumps(records, indent=2))
 
 
@@ -227,3 +245,135 @@ def devices():
             jax.devices(platform)
         except RuntimeError:
             click.echo(f"no {platform} backend available")
+
+
+# --------------------------------------------------------------------------------------------
+# calibrate and backtest (issue 4): thin commands over simulator.calibrate and simulator.backtest
+
+
+def _split_columns(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    cols = [c.strip() for c in value.split(",") if c.strip()]
+    if not cols:
+        raise UserError(f"--columns {value!r}: give comma-separated column names, e.g. --columns small,large")
+    return cols
+
+
+def _read_data(data, columns, percent, frequency, start_date, end_date):
+    from .history import read_returns
+
+    return read_returns(data, _split_columns(columns), percent=percent, frequency=frequency,
+                        start_date=start_date, end_date=end_date)
+
+
+_DATE = click.DateTime(formats=["%Y-%m-%d", "%Y-%m"])
+
+
+def _data_options(fn):
+    """Options shared by calibrate and backtest: which columns, units, frequency and sample window."""
+    for opt in reversed([
+        click.option("--regimes", "n_regimes", type=click.IntRange(1, 9), required=True,
+                     help="Number of regimes K (2: bear/bull, 3: bear/neutral/bull)."),
+        click.option("--columns", default=None,
+                     help="Comma-separated asset columns, in order (default: every column but date); "
+                          "the first two are compared (excess = first - second)."),
+        click.option("--percent", is_flag=True, help="Returns in the file are in percent, not decimals."),
+        click.option("--frequency", type=click.Choice(["monthly", "weekly", "daily"]), default=None,
+                     help="Data frequency (default: inferred from the dates)."),
+        click.option("--start-date", type=_DATE, default=None, help="First date of the sample (inclusive)."),
+        click.option("--end-date", type=_DATE, default=None, help="Last date of the sample (inclusive)."),
+        click.option("--starts", "n_starts", type=click.IntRange(min=1), default=10, show_default=True,
+                     help="Random starts of EM (fixed seed); the best likelihood is kept."),
+        click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True),
+    ]):
+        fn = opt(fn)
+    return fn
+
+
+@main.command("calibrate")
+@click.argument("data", type=click.Path(dir_okay=False))
+@_data_options
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="Scenario file to write (YAML).")
+@click.option("--name", default=None, help="Scenario name (default: from the --out file name).")
+@click.option("--horizon", type=click.IntRange(min=1), default=24, show_default=True,
+              help="horizon_months of the written scenario.")
+@click.option("--force", is_flag=True, help="Replace an existing --out file.")
+@user_errors
+def calibrate_cmd(data, n_regimes, columns, percent, frequency, start_date, end_date, n_starts, seed, out, name,
+                  horizon, force):
+    """Fit a K-regime Markov-switching model to historical returns and write it as a scenario file.
+
+    DATA is a CSV with a `date` column and one column per asset of simple periodic returns. The fit is
+    maximum likelihood (EM with a scaled forward-backward pass, several starts, BFGS polish) of a
+    regime-specific mean vector and full covariance of the log returns.
+    """
+    from .calibrate import calibrate, scenario_name, scenario_text, write_text_atomic
+
+    frame = _read_data(data, columns, percent, frequency, start_date, end_date)
+    if frame.shape[1] < 2:
+        raise UserError(f"{data}: a scenario compares two assets; the data give one column "
+                        f"({list(frame.columns)}): add a column or pick two with --columns")
+    if Path(out).exists() and not force:
+        raise OutputExistsError(f"{out}: file exists; use --force to replace it")
+    cal = calibrate(frame, n_regimes, n_starts=n_starts, seed=seed)
+    command = " ".join(["capsim calibrate", str(data), f"--regimes {n_regimes}"]
+                       + ([f"--columns {columns}"] if columns else []) + (["--percent"] if percent else [])
+                       + ([f"--frequency {frequency}"] if frequency else [])
+                       + ([f"--start-date {start_date:%Y-%m-%d}"] if start_date else [])
+                       + ([f"--end-date {end_date:%Y-%m-%d}"] if end_date else [])
+                       + ([f"--starts {n_starts}"] if n_starts != 10 else []) + ([f"--seed {seed}"] if seed else [])
+                       + ([f"--name {name}"] if name else []) + ([f"--horizon {horizon}"] if horizon != 24 else [])
+                       + [f"--out {out}"])
+    text = scenario_text(cal, name=name or scenario_name(out), horizon_months=horizon, command=command)
+    write_text_atomic(out, text, force=force)
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        click.echo(line[2:])
+    click.echo(f"wrote {out}")
+
+
+@main.command("backtest")
+@click.argument("data", type=click.Path(dir_okay=False))
+@_data_options
+@click.option("--train-until", type=_DATE, required=True, help="Last date of the training sample (the cut).")
+@click.option("--horizon", type=click.IntRange(min=1), default=12, show_default=True,
+              help="Forecast horizon in months.")
+@click.option("--step", type=click.IntRange(min=1), default=12, show_default=True,
+              help="Months between forecast origins.")
+@click.option("--paths", "n_paths", type=click.IntRange(min=100), default=20_000, show_default=True,
+              help="Simulated paths per origin (and bootstrap draws).")
+@click.option("--device", type=click.Choice(["cpu", "gpu", "auto"]), default="cpu", show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Output folder (default results/backtest-<data>-k<K>-<cut>).")
+@click.option("--force", is_flag=True, help="Replace an existing non-empty output folder.")
+@click.option("--quiet", is_flag=True, help="Print the verdict line only.")
+@user_errors
+def backtest_cmd(data, n_regimes, columns, percent, frequency, start_date, end_date, n_starts, seed, train_until,
+                 horizon, step, n_paths, device, out, force, quiet):
+    """Calibrate on DATA up to --train-until, forecast every later origin, score against what happened.
+
+    The model is fitted once on the training rows; each origin's forecast starts from the regime
+    probabilities filtered (with those parameters) through the origin. Scores: PIT, coverage of the 50% and
+    90% intervals, CRPS, beside an i.i.d. bootstrap of the training rows. Writes scores.csv, summary.csv,
+    pit.png, model.yaml and meta.json.
+    """
+    from .backtest import backtest
+
+    frame = _read_data(data, columns, percent, frequency, start_date, end_date)
+    out = Path(out) if out else Path("results") / f"backtest-{Path(data).stem}-k{n_regimes}-{train_until:%Y-%m-%d}"
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
+        raise OutputExistsError(f"{out}: output folder exists and is not empty; use --force to replace it")
+    res = backtest(frame, n_regimes, train_until, horizon_months=horizon, step_months=step, n_paths=n_paths,
+                   seed=seed, n_starts=n_starts, device=device)
+    res.save(out, force=force)
+    if not quiet:
+        m = res.meta
+        click.echo(f"training fit: {m['training_sample']}, {n_regimes} regimes, log-likelihood "
+                   f"{m['training_loglik']:.4f}; method: {m['method']}")
+        cols = ["method", "series", "n_origins", "crps_mean", "crps_skill_vs_bootstrap", "crps_diff_t",
+                "coverage50", "coverage90", "pit_ks_pvalue"]
+        click.echo(res.summary[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        click.echo(f"wrote {out}/")
+    click.echo(res.verdict)

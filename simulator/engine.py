@@ -1,16 +1,18 @@
 """The JAX regime-switching engine: simulate path blocks of per-step log returns (SPEC section 3).
 
 Paths come in logical blocks of ``BLOCK_PATHS``. Block b's random numbers come from
-``fold_in(fold_in(key(seed), b), t)`` at step t, so a path's values depend on the seed and its block
-index only, never on how many blocks are simulated together (``blocks_per_call``) or on the device.
+``fold_in(fold_in(key(seed), b), t)`` at step t (threefry, non-partitionable form: the faster one on CPU),
+so a path's values depend on the seed and its block index only, never on how many blocks are simulated
+together (``blocks_per_call``) or on the devices they are spread over.
 
-One jitted function per run shape (``simulate_blocks``): ``lax.scan`` over steps, vectorised over the
-paths of a block, ``vmap`` over the blocks of one call. Per-regime parameters are selected with chains of
+One jitted function per run shape (``block_runner``): ``lax.scan`` over steps, vectorised over the
+paths of a block, ``lax.map`` over the blocks of a call, ``shard_map`` over devices. Per-regime parameters are selected with chains of
 ``jnp.where`` (small-table gathers and tiny matrix products are what make a naive scan slow on CPU).
 """
 
 from __future__ import annotations
 
+import functools
 from functools import partial
 from typing import NamedTuple
 
@@ -20,11 +22,7 @@ import numpy as np
 
 from .params import Model, StepParams
 
-BLOCK_PATHS = 8192  # paths per logical block: the unit of randomness; a multiple of 8 for fast sampling
-
-
-class DeviceError(ValueError):
-    """A device was requested that JAX cannot see."""
+BLOCK_PATHS = 1 << 15  # paths per logical block: the unit of randomness; a multiple of 8 for fast sampling
 
 
 class PathState(NamedTuple):
@@ -34,23 +32,39 @@ class PathState(NamedTuple):
     log_wealth: jax.Array  # [A, P] cumulative log return
     peak: jax.Array        # [A, P] running maximum of log_wealth (starts at 0)
     max_dd: jax.Array      # [A, P] running maximum of peak - log_wealth (log drawdown)
-    months: jax.Array      # [M + 1, A, P] log_wealth at each month end (slot 0: month 0)
-    report_dd: jax.Array   # [R + 1, A, P] max_dd at each report horizon (slot R: past the last report)
+    reports: jax.Array     # [R + 1, A, P] log_wealth at each report horizon (slot R: past the last report)
+    report_dd: jax.Array   # [R + 1, A, P] max_dd at each report horizon
+    months: jax.Array      # [M + 1, A, P] log_wealth at each month end (slot 0: month 0); [0, A, P] if not kept
 
 
 class BlockOutput(NamedTuple):
-    months: jax.Array      # [M + 1, A, P] cumulative log return at every month end
+    reports: jax.Array     # [R, A, P] cumulative log return at each report horizon
     report_dd: jax.Array   # [R, A, P] maximum log drawdown up to each report horizon
+    months: jax.Array      # [M + 1, A, P] cumulative log return at every month end (empty unless kept)
     occupancy: jax.Array   # [T, K] number of (valid) paths in each regime at each step
 
 
-def init(n_paths: int, n_assets: int, n_months: int, n_reports: int, dtype) -> PathState:
+def init(n_paths: int, n_assets: int, n_months: int, n_reports: int, keep_months: bool, dtype) -> PathState:
     zeros = jnp.zeros((n_assets, n_paths), dtype)
+    report_zeros = jnp.zeros((n_reports + 1, n_assets, n_paths), dtype)
     return PathState(
         regime=jnp.zeros(n_paths, jnp.int32), log_wealth=zeros, peak=zeros, max_dd=zeros,
-        months=jnp.zeros((n_months + 1, n_assets, n_paths), dtype),
-        report_dd=jnp.zeros((n_reports + 1, n_assets, n_paths), dtype),
+        reports=report_zeros, report_dd=report_zeros,
+        months=jnp.zeros((n_months + 1 if keep_months else 0, n_assets, n_paths), dtype),
     )
+
+
+def uniforms(bits: jax.Array, dtype) -> jax.Array:
+    """Uniform [0, 1) floats from random bits (the mantissa trick of ``jax.random.uniform``)."""
+    nbits, mant, one = (32, 23, 0x3F800000) if dtype == jnp.float32 else (64, 52, 0x3FF0000000000000)
+    utype = jnp.uint32 if nbits == 32 else jnp.uint64
+    return jax.lax.bitcast_convert_type((bits >> (nbits - mant)) | utype(one), dtype) - 1.0
+
+
+def normals(u: jax.Array) -> jax.Array:
+    """Standard normals from uniforms on [0, 1) by the inverse error function (as ``jax.random.normal``)."""
+    lo = np.nextafter(np.array(-1.0, u.dtype), np.array(0.0, u.dtype))
+    return np.sqrt(2.0).astype(u.dtype) * jax.lax.erf_inv(jnp.maximum(lo, u * (1.0 - lo) + lo))
 
 
 def select(masks: list[jax.Array], table: jax.Array) -> jax.Array:
@@ -97,94 +111,106 @@ def step(state: PathState, xs, *, key: jax.Array, valid: jax.Array, has_tails: b
     K, A = p.drift.shape
     n_paths = state.regime.shape[0]
     dtype = state.log_wealth.dtype
-    k_move, k_norm, k_tail = jax.random.split(jax.random.fold_in(key, t), 3)
+    key_t = jax.random.fold_in(key, t)
+    # One draw of random bits per step: row 0 moves the chain, rows 1..A are the assets' normals.
+    u = uniforms(jax.random.bits(key_t, (A + 1, n_paths), jnp.uint32 if dtype == jnp.float32 else jnp.uint64),
+                 dtype)
+    z = normals(u[1:])
 
     # Regime move into step t: count the cumulative-row thresholds the uniform passes.
     masks = [state.regime == k for k in range(K)]
-    u = jax.random.uniform(k_move, (n_paths,), dtype)
     regime = jnp.zeros(n_paths, jnp.int32)
     for j in range(K - 1):
-        regime += (u >= select(masks, p.cum_trans[:, j])).astype(jnp.int32)
+        regime += (u[0] >= select(masks, p.cum_trans[:, j])).astype(jnp.int32)
     masks = [regime == k for k in range(K)]
 
-    # Correlated innovations: loading (vol * sqrt(dt) * Cholesky) of the regime times unit normals z,
-    # scaled by sqrt((nu - 2) / chi2_nu) for Student-t regimes (unit variance, multivariate t).
-    z = jax.random.normal(k_norm, (A, n_paths), dtype)
-    shock = jnp.stack([sum(select(masks, p.loading[:, a, b, None]) * z[b] for b in range(a + 1)) for a in range(A)])
+    # Per asset row a: drift + rate shift + sum_b loading[a, b] z_b, where loading = vol * sqrt(dt) * Cholesky
+    # factor of corr, scaled by sqrt((nu - 2) / chi2_nu) for Student-t regimes (unit-variance multivariate t).
+    # Parameters enter as scalars per row: broadcasting an [A, 1] parameter over [A, P] is several times slower.
     if has_tails:
         finite = jnp.isfinite(p.tails)
         # one draw per path (with one regime, select returns an unbroadcast scalar); 4.0: placeholder, Gaussian
         nu = jnp.broadcast_to(select(masks, jnp.where(finite, p.tails, 4.0)), (n_paths,))
-        scale = jnp.sqrt((nu - 2.0) / chi2(k_tail, nu))
-        shock = shock * jnp.where(select(masks, finite), scale, 1.0)
-
-    log_wealth = state.log_wealth + select(masks, p.drift[:, :, None]) + p.shift[:, None] + shock
+        scale = jnp.where(select(masks, finite), jnp.sqrt((nu - 2.0) / chi2(jax.random.fold_in(key_t, 1), nu)), 1.0)
+    rows = []
+    for a in range(A):
+        shock = sum(select(masks, p.loading[:, a, b]) * z[b] for b in range(a + 1))
+        if has_tails:
+            shock = shock * scale
+        rows.append(state.log_wealth[a] + select(masks, p.drift[:, a]) + p.shift[a] + shock)
+    log_wealth = jnp.stack(rows)
     peak = jnp.maximum(state.peak, log_wealth)
     max_dd = jnp.maximum(state.max_dd, peak - log_wealth)
-    # Write into the slot of the next month end / report; the last write before it is the right one.
-    months = jax.lax.dynamic_update_index_in_dim(state.months, log_wealth, p.month_slot, 0)
+    # Write into the slot of the next report / month end; the last write before it is the right one.
+    reports = jax.lax.dynamic_update_index_in_dim(state.reports, log_wealth, p.report_slot, 0)
     report_dd = jax.lax.dynamic_update_index_in_dim(state.report_dd, max_dd, p.report_slot, 0)
+    months = state.months
+    if months.shape[0]:
+        months = jax.lax.dynamic_update_index_in_dim(months, log_wealth, p.month_slot, 0)
     occupancy = jnp.stack([jnp.sum(jnp.where(m, valid, 0)) for m in masks])
-    return PathState(regime, log_wealth, peak, max_dd, months, report_dd), occupancy
+    return PathState(regime, log_wealth, peak, max_dd, reports, report_dd, months), occupancy
 
 
 def simulate_block(steps: StepParams, key: jax.Array, n_valid: jax.Array, *, n_paths: int, n_months: int,
-                   n_reports: int, has_tails: bool) -> BlockOutput:
+                   n_reports: int, has_tails: bool, keep_months: bool) -> BlockOutput:
     """One logical block of ``n_paths`` paths; only the first ``n_valid`` count towards occupancy."""
     dtype = steps.drift.dtype
-    state = init(n_paths, steps.drift.shape[-1], n_months, n_reports, dtype)
+    state = init(n_paths, steps.drift.shape[-1], n_months, n_reports, keep_months, dtype)
     valid = (jnp.arange(n_paths) < n_valid).astype(dtype)
     T = steps.drift.shape[0]
     body = partial(step, key=key, valid=valid, has_tails=has_tails)
     state, occupancy = jax.lax.scan(body, state, (jnp.arange(T, dtype=jnp.uint32), steps))
-    return BlockOutput(state.months, state.report_dd[:n_reports], occupancy)
+    return BlockOutput(state.reports[:n_reports], state.report_dd[:n_reports], state.months, occupancy)
 
 
-@partial(jax.jit, static_argnames=("n_paths", "n_months", "n_reports", "has_tails"))
-def simulate_blocks(steps: StepParams, seed_key: jax.Array, block_ids: jax.Array, n_valid: jax.Array, *,
-                    n_paths: int, n_months: int, n_reports: int, has_tails: bool) -> BlockOutput:
-    """Several logical blocks at once (leading axis: block). The only jitted function of a run."""
-    keys = jax.vmap(lambda b: jax.random.fold_in(seed_key, b))(block_ids)
-    run = partial(simulate_block, n_paths=n_paths, n_months=n_months, n_reports=n_reports, has_tails=has_tails)
-    return jax.vmap(run, in_axes=(None, 0, 0))(steps, keys, n_valid)
+@functools.lru_cache(maxsize=32)
+def block_runner(devices: tuple, **static):
+    """The jitted function of a run shape: each device of ``devices`` simulates its share of the blocks
+    (leading axis) one after the other with ``lax.map``; returns BlockOutput with a leading block axis."""
+    mesh = jax.sharding.Mesh(np.array(devices), ("blocks",))
+    blocks, same = jax.sharding.PartitionSpec("blocks"), jax.sharding.PartitionSpec()
+
+    def on_device(steps, seed_key, block_ids, n_valid):
+        run = partial(simulate_block, steps, **static)
+        return jax.lax.map(lambda b: run(jax.random.fold_in(seed_key, b[0]), b[1]), (block_ids, n_valid))
+
+    return mesh, jax.jit(jax.shard_map(on_device, mesh=mesh, in_specs=(same, same, blocks, blocks),
+                                       out_specs=blocks, check_vma=False))
 
 
-def resolve_device(device: str = "cpu") -> jax.Device:
-    """'cpu', 'gpu' or 'auto' (a GPU when JAX sees one, else the CPU)."""
-    if device not in ("cpu", "gpu", "auto"):
-        raise DeviceError(f"device must be 'cpu', 'gpu' or 'auto', got {device!r}")
-    if device in ("gpu", "auto"):
-        try:
-            return jax.devices("gpu")[0]
-        except RuntimeError:
-            if device == "gpu":
-                raise DeviceError(
-                    "a GPU was requested but JAX sees none on this machine (backends: "
-                    f"{', '.join(sorted({d.platform for d in jax.devices()}))}). Install a CUDA build of jax "
-                    "(pip install 'jax[cuda12]') on a machine with an NVIDIA GPU, or use --device cpu."
-                ) from None
-    return jax.devices("cpu")[0]
+def run_blocks(model: Model, seed: int, n_paths: int, blocks, *, dtype, devices: tuple, blocks_per_call: int,
+               month_paths: int, on_blocks=None):
+    """Simulate the logical ``blocks`` (indices into the ceil(n_paths / BLOCK_PATHS) blocks of the run).
 
-
-def run_blocks(model: Model, seed: int, n_paths: int, *, dtype, device: jax.Device, blocks_per_call: int,
-               on_blocks=None):
-    """Simulate ``n_paths`` paths in logical blocks; yield (first_path, n_valid_paths, BlockOutput as numpy)
-    for every block in order. ``on_blocks(paths_done)`` is called after each jitted call (progress)."""
-    n_blocks = -(-n_paths // BLOCK_PATHS)
-    blocks_per_call = max(1, min(blocks_per_call, n_blocks))
-    steps = jax.device_put(StepParams(*[np.asarray(a, dtype=dtype if a.dtype.kind == "f" else a.dtype)
-                                        for a in model.steps]), device)
-    seed_key = jax.device_put(jax.random.key(seed), device)
+    Yields (block index, n_valid_paths, BlockOutput as numpy) per block. Blocks holding any of the first
+    ``month_paths`` paths also return every month end (a separate compile; other blocks skip that buffer).
+    Each call gives every device ``blocks_per_call`` blocks. ``on_blocks(paths_done)`` reports progress.
+    """
+    per_call = max(1, blocks_per_call) * len(devices)
     static = dict(n_paths=BLOCK_PATHS, n_months=len(model.month_steps) - 1, n_reports=len(model.report_months),
                   has_tails=model.has_tails)
-    for first_block in range(0, n_blocks, blocks_per_call):
-        ids = np.arange(first_block, first_block + blocks_per_call)  # fixed shape: one compile per run shape
-        valid = np.clip(n_paths - ids * BLOCK_PATHS, 0, BLOCK_PATHS)
-        out = simulate_blocks(steps, seed_key, jax.device_put(ids.astype(np.uint32), device),
-                              jax.device_put(valid.astype(np.int32), device), **static)
-        out = jax.tree.map(np.asarray, out)
-        for i, b in enumerate(ids):
-            if valid[i] > 0:
-                yield int(b) * BLOCK_PATHS, int(valid[i]), jax.tree.map(lambda x: x[i], out)
-        if on_blocks is not None:
-            on_blocks(min(n_paths, (first_block + blocks_per_call) * BLOCK_PATHS))
+    month_blocks = -(-month_paths // BLOCK_PATHS)
+    done = 0
+    with jax.threefry_partitionable(False):  # the faster threefry on CPU; a block is never split
+        for group, keep_months in (([b for b in blocks if b < month_blocks], True),
+                                   ([b for b in blocks if b >= month_blocks], False)):
+            if not group:
+                continue
+            mesh, runner = block_runner(tuple(devices), keep_months=keep_months, **static)
+            same = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+            spread = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("blocks"))
+            steps = jax.device_put(StepParams(*[np.asarray(a, dtype=dtype if a.dtype.kind == "f" else a.dtype)
+                                                for a in model.steps]), same)
+            seed_key = jax.device_put(jax.random.key(seed), same)
+            for i in range(0, len(group), per_call):
+                ids = np.asarray(group[i:i + per_call])
+                ids = np.concatenate([ids, np.full(per_call - len(ids), ids[-1])])  # fixed shape: one compile
+                valid = np.clip(n_paths - ids * BLOCK_PATHS, 0, BLOCK_PATHS)
+                out = runner(steps, seed_key, jax.device_put(ids.astype(np.uint32), spread),
+                             jax.device_put(valid.astype(np.int32), spread))
+                out = jax.tree.map(np.asarray, out)
+                for j, b in enumerate(group[i:i + per_call]):
+                    done += int(valid[j])
+                    yield int(b), int(valid[j]), jax.tree.map(lambda x: x[j], out)
+                if on_blocks is not None:
+                    on_blocks(done)

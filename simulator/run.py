@@ -16,12 +16,13 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
-from .engine import BLOCK_PATHS, resolve_device, run_blocks
+from .devices import process_blocks, resolve_devices, sum_over_processes
+from .engine import BLOCK_PATHS, run_blocks
 from .params import Model, build_model
 from .scenario import Scenario
 from .summary import Accumulator, Summaries
 
-DEFAULT_BATCH_PATHS = 1 << 17  # paths per jitted call (a whole number of blocks); memory per call ~ this
+DEFAULT_BATCH_PATHS = BLOCK_PATHS  # paths per jitted call and device (whole blocks); one block is fastest on CPU
 
 
 class OutputExistsError(ValueError):
@@ -53,11 +54,9 @@ class Result:
         return self._fan.copy()
 
     def draws(self, horizon_months: int) -> pd.DataFrame:
-        """R_a(h) for each kept path (all paths up to 2e6): one row per path, one column per asset."""
-        h = int(horizon_months)
-        if not 0 <= h <= self.model.horizon_months:
-            raise ValueError(f"horizon_months must lie in 0..{self.model.horizon_months}, got {horizon_months}")
-        return pd.DataFrame(self._stats.total_returns(h), columns=list(self.model.asset_keys))
+        """R_a(h) at a report horizon h for each kept path (all paths up to 2e6): one row per path, one
+        column per asset."""
+        return pd.DataFrame(self._stats.total_returns(int(horizon_months)), columns=list(self.model.asset_keys))
 
     def save(self, out_dir: str | os.PathLike, force: bool = False) -> Path:
         """Write summary.csv, summary.json, fan.csv, fan.png and meta.json into ``out_dir``.
@@ -102,9 +101,11 @@ def replace_dir(src: Path, dst: Path) -> None:
 
 
 def simulate(scenario: Scenario, n_paths: int = 1_000_000, seed: int = 0, *, horizon_months: int | None = None,
-             device: str = "cpu", precision: int = 32, batch_paths: int | None = None, progress=None) -> Result:
+             device: str = "cpu", devices: int | str = 1, precision: int = 32, batch_paths: int | None = None,
+             progress=None) -> Result:
     """Simulate ``n_paths`` paths of ``scenario`` and summarise them.
 
+    ``devices``: how many devices of that backend share the blocks (a number or 'all'; same numbers as one).
     ``precision`` 32 or 64 (float type of the engine); ``batch_paths`` paths per jitted call (rounded to a
     whole number of blocks of ``BLOCK_PATHS``; it changes memory and speed, never the numbers);
     ``progress(paths_done)`` is called as blocks finish.
@@ -116,23 +117,26 @@ def simulate(scenario: Scenario, n_paths: int = 1_000_000, seed: int = 0, *, hor
     if not 0 <= int(seed) < 2**32:
         raise ValueError(f"seed must lie in 0..2**32-1, got {seed}")
     n_paths, seed = int(n_paths), int(seed)
-    dev = resolve_device(device)
+    devs = resolve_devices(device, devices)
     model = build_model(scenario, horizon_months)
     blocks_per_call = max(1, (batch_paths or DEFAULT_BATCH_PATHS) // BLOCK_PATHS)
     t0 = time.perf_counter()
     dtype = np.float32 if precision == 32 else np.float64
     with jax.enable_x64(precision == 64):
         acc = Accumulator(model, n_paths, dtype)
-        for first, n_valid, block in run_blocks(model, seed, n_paths, dtype=dtype, device=dev,
-                                                blocks_per_call=blocks_per_call, on_blocks=progress):
-            acc.add(first, n_valid, block)
+        mine = process_blocks(-(-n_paths // BLOCK_PATHS))
+        for block, n_valid, out in run_blocks(model, seed, n_paths, mine, dtype=dtype, devices=devs,
+                                              blocks_per_call=blocks_per_call, month_paths=acc.fan_paths,
+                                              on_blocks=progress):
+            acc.add(block, n_valid, out)
+        acc.replace(sum_over_processes(acc.arrays()))
         stats = acc.finish()
     wall = time.perf_counter() - t0
     meta = {
         "version": __version__, "scenario": scenario.name, "scenario_file": scenario.source,
         "scenario_sha256": scenario.sha256, "parameters": resolved_parameters(scenario, model),
-        "seed": seed, "n_paths": n_paths, "kept_paths": stats.keep, "backend": dev.platform,
-        "devices": [str(dev)], "precision": precision, "block_paths": BLOCK_PATHS,
+        "seed": seed, "n_paths": n_paths, "kept_paths": stats.keep, "fan_paths": stats.fan_paths, "backend": devs[0].platform,
+        "devices": [str(d) for d in devs], "processes": jax.process_count(), "precision": precision, "block_paths": BLOCK_PATHS,
         "wall_seconds": round(wall, 4), "path_steps_per_second": n_paths * model.n_steps / max(wall, 1e-9),
         "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "jax_version": jax.__version__, "python": platform.python_version(),

@@ -14,12 +14,13 @@ from simulator.engine import BLOCK_PATHS, chi2
 Z = 4.5  # standard errors allowed: a false alarm about once in 150,000 comparisons
 
 
-def one_regime(tails=None, corr=0.6, drift=(0.0, 0.0), vol=(0.2, 0.15), horizon=1, rates=None, **extra):
+def one_regime(tails=None, corr=0.6, drift=(0.0, 0.0), vol=(0.2, 0.15), horizon=1, rates=None, report_months=None,
+               **extra):
     regime = {"drift": {"small": drift[0], "large": drift[1]}, "vol": {"small": vol[0], "large": vol[1]},
               "corr": corr}
     if tails is not None:
         regime["tails"] = tails
-    data = {"name": "one", "frequency": "monthly", "horizon_months": horizon, "report_months": [horizon],
+    data = {"name": "one", "frequency": "monthly", "horizon_months": horizon, "report_months": report_months or [horizon],
             "assets": {"small": "Russell 2000", "large": "S&P 500"}, "regimes": {"only": regime}, **extra}
     if rates is not None:
         data["rates"] = rates
@@ -81,10 +82,10 @@ def test_three_assets_correlation_matrix():
 
 def test_rate_overlay_shifts_every_path_exactly():
     rates = {"path": {0: 4.0, 3: 3.75, 6: 3.5, 12: 3.25}, "sensitivity": {"small": -0.06, "large": -0.03}}
-    kw = dict(drift=(0.08, 0.07), horizon=12, tails=6.0)
+    kw = dict(drift=(0.08, 0.07), horizon=12, tails=6.0, report_months=[3, 6, 9, 12])
     with_rates = sim.simulate(one_regime(rates=rates, **kw), n_paths=20_000, seed=9, precision=64)
     without = sim.simulate(one_regime(**kw), n_paths=20_000, seed=9, precision=64)
-    for h, rate_change in [(3, -0.25), (6, -0.5), (9, -0.625), (12, -0.75)]:
+    for h, rate_change in [(3, -0.25), (6, -0.5), (9, -0.625), (12, -0.75)]:  # report months below
         shift = np.log1p(with_rates.draws(h).to_numpy()) - np.log1p(without.draws(h).to_numpy())
         np.testing.assert_allclose(shift, np.broadcast_to([-0.06 * rate_change, -0.03 * rate_change], shift.shape),
                                    rtol=0, atol=1e-12)
@@ -92,11 +93,11 @@ def test_rate_overlay_shifts_every_path_exactly():
 
 def test_drawdowns_match_brute_force_on_the_monthly_path():
     # Monthly steps: the kept month-end values are every step, so the maximum drawdown can be recomputed.
-    res = sim.simulate(one_regime(tails=5.0, drift=(0.02, 0.05), vol=(0.3, 0.2), horizon=12), n_paths=30_000,
-                       seed=4, precision=64)
-    wealth = np.stack([1 + res.draws(m).to_numpy() for m in range(13)])     # [month, path, asset]
+    sc = one_regime(tails=5.0, drift=(0.02, 0.05), vol=(0.3, 0.2), horizon=12, report_months=list(range(1, 13)))
+    res = sim.simulate(sc, n_paths=30_000, seed=4, precision=64)
+    wealth = np.stack([np.ones((30_000, 2))] + [1 + res.draws(m).to_numpy() for m in range(1, 13)])  # [month, path, asset]
     mdd = (1 - wealth / np.maximum.accumulate(wealth, axis=0)).max(axis=0)  # positive fractions
-    row = res.summary().iloc[0]
+    row = res.summary().iloc[-1]
     for a, key in enumerate(["small", "large"]):
         assert row[f"{key}_mdd_median"] == pytest.approx(np.median(mdd[:, a]), abs=1e-12)
         assert row[f"{key}_mdd_q95"] == pytest.approx(np.quantile(mdd[:, a], 0.95), abs=1e-12)

@@ -1,0 +1,284 @@
+"""An honest backtest of calibrated scenarios: fit on data up to a cut, forecast every later origin, score.
+
+Method (one, stated in every output): the K-regime model is fitted once, on the rows dated up to the cut
+(``train_until``). At each forecast origin (the cut, then every ``step`` months while a whole horizon of
+realised data remains) the regime probabilities are filtered with those fixed training-fit parameters
+through the data up to and including the origin, moved one step on, and used as the scenario's ``start``;
+``simulate`` then draws the predictive distribution of the h-month total returns of each asset and of the
+excess (first asset minus second). Nothing dated after an origin enters its forecast; parameters never see
+data after the cut. The baseline is an i.i.d. bootstrap of the training rows (whole rows, so the assets'
+co-movement is kept): h months drawn with replacement and compounded.
+
+Scores per origin and series: the realised return, its PIT (share of the forecast draws below it, ties
+counted half), whether it fell in the central 50% and 90% intervals, and the CRPS of the draws (the exact
+CRPS of their empirical distribution, in return units: lower is better). Summaries per method and series:
+mean CRPS, the skill 1 - CRPS_model / CRPS_bootstrap with a t statistic of the mean CRPS difference
+(Newey-West standard error with h/step - 1 lags when windows overlap), the two coverages, and a KS test of
+PIT uniformity (its p-value assumes independent PITs, true only when step >= horizon).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from . import __version__
+from .calibrate import Calibration, calibrate, filter_probabilities, scenario_text, to_scenario
+from .engine import BLOCK_PATHS
+from .history import DataError, log_returns
+from .params import steps_to_month
+from .run import OutputExistsError, replace_dir, simulate
+
+METHOD = ("training-window fit, fixed parameters; start = regime probabilities filtered with those parameters "
+          "through the origin, moved one step on (no re-fitting)")
+BASELINE = "i.i.d. bootstrap of whole training rows, compounded over the horizon"
+NOMINAL = {"in50": 0.5, "in90": 0.9}
+
+
+# --------------------------------------------------------------------------------------------
+# Scoring rules from samples
+
+
+def crps_samples(samples: np.ndarray, y: float) -> float:
+    """CRPS of the empirical distribution of ``samples`` at the outcome ``y``:
+    E|X - y| - E|X - X'| / 2, with E|X - X'| = (2 / n^2) sum_i (2i - n - 1) x_(i) over the sorted draws."""
+    x = np.sort(np.asarray(samples, dtype=float))
+    n = len(x)
+    spread = 2.0 * np.dot(2 * np.arange(1, n + 1) - n - 1, x) / (n * n)
+    return float(np.mean(np.abs(x - y)) - 0.5 * spread)
+
+
+def pit_value(samples: np.ndarray, y: float) -> float:
+    """Share of draws below ``y``, ties counted half."""
+    x = np.asarray(samples, dtype=float)
+    return float((np.sum(x < y) + 0.5 * np.sum(x == y)) / len(x))
+
+
+def score(samples: np.ndarray, y: float) -> dict:
+    q05, q25, q50, q75, q95 = np.quantile(samples, [0.05, 0.25, 0.5, 0.75, 0.95])
+    return {"median": float(q50), "pit": pit_value(samples, y), "in50": bool(q25 <= y <= q75),
+            "in90": bool(q05 <= y <= q95), "crps": crps_samples(samples, y)}
+
+
+def newey_west_se(x: np.ndarray, lags: int) -> float:
+    """Standard error of the mean of ``x`` allowing autocorrelation up to ``lags`` (Bartlett weights)."""
+    x = np.asarray(x, float) - np.mean(x)
+    n = len(x)
+    if n < 2:
+        return float("nan")
+    v = np.dot(x, x) / n
+    for lag in range(1, min(lags, n - 1) + 1):
+        v += 2 * (1 - lag / (lags + 1)) * np.dot(x[lag:], x[:-lag]) / n
+    return float(math.sqrt(max(v, 0.0) / n))
+
+
+# --------------------------------------------------------------------------------------------
+# The backtest
+
+
+class BacktestResult(NamedTuple):
+    scores: pd.DataFrame    # one row per origin and series
+    summary: pd.DataFrame   # one row per method and series
+    verdict: str
+    training: Calibration   # the fit on data up to the cut
+    model_yaml: str         # that fit as a scenario file (start at the cut)
+    meta: dict
+
+    def save(self, out_dir: str | Path, force: bool = False) -> Path:
+        """scores.csv, summary.csv, pit.png, model.yaml, meta.json; atomic (temporary folder, then rename)."""
+        out = Path(out_dir)
+        if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
+            raise OutputExistsError(f"{out}: output folder exists and is not empty; use --force to replace it, "
+                                    "or choose another --out")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+        try:
+            self.scores.to_csv(tmp / "scores.csv", index=False)
+            self.summary.to_csv(tmp / "summary.csv", index=False)
+            pit_figure(self.scores, self.summary, self.meta).savefig(tmp / "pit.png", dpi=110)
+            (tmp / "model.yaml").write_text(self.model_yaml, encoding="utf-8")
+            (tmp / "meta.json").write_text(json.dumps({**self.meta, "verdict": self.verdict}, indent=2, default=str))
+            replace_dir(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return out
+
+
+def backtest(frame: pd.DataFrame, n_regimes: int, train_until, *, horizon_months: int = 12, step_months: int = 12,
+             n_paths: int = 20_000, seed: int = 0, n_starts: int = 10, device: str = "cpu",
+             progress=None) -> BacktestResult:
+    """Fit on ``frame`` up to ``train_until``, forecast each origin's ``horizon_months`` returns, score them
+    beside the bootstrap. ``progress(done, total)`` is called after each origin."""
+    t0 = time.perf_counter()
+    source = frame.attrs.get("source", "<data>")
+    if frame.shape[1] < 2:
+        raise DataError(source, "a backtest needs at least two asset columns (small, large: excess = first - second)")
+    if horizon_months < 1 or step_months < 1:
+        raise ValueError(f"horizon and step must be at least 1 month, got {horizon_months} and {step_months}")
+    freq = frame.attrs.get("frequency", "monthly")
+    f = {"monthly": 12, "weekly": 52, "daily": 252}[freq]
+    H = steps_to_month(horizon_months, f)
+    S = max(1, steps_to_month(step_months, f))
+    cut = pd.Timestamp(train_until)
+    n_train = int((frame.index <= cut).sum())
+    if n_train == 0:
+        raise DataError(source, f"no rows on or before the cut {cut.date()} (data start {frame.index[0].date()})")
+    last_origin = len(frame) - 1 - H
+    origins = list(range(n_train - 1, last_origin + 1, S))
+    if not origins:
+        raise DataError(source, f"the cut {cut.date()} leaves no whole {horizon_months}-month window to forecast: "
+                                f"the data end {frame.index[-1].date()}; cut earlier or shorten --horizon")
+    train = frame.iloc[:n_train].copy()
+    train.attrs.update(frame.attrs)
+    cal = calibrate(train, n_regimes, n_starts=n_starts, seed=seed)
+    assets = list(map(str, frame.columns))
+    first, second = assets[0], assets[1]
+    series = assets + ["excess"]
+    y = log_returns(frame)
+    filtered = filter_probabilities(y, cal.fit.params)   # row t uses rows 0..t only
+    P = cal.fit.params.transition
+    train_log = y[:n_train]
+    rng = np.random.default_rng(seed)
+    batch = -(-n_paths // BLOCK_PATHS) * BLOCK_PATHS   # every origin in one jitted call of one shape
+
+    rows = []
+    for j, i in enumerate(origins):
+        start = filtered[i] @ P
+        sc = to_scenario(cal, name="backtest", horizon_months=horizon_months, start=start)
+        res = simulate(sc, n_paths=n_paths, seed=seed + j, device=device, batch_paths=batch)
+        draws = res.draws(horizon_months)
+        model = {a: draws[a].to_numpy() for a in assets}
+        model["excess"] = model[first] - model[second]
+        idx = rng.integers(0, n_train, size=(n_paths, H))
+        boot_r = np.expm1(train_log[idx].sum(axis=1))            # [n_paths, A]
+        boot = {a: boot_r[:, k] for k, a in enumerate(assets)}
+        boot["excess"] = boot[first] - boot[second]
+        real_r = np.expm1(y[i + 1:i + 1 + H].sum(axis=0))
+        real = dict(zip(assets, real_r))
+        real["excess"] = real[first] - real[second]
+        for s in series:
+            row = {"origin": frame.index[i].date(), "end": frame.index[i + H].date(), "series": s,
+                   "realised": float(real[s])}
+            row.update({f"model_{k}": v for k, v in score(model[s], real[s]).items()})
+            row.update({f"bootstrap_{k}": v for k, v in score(boot[s], real[s]).items()})
+            row.update({f"start_{r}": float(p) for r, p in zip(cal.regimes, start)})
+            rows.append(row)
+        if progress:
+            progress(j + 1, len(origins))
+    scores = pd.DataFrame(rows)
+    lags = max(0, math.ceil(H / S) - 1)
+    summary = summarise(scores, series, lags)
+    meta = {
+        "version": __version__, "data": source, "frequency": freq, "assets": assets,
+        "compare": [first, second], "regimes": n_regimes, "train_until": str(cut.date()),
+        "training_sample": f"{frame.index[0].date()} .. {frame.index[n_train - 1].date()} ({n_train} rows)",
+        "training_loglik": cal.fit.loglik, "training_bic": cal.fit.bic,
+        "horizon_months": horizon_months, "step_months": step_months, "origins": len(origins),
+        "first_origin": str(frame.index[origins[0]].date()), "last_origin": str(frame.index[origins[-1]].date()),
+        "overlapping_windows": S < H, "newey_west_lags": lags, "n_paths": n_paths, "seed": seed,
+        "n_starts": n_starts, "method": METHOD, "baseline": BASELINE, "device": device,
+        "wall_seconds": round(time.perf_counter() - t0, 2),
+    }
+    model_yaml = scenario_text(cal, name="backtest-training-fit", horizon_months=horizon_months)
+    return BacktestResult(scores, summary, verdict(summary, meta), cal, model_yaml, meta)
+
+
+def summarise(scores: pd.DataFrame, series: list[str], lags: int) -> pd.DataFrame:
+    """Per method and series: n, mean CRPS, CRPS skill against the bootstrap with the t statistic of the mean
+    CRPS difference, coverage of the 50% and 90% intervals, PIT mean and KS p-value."""
+    out = []
+    for s in series:
+        d = scores[scores["series"] == s]
+        diff = (d["model_crps"] - d["bootstrap_crps"]).to_numpy()
+        se = newey_west_se(diff, lags)
+        boot_crps = d["bootstrap_crps"].mean()
+        for m in ("model", "bootstrap"):
+            pit = d[f"{m}_pit"].to_numpy()
+            crps = d[f"{m}_crps"].mean()
+            out.append({
+                "method": m, "series": s, "n_origins": len(d), "crps_mean": crps,
+                "crps_skill_vs_bootstrap": 1 - crps / boot_crps if boot_crps > 0 else float("nan"),
+                "crps_diff_t": (diff.mean() / se if se > 0 else float("nan")) if m == "model" else float("nan"),
+                "coverage50": d[f"{m}_in50"].mean(), "coverage90": d[f"{m}_in90"].mean(),
+                "pit_mean": pit.mean(), "pit_sd": pit.std(ddof=1) if len(pit) > 1 else float("nan"),
+                "pit_ks_pvalue": stats.kstest(pit, "uniform").pvalue if len(pit) else float("nan"),
+            })
+    return pd.DataFrame(out)
+
+
+def near_nominal(coverage: float, nominal: float, n_eff: float) -> bool:
+    """Within two binomial standard errors of the nominal rate."""
+    return abs(coverage - nominal) <= 2 * math.sqrt(nominal * (1 - nominal) / max(n_eff, 1))
+
+
+def verdict(summary: pd.DataFrame, meta: dict) -> str:
+    """One line: which method wins on CRPS per series (and whether the gap is beyond 2 standard errors), and
+    whether each method's interval coverage is near nominal."""
+    model = summary[summary["method"] == "model"].set_index("series")
+    boot = summary[summary["method"] == "bootstrap"].set_index("series")
+    n = int(model["n_origins"].iloc[0])
+    n_eff = n / (1 + meta["newey_west_lags"])
+    wins = [s for s in model.index if model.at[s, "crps_mean"] < boot.at[s, "crps_mean"]]
+    sig = [s for s in model.index if abs(model.at[s, "crps_diff_t"]) > 2]
+    parts = ", ".join(f"{s} {100 * model.at[s, 'crps_skill_vs_bootstrap']:+.1f}%" for s in model.index)
+    head = ("model beats the bootstrap" if len(wins) > len(model) / 2 else
+            "the bootstrap beats the model" if len(wins) < len(model) / 2 else "model and bootstrap tie")
+
+    def coverage(frame):
+        ok = all(near_nominal(frame.at[s, f"coverage{c}"], NOMINAL[f"in{c}"], n_eff)
+                 for s in frame.index for c in (50, 90))
+        c50 = "/".join(f"{frame.at[s, 'coverage50']:.2f}" for s in frame.index)
+        c90 = "/".join(f"{frame.at[s, 'coverage90']:.2f}" for s in frame.index)
+        return f"{'near' if ok else 'NOT near'} nominal (50%: {c50}; 90%: {c90})"
+
+    return (f"verdict: {head} on mean CRPS for {len(wins)} of {len(model)} series (skill {parts}; "
+            f"{'significant at 2 SE for ' + ', '.join(sig) if sig else 'no difference beyond 2 SE'}); "
+            f"coverage model {coverage(model)}, bootstrap {coverage(boot)} [{n} origins from "
+            f"{meta['first_origin']}, cut {meta['train_until']}, {meta['horizon_months']}-month horizon, series "
+            f"{'/'.join(model.index)}]")
+
+
+def pit_figure(scores: pd.DataFrame, summary: pd.DataFrame, meta: dict):
+    """PIT histograms: one column per series, model (top) and bootstrap (bottom); uniform = flat at 1."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = list(dict.fromkeys(scores["series"]))
+    fig, axes = plt.subplots(2, len(series), figsize=(3.6 * len(series), 6), sharex=True, squeeze=False)
+    bins = np.linspace(0, 1, 11)
+    for r, (m, color) in enumerate((("model", "tab:blue"), ("bootstrap", "tab:gray"))):
+        for c, s in enumerate(series):
+            ax = axes[r, c]
+            pit = scores.loc[scores["series"] == s, f"{m}_pit"]
+            ax.hist(pit, bins=bins, density=True, color=color, alpha=0.75, edgecolor="white")
+            ax.axhline(1.0, color="k", linewidth=0.9, linestyle="--")
+            row = summary[(summary["method"] == m) & (summary["series"] == s)].iloc[0]
+            ax.set_title(f"{m}: {s}\nCRPS {row['crps_mean']:.4f}, KS p {row['pit_ks_pvalue']:.2f}, "
+                         f"cov50/90 {row['coverage50']:.2f}/{row['coverage90']:.2f}", fontsize=9)
+            ax.set_xlim(0, 1)
+            ax.grid(alpha=0.3)
+            if c == 0:
+                ax.set_ylabel("density")
+            if r == 1:
+                ax.set_xlabel("PIT")
+    fig.suptitle(f"PIT of {meta['horizon_months']}-month returns: {meta['origins']} origins "
+                 f"{meta['first_origin']} .. {meta['last_origin']} (fit up to {meta['train_until']}, "
+                 f"{meta['regimes']} regimes)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+__all__ = ["BASELINE", "METHOD", "BacktestResult", "backtest", "crps_samples", "newey_west_se", "pit_value",
+           "summarise", "verdict"]

@@ -1,0 +1,91 @@
+"""Where a run executes: the backend, how many of its devices, and (several hosts) which share of the
+path blocks this process simulates. Results never depend on any of these choices."""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import numpy as np
+
+
+class DeviceError(ValueError):
+    """A device, device count or process setting that cannot be honoured here."""
+
+
+def resolve_device(device: str = "cpu") -> jax.Device:
+    """'cpu', 'gpu' or 'auto' (a GPU when JAX sees one, else the CPU)."""
+    if device not in ("cpu", "gpu", "auto"):
+        raise DeviceError(f"device must be 'cpu', 'gpu' or 'auto', got {device!r}")
+    if device in ("gpu", "auto"):
+        try:
+            return jax.local_devices(backend="gpu")[0]
+        except RuntimeError:
+            if device == "gpu":
+                raise DeviceError(
+                    "a GPU was requested but JAX sees none on this machine (backends: "
+                    f"{', '.join(sorted({d.platform for d in jax.devices()}))}). Install a CUDA build of jax "
+                    "(pip install 'jax[cuda12]') on a machine with an NVIDIA GPU, or use --device cpu."
+                ) from None
+    return jax.local_devices(backend="cpu")[0]
+
+
+def resolve_devices(device: str = "cpu", count: int | str = 1) -> tuple[jax.Device, ...]:
+    """The first ``count`` (a number or 'all') local devices of the backend that ``device`` names.
+    On CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N (set before JAX starts) gives N devices."""
+    first = resolve_device(device)
+    local = jax.local_devices(backend=first.platform)
+    if count == "all":
+        return tuple(local)
+    try:
+        n = int(count)
+    except (TypeError, ValueError):
+        n = 0
+    if not 1 <= n <= len(local):
+        raise DeviceError(f"devices must be a number in 1..{len(local)} or 'all' on this {first.platform} "
+                          f"backend ({len(local)} device(s) visible), got {count!r}")
+    return tuple(local[:n])
+
+
+def init_processes(coordinator: str | None = None, num_processes: int | None = None,
+                   process_id: int | None = None) -> None:
+    """Join a multi-process run with ``jax.distributed`` (arguments, else JAX's usual environment variables
+    such as JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID, else cluster auto-detection).
+    Must run before any other JAX call. CPU processes exchange statistics through gloo collectives."""
+    given = [coordinator, num_processes, process_id]
+    if any(v is not None for v in given) and not all(v is not None for v in given):
+        raise DeviceError("give all three of --coordinator, --num-processes and --process-id, or none "
+                          "(and set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID instead)")
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    try:
+        jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
+                                   process_id=process_id)
+    except (RuntimeError, ValueError) as exc:
+        raise DeviceError(f"could not join the multi-process run: {exc}") from None
+
+
+def wants_processes() -> bool:
+    """True when the environment describes a multi-process run (JAX's usual variables)."""
+    return "JAX_COORDINATOR_ADDRESS" in os.environ and int(os.environ.get("JAX_NUM_PROCESSES", "1")) > 1
+
+
+def process_blocks(n_blocks: int) -> list[int]:
+    """This process's contiguous share of the block indices 0..n_blocks-1."""
+    return [int(b) for b in np.array_split(np.arange(n_blocks), jax.process_count())[jax.process_index()]]
+
+
+def sum_over_processes(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Element-wise sums across processes. Each entry is filled by one process and zero elsewhere, so the
+    sum reproduces it exactly; one process returns its arrays unchanged."""
+    if jax.process_count() == 1:
+        return arrays
+    from jax.experimental import multihost_utils
+
+    # Gather raw bytes: JAX would round float64 to float32 when 64-bit mode is off.
+    raw = {k: np.ascontiguousarray(v).view(np.uint8).reshape(-1) for k, v in arrays.items()}
+    gathered = multihost_utils.process_allgather(raw)
+    out = {}
+    for k, v in arrays.items():
+        parts = np.asarray(gathered[k]).reshape(jax.process_count(), -1).view(v.dtype)
+        out[k] = parts.reshape((jax.process_count(),) + v.shape).sum(axis=0, dtype=v.dtype)
+    return out
