@@ -577,13 +577,11 @@ def fit_ms(y: np.ndarray, n_regimes: int, *, n_starts: int = 10, seed: int = 0, 
     best = max(usable, key=lambda i: logliks[i])
     p, post = results[best]
     em_ok = status[best] == "ok"
-    if polish_fit:
-        p_pol, ll, grad_max = polish(zw, p)
-        if ll >= post.loglik - 1e-9 * abs(post.loglik):
-            p = p_pol
-    else:
-        _, gr = loglik_and_grad(pack(p), zw, K)
-        grad_max = float(np.abs(gr / T).max())
+    p_pol, ll, grad_pol = polish(zw, p) if polish_fit else (p, -np.inf, np.inf)
+    if ll >= post.loglik - 1e-9 * abs(post.loglik):
+        p, grad_max = p_pol, grad_pol
+    else:  # no polish, or BFGS went nowhere better: judge the EM result by its own score
+        grad_max = float(np.abs(loglik_and_grad(pack(p), zw, K)[1] / T).max())
     post = forward_backward(zw, p)
     converged = grad_max < GRAD_TOL or (em_ok and not polish_fit)
     why = _degeneracy(p, post.smoothed.sum(axis=0), min_regime_obs, var_floor)

@@ -17,11 +17,11 @@ import jax
 from . import __version__
 from .checks import CheckResult, evaluate, write_junit
 from .devices import DeviceError, init_processes, wants_processes
-from .run import OutputExistsError, simulate
+from .run import MethodError, OutputExistsError, simulate
 from .scenario import ScenarioError, load_scenario
 from .history import DataError  # calibrate/backtest input errors (a FitError is one)
 
-USER_ERRORS = (ScenarioError, OutputExistsError, DeviceError, FileNotFoundError, DataError)
+USER_ERRORS = (ScenarioError, OutputExistsError, DeviceError, MethodError, FileNotFoundError, DataError)
 
 
 class UserError(click.ClickException):
@@ -69,16 +69,25 @@ def load_all(paths) -> list:
 
 
 def progress_bar(total: int, quiet: bool, label: str):
-    """A rich progress bar on a terminal; a no-op otherwise. Returns (context, callback)."""
+    """A rich progress bar (paths done, rate, time left) on a terminal; a no-op otherwise.
+    Returns (context, callback(paths_done))."""
     if quiet or not sys.stderr.isatty():
         return contextlib.nullcontext(), None
+    import time
+
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("paths"),
+    bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("paths {task.fields[rate]}"),
                    TimeRemainingColumn(), console=Console(stderr=True), transient=True)
-    task = bar.add_task(label, total=total)
-    return bar, lambda done: bar.update(task, completed=done)
+    task = bar.add_task(label, total=total, rate="")
+    start = time.perf_counter()
+
+    def update(done: int) -> None:
+        rate = done / max(time.perf_counter() - start, 1e-9)
+        bar.update(task, completed=done, rate=f"{rate:,.0f}/s")
+
+    return bar, update
 
 
 def print_summary(res) -> None:
@@ -137,6 +146,9 @@ def main():
 @click.option("--devices", "n_devices", default="1", show_default=True,
               help="How many devices of that backend share the paths: a number or 'all' (same numbers as one).")
 @click.option("--precision", type=click.Choice(["32", "64"]), default="32", show_default=True)
+@click.option("--method", type=click.Choice(["step", "exact", "auto"]), default="step", show_default=True,
+              help="step: every step simulated; exact: each month drawn from its exact law (Gaussian regimes; "
+                   "drawdowns seen at month ends only); auto: exact where allowed.")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Output folder (default results/<name>; with several scenarios, OUT/<name>).")
 @click.option("--force", is_flag=True, help="Replace an existing non-empty output folder.")
@@ -146,8 +158,8 @@ def main():
 @click.option("--num-processes", type=click.IntRange(min=1), default=None, help="Several hosts: process count.")
 @click.option("--process-id", type=click.IntRange(min=0), default=None, help="Several hosts: this process's id.")
 @user_errors
-def run(scenarios, n_paths, seed, horizon, device, n_devices, precision, out, force, as_json, quiet, coordinator,
-        num_processes, process_id):
+def run(scenarios, n_paths, seed, horizon, device, n_devices, precision, method, out, force, as_json, quiet,
+        coordinator, num_processes, process_id):
     """Simulate scenario files, print a summary and write a results folder for each.
 
     Several hosts: start the same command on every host with --coordinator/--num-processes/--process-id
@@ -170,7 +182,7 @@ def run(scenarios, n_paths, seed, horizon, device, n_devices, precision, out, fo
         bar, callback = progress_bar(n_paths, quiet or not lead, sc.name)
         with bar:
             res = simulate(sc, n_paths=n_paths, seed=seed, horizon_months=horizon, device=device,
-                           devices=n_devices, precision=int(precision), progress=callback)
+                           devices=n_devices, precision=int(precision), method=method, progress=callback)
         if not lead:
             continue
         res.save(o, force=force)
@@ -267,7 +279,26 @@ def _read_data(data, columns, percent, frequency, start_date, end_date):
                         start_date=start_date, end_date=end_date)
 
 
-_DATE = click.DateTime(formats=["%Y-%m-%d", "%Y-%m"])
+def _date(end: bool):
+    """Click callback: YYYY-MM-DD, or YYYY-MM meaning the month's first day (``end``: its last day)."""
+    def parse(ctx, param, value):
+        if value is None:
+            return None
+        import re
+
+        import pandas as pd
+
+        text = value.strip()
+        try:
+            if re.fullmatch(r"\d{4}-\d{2}", text):
+                month = pd.Period(text, freq="M")
+                return (month.end_time if end else month.start_time).normalize()
+            if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+                return pd.Timestamp(text)
+        except ValueError:
+            pass
+        raise click.BadParameter(f"{value!r} is not a date: use YYYY-MM-DD or YYYY-MM")
+    return parse
 
 
 def _data_options(fn):
@@ -281,8 +312,10 @@ def _data_options(fn):
         click.option("--percent", is_flag=True, help="Returns in the file are in percent, not decimals."),
         click.option("--frequency", type=click.Choice(["monthly", "weekly", "daily"]), default=None,
                      help="Data frequency (default: inferred from the dates)."),
-        click.option("--start-date", type=_DATE, default=None, help="First date of the sample (inclusive)."),
-        click.option("--end-date", type=_DATE, default=None, help="Last date of the sample (inclusive)."),
+        click.option("--start-date", default=None, callback=_date(end=False),
+                     help="First date of the sample (inclusive; YYYY-MM-DD, or YYYY-MM for the month's start)."),
+        click.option("--end-date", default=None, callback=_date(end=True),
+                     help="Last date of the sample (inclusive; YYYY-MM-DD, or YYYY-MM for the month's end)."),
         click.option("--starts", "n_starts", type=click.IntRange(min=1), default=10, show_default=True,
                      help="Random starts of EM (fixed seed); the best likelihood is kept."),
         click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True),
@@ -337,7 +370,8 @@ def calibrate_cmd(data, n_regimes, columns, percent, frequency, start_date, end_
 @main.command("backtest")
 @click.argument("data", type=click.Path(dir_okay=False))
 @_data_options
-@click.option("--train-until", type=_DATE, required=True, help="Last date of the training sample (the cut).")
+@click.option("--train-until", required=True, callback=_date(end=True),
+              help="Last date of the training sample, the cut (YYYY-MM-DD, or YYYY-MM for the month's end).")
 @click.option("--horizon", type=click.IntRange(min=1), default=12, show_default=True,
               help="Forecast horizon in months.")
 @click.option("--step", type=click.IntRange(min=1), default=12, show_default=True,

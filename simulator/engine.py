@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .params import Model, StepParams
+from .params import Model, StepParams, month_tables
 
 BLOCK_PATHS = 1 << 15  # paths per logical block: the unit of randomness; a multiple of 8 for fast sampling
 
@@ -151,15 +151,66 @@ def step(state: PathState, xs, *, key: jax.Array, valid: jax.Array, has_tails: b
     return PathState(regime, log_wealth, peak, max_dd, reports, report_dd, months), occupancy
 
 
-def simulate_block(steps: StepParams, key: jax.Array, n_valid: jax.Array, *, n_paths: int, n_months: int,
-                   n_reports: int, has_tails: bool, keep_months: bool) -> BlockOutput:
-    """One logical block of ``n_paths`` paths; only the first ``n_valid`` count towards occupancy."""
-    dtype = steps.drift.dtype
-    state = init(n_paths, steps.drift.shape[-1], n_months, n_reports, keep_months, dtype)
+def find_outcome(cdf: jax.Array, row: jax.Array, u: jax.Array) -> jax.Array:
+    """Per path, the first index i with cdf[row, i] > u (binary search in the path's own row of [K, N])."""
+    n = cdf.shape[1]
+    flat = cdf.reshape(-1)
+    lo, hi = row * n, row * n + n - 1
+
+    def halve(_, bounds):
+        lo, hi = bounds
+        mid = (lo + hi) // 2
+        right = jnp.take(flat, mid) <= u
+        return jnp.where(right, mid + 1, lo), jnp.where(right, hi, mid)
+
+    lo, _ = jax.lax.fori_loop(0, max(1, int(np.ceil(np.log2(n))) + 1), halve, (lo, hi))
+    return lo - row * n
+
+
+def month_step(state: PathState, xs, *, key: jax.Array, valid: jax.Array, has_tails: bool):
+    """Advance every path by one whole month with the exact method (Gaussian regimes): draw the month's
+    (regime counts, end regime) outcome from its exact law, then the Gaussian log return given it.
+    ``xs`` = (s, MonthParams slice for month s). Drawdowns are observed at month ends only."""
+    del has_tails
+    s, q = xs
+    K, A = q.cdf.shape[0], q.mean.shape[0]
+    n_paths = state.regime.shape[0]
+    dtype = state.log_wealth.dtype
+    key_s = jax.random.fold_in(key, s)
+    u = uniforms(jax.random.bits(key_s, (A + 1, n_paths), jnp.uint32 if dtype == jnp.float32 else jnp.uint64),
+                 dtype)
+    z = normals(u[1:])
+    outcome = find_outcome(q.cdf, state.regime, u[0])
+    take = lambda table: jnp.take(table, outcome)  # noqa: E731
+    rows = []
+    for a in range(A):
+        shock = sum(take(q.chol[a, b]) * z[b] for b in range(a + 1))
+        rows.append(state.log_wealth[a] + take(q.mean[a]) + q.shift[a] + shock)
+    log_wealth = jnp.stack(rows)
+    peak = jnp.maximum(state.peak, log_wealth)
+    max_dd = jnp.maximum(state.max_dd, peak - log_wealth)
+    reports = jax.lax.dynamic_update_index_in_dim(state.reports, log_wealth, q.report_slot, 0)
+    report_dd = jax.lax.dynamic_update_index_in_dim(state.report_dd, max_dd, q.report_slot, 0)
+    months = state.months
+    if months.shape[0]:
+        months = jax.lax.dynamic_update_index_in_dim(months, log_wealth, q.month_slot, 0)
+    occupancy = jnp.stack([jnp.sum(take(q.counts[k]) * valid) for k in range(K)])
+    regime = jnp.take(q.end, outcome)
+    return PathState(regime, log_wealth, peak, max_dd, reports, report_dd, months), occupancy
+
+
+def simulate_block(params, key: jax.Array, n_valid: jax.Array, *, n_paths: int, n_months: int, n_reports: int,
+                   has_tails: bool, keep_months: bool, method: str) -> BlockOutput:
+    """One logical block of ``n_paths`` paths; only the first ``n_valid`` count towards occupancy.
+    ``method`` 'step' scans StepParams over steps; 'exact' scans MonthParams over months."""
+    dtype = params.shift.dtype
+    n_assets = params.shift.shape[-1]
+    state = init(n_paths, n_assets, n_months, n_reports, keep_months, dtype)
     valid = (jnp.arange(n_paths) < n_valid).astype(dtype)
-    T = steps.drift.shape[0]
-    body = partial(step, key=key, valid=valid, has_tails=has_tails)
-    state, occupancy = jax.lax.scan(body, state, (jnp.arange(T, dtype=jnp.uint32), steps))
+    advance = step if method == "step" else month_step
+    body = partial(advance, key=key, valid=valid, has_tails=has_tails)
+    n_scan = params.shift.shape[0]
+    state, occupancy = jax.lax.scan(body, state, (jnp.arange(n_scan, dtype=jnp.uint32), params))
     return BlockOutput(state.reports[:n_reports], state.report_dd[:n_reports], state.months, occupancy)
 
 
@@ -170,8 +221,8 @@ def block_runner(devices: tuple, **static):
     mesh = jax.sharding.Mesh(np.array(devices), ("blocks",))
     blocks, same = jax.sharding.PartitionSpec("blocks"), jax.sharding.PartitionSpec()
 
-    def on_device(steps, seed_key, block_ids, n_valid):
-        run = partial(simulate_block, steps, **static)
+    def on_device(params, seed_key, block_ids, n_valid):
+        run = partial(simulate_block, params, **static)
         return jax.lax.map(lambda b: run(jax.random.fold_in(seed_key, b[0]), b[1]), (block_ids, n_valid))
 
     return mesh, jax.jit(jax.shard_map(on_device, mesh=mesh, in_specs=(same, same, blocks, blocks),
@@ -179,16 +230,20 @@ def block_runner(devices: tuple, **static):
 
 
 def run_blocks(model: Model, seed: int, n_paths: int, blocks, *, dtype, devices: tuple, blocks_per_call: int,
-               month_paths: int, on_blocks=None):
+               month_paths: int, method: str = "step", on_blocks=None):
     """Simulate the logical ``blocks`` (indices into the ceil(n_paths / BLOCK_PATHS) blocks of the run).
 
     Yields (block index, n_valid_paths, BlockOutput as numpy) per block. Blocks holding any of the first
     ``month_paths`` paths also return every month end (a separate compile; other blocks skip that buffer).
-    Each call gives every device ``blocks_per_call`` blocks. ``on_blocks(paths_done)`` reports progress.
+    Each call gives every device ``blocks_per_call`` blocks. ``method``: 'step' (per-step scan, any
+    scenario) or 'exact' (month-by-month, Gaussian regimes; see ``params.month_tables``). Occupancy comes
+    back per step ('step') or per month ('exact'). ``on_blocks(paths_done)`` reports progress.
     """
     per_call = max(1, blocks_per_call) * len(devices)
     static = dict(n_paths=BLOCK_PATHS, n_months=len(model.month_steps) - 1, n_reports=len(model.report_months),
-                  has_tails=model.has_tails)
+                  has_tails=model.has_tails, method=method)
+    tables = model.steps if method == "step" else month_tables(model)
+    cast = type(tables)(*[np.asarray(a, dtype=dtype if a.dtype.kind == "f" else a.dtype) for a in tables])
     month_blocks = -(-month_paths // BLOCK_PATHS)
     done = 0
     with jax.threefry_partitionable(False):  # the faster threefry on CPU; a block is never split
@@ -199,14 +254,13 @@ def run_blocks(model: Model, seed: int, n_paths: int, blocks, *, dtype, devices:
             mesh, runner = block_runner(tuple(devices), keep_months=keep_months, **static)
             same = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
             spread = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("blocks"))
-            steps = jax.device_put(StepParams(*[np.asarray(a, dtype=dtype if a.dtype.kind == "f" else a.dtype)
-                                                for a in model.steps]), same)
+            params = jax.device_put(cast, same)
             seed_key = jax.device_put(jax.random.key(seed), same)
             for i in range(0, len(group), per_call):
                 ids = np.asarray(group[i:i + per_call])
                 ids = np.concatenate([ids, np.full(per_call - len(ids), ids[-1])])  # fixed shape: one compile
                 valid = np.clip(n_paths - ids * BLOCK_PATHS, 0, BLOCK_PATHS)
-                out = runner(steps, seed_key, jax.device_put(ids.astype(np.uint32), spread),
+                out = runner(params, seed_key, jax.device_put(ids.astype(np.uint32), spread),
                              jax.device_put(valid.astype(np.int32), spread))
                 out = jax.tree.map(np.asarray, out)
                 for j, b in enumerate(group[i:i + per_call]):

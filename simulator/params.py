@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import math
+
 import numpy as np
 
 from .scenario import (Scenario, base_matrix, corr_matrix, merge_override, phase_matrix, stationary_distribution)
@@ -26,6 +28,23 @@ class StepParams(NamedTuple):
     report_slot: np.ndarray  # [T] int: same for report horizons (R = after the last report)
 
 
+class MonthParams(NamedTuple):
+    """Per-month tables of the exact month-by-month method (leading axis: month s = 0..H-1; N outcomes).
+
+    An outcome is (steps spent in each regime during the month, regime at the month's last step). Given it,
+    the month's log return is exactly Gaussian for Gaussian regimes: mean and Cholesky factor below.
+    """
+
+    cdf: np.ndarray       # [S, K, N] P(outcome <= i | regime before the month), cumulative; 2 past the last
+    counts: np.ndarray    # [S, K, N] steps spent in regime k under outcome i
+    end: np.ndarray       # [S, N] int: regime at the month's last step
+    mean: np.ndarray      # [S, A, N] mean log return of the month (drift part)
+    chol: np.ndarray      # [S, A, A, N] Cholesky factor of its covariance
+    shift: np.ndarray     # [S, A] rate-overlay log return of the month
+    month_slot: np.ndarray   # [S] int: s + 1
+    report_slot: np.ndarray  # [S] int: index of the first report at or after the end of month s
+
+
 class Model(NamedTuple):
     """Everything the engine and the summaries need to know about one run shape."""
 
@@ -41,6 +60,7 @@ class Model(NamedTuple):
     has_tails: bool
     start_probs: np.ndarray         # [K]
     base_matrix: np.ndarray         # [K, K] per-step matrix without phase overrides
+    step_matrices: np.ndarray       # [T, K, K] per-step transition matrices (row t=0: the start law)
 
     @property
     def n_steps(self) -> int:
@@ -149,5 +169,80 @@ def build_model(sc: Scenario, horizon_months: int | None = None) -> Model:
         steps=steps, steps_per_year=f, horizon_months=H, report_months=reports, report_steps=report_steps,
         month_steps=month_steps, asset_keys=tuple(assets), regime_names=tuple(names),
         compare=(assets.index(first), assets.index(second)), has_tails=bool(np.isfinite(tails).any()),
-        start_probs=start, base_matrix=base,
+        start_probs=start, base_matrix=base, step_matrices=step_trans,
     )
+
+
+MAX_MONTH_OUTCOMES = 100_000
+
+
+def exact_method_problem(model: Model) -> str | None:
+    """Why the exact month-by-month method cannot run ``model`` (None when it can)."""
+    if model.has_tails:
+        return "Student-t regimes: a month's return given the regime counts is not Gaussian"
+    K = len(model.regime_names)
+    for s in range(len(model.month_steps) - 1):
+        t0, t1 = model.month_steps[s], model.month_steps[s + 1]
+        p = model.steps
+        if not (np.all(p.drift[t0:t1] == p.drift[t0]) and np.all(p.loading[t0:t1] == p.loading[t0])):
+            return f"regime returns change inside month {s} (a phase boundary that is not a whole month)"
+        if math.comb(t1 - t0 + K - 1, K - 1) * K > MAX_MONTH_OUTCOMES:
+            return f"too many (regime counts, end regime) outcomes per month for {K} regimes"
+    return None
+
+
+def month_tables(model: Model) -> MonthParams:
+    """Exact joint law of (steps in each regime, end regime) for every month, by dynamic programming over
+    the month's steps, from each regime the chain is in before the month."""
+    reason = exact_method_problem(model)
+    if reason:
+        raise ValueError(f"the exact method cannot run this scenario: {reason}; use the per-step method")
+    K, A = len(model.regime_names), len(model.asset_keys)
+    cov = np.einsum("tkab,tkcb->tkac", model.steps.loading, model.steps.loading)   # per-step covariance
+    cache, months = {}, []
+    for s in range(len(model.month_steps) - 1):
+        t0, t1 = model.month_steps[s], model.month_steps[s + 1]
+        key = (model.step_matrices[t0:t1].tobytes(), model.steps.drift[t0].tobytes(), cov[t0].tobytes())
+        if key not in cache:
+            cache[key] = month_outcomes(model.step_matrices[t0:t1], model.steps.drift[t0], cov[t0])
+        months.append(cache[key])
+    N = max(len(m[1]) for m in months)
+    cdf = np.full((len(months), K, N), 2.0)
+    counts, end = np.zeros((len(months), K, N)), np.zeros((len(months), N), np.int32)
+    mean, chol = np.zeros((len(months), A, N)), np.zeros((len(months), A, A, N))
+    for s, (prob, cnt, last, mu, L) in enumerate(months):
+        n = len(cnt)
+        cdf[s, :, :n] = cumulative_rows(prob)
+        counts[s, :, :n], end[s, :n], mean[s, :, :n], chol[s, :, :, :n] = cnt.T, last, mu.T, L.transpose(1, 2, 0)
+    step_shift = model.steps.shift
+    shift = np.stack([step_shift[model.month_steps[s]:model.month_steps[s + 1]].sum(axis=0) for s in range(len(months))])
+    report_slot = np.searchsorted(np.asarray(model.report_months), np.arange(1, len(months) + 1), side="left")
+    return MonthParams(cdf, counts, end, mean, chol, shift, np.arange(1, len(months) + 1, dtype=np.int32),
+                       report_slot.astype(np.int32))
+
+
+def month_outcomes(matrices: np.ndarray, drift: np.ndarray, cov: np.ndarray):
+    """One month of L steps with per-step matrices [L, K, K]: returns (prob [K_before, N], counts [N, K],
+    end regime [N], mean [N, A], Cholesky [N, A, A]) over the N = C(L+K-1, K-1) * K outcomes."""
+    L, K = matrices.shape[0], matrices.shape[1]
+    levels = [[(0,) * K]]
+    for _ in range(L):
+        levels.append(sorted({tuple(c[i] + (i == k) for i in range(K)) for c in levels[-1] for k in range(K)}))
+    index = [{c: i for i, c in enumerate(level)} for level in levels]
+    state = np.zeros((K, 1, K))                      # [before, count vector, current regime]
+    state[np.arange(K), 0, np.arange(K)] = 1.0
+    for j, P in enumerate(matrices):
+        nxt = np.zeros((K, len(levels[j + 1]), K))
+        for k in range(K):
+            plus = np.array([index[j + 1][tuple(c[i] + (i == k) for i in range(K))] for c in levels[j]])
+            nxt[:, plus, k] += state @ P[:, k]
+        state = nxt
+    cnt = np.array(levels[-1], dtype=float)          # [n_counts, K]
+    prob = state.reshape(K, -1)                      # outcome i = count_index * K + end regime
+    counts = np.repeat(cnt, K, axis=0)
+    end = np.tile(np.arange(K), len(cnt))
+    mean = counts @ drift                            # [N, A]
+    C = np.einsum("nk,kab->nab", counts, cov)
+    w, V = np.linalg.eigh(C)
+    C = np.einsum("nab,nb,ncb->nac", V, np.maximum(w, 1e-18), V)   # zero-vol outcomes stay factorisable
+    return prob, counts, end, mean, np.linalg.cholesky(C)

@@ -18,7 +18,7 @@ import pandas as pd
 from . import __version__
 from .devices import process_blocks, resolve_devices, sum_over_processes
 from .engine import BLOCK_PATHS, run_blocks
-from .params import Model, build_model
+from .params import Model, build_model, exact_method_problem
 from .scenario import Scenario
 from .summary import Accumulator, Summaries
 
@@ -101,11 +101,15 @@ def replace_dir(src: Path, dst: Path) -> None:
 
 
 def simulate(scenario: Scenario, n_paths: int = 1_000_000, seed: int = 0, *, horizon_months: int | None = None,
-             device: str = "cpu", devices: int | str = 1, precision: int = 32, batch_paths: int | None = None,
-             progress=None) -> Result:
+             device: str = "cpu", devices: int | str = 1, precision: int = 32, method: str = "step",
+             batch_paths: int | None = None, progress=None) -> Result:
     """Simulate ``n_paths`` paths of ``scenario`` and summarise them.
 
     ``devices``: how many devices of that backend share the blocks (a number or 'all'; same numbers as one).
+    ``method``: 'step' simulates every step (all outputs as SPEC section 4); 'exact' draws each month's
+    regime counts and Gaussian return from their exact joint law (Gaussian regimes only; same distribution
+    at every month end, much faster for weekly/daily steps, but drawdowns are observed at month ends only);
+    'auto' takes 'exact' where the scenario allows it, else 'step'.
     ``precision`` 32 or 64 (float type of the engine); ``batch_paths`` paths per jitted call (rounded to a
     whole number of blocks of ``BLOCK_PATHS``; it changes memory and speed, never the numbers);
     ``progress(paths_done)`` is called as blocks finish.
@@ -119,15 +123,16 @@ def simulate(scenario: Scenario, n_paths: int = 1_000_000, seed: int = 0, *, hor
     n_paths, seed = int(n_paths), int(seed)
     devs = resolve_devices(device, devices)
     model = build_model(scenario, horizon_months)
+    method = resolve_method(model, method)
     blocks_per_call = max(1, (batch_paths or DEFAULT_BATCH_PATHS) // BLOCK_PATHS)
     t0 = time.perf_counter()
     dtype = np.float32 if precision == 32 else np.float64
     with jax.enable_x64(precision == 64):
-        acc = Accumulator(model, n_paths, dtype)
+        acc = Accumulator(model, n_paths, dtype, per_month=method == "exact")
         mine = process_blocks(-(-n_paths // BLOCK_PATHS))
         for block, n_valid, out in run_blocks(model, seed, n_paths, mine, dtype=dtype, devices=devs,
                                               blocks_per_call=blocks_per_call, month_paths=acc.fan_paths,
-                                              on_blocks=progress):
+                                              method=method, on_blocks=progress):
             acc.add(block, n_valid, out)
         acc.replace(sum_over_processes(acc.arrays()))
         stats = acc.finish()
@@ -137,11 +142,26 @@ def simulate(scenario: Scenario, n_paths: int = 1_000_000, seed: int = 0, *, hor
         "scenario_sha256": scenario.sha256, "parameters": resolved_parameters(scenario, model),
         "seed": seed, "n_paths": n_paths, "kept_paths": stats.keep, "fan_paths": stats.fan_paths, "backend": devs[0].platform,
         "devices": [str(d) for d in devs], "processes": jax.process_count(), "precision": precision, "block_paths": BLOCK_PATHS,
+        "method": method, "drawdowns_observed": "every step" if method == "step" else "month ends",
         "wall_seconds": round(wall, 4), "path_steps_per_second": n_paths * model.n_steps / max(wall, 1e-9),
         "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "jax_version": jax.__version__, "python": platform.python_version(),
     }
     return Result(scenario, model, stats, meta)
+
+
+def resolve_method(model: Model, method: str) -> str:
+    """'step' or 'exact' for ``model`` (see ``simulate``); 'exact' where it cannot run is an error."""
+    if method not in ("step", "exact", "auto"):
+        raise ValueError(f"method must be 'step', 'exact' or 'auto', got {method!r}")
+    problem = exact_method_problem(model)
+    if method == "exact" and problem:
+        raise MethodError(f"the exact method cannot run this scenario: {problem}. Use method 'step'.")
+    return "exact" if method == "exact" or (method == "auto" and problem is None) else "step"
+
+
+class MethodError(ValueError):
+    """A simulation method was asked for that the scenario does not allow."""
 
 
 def resolved_parameters(scenario: Scenario, model: Model) -> dict:

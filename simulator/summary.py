@@ -47,10 +47,11 @@ class Accumulator:
 
     STATS = ("sum_r", "loss", "sum_x", "sum_x2", "wins", "occupancy", "filled")
 
-    def __init__(self, model: Model, n_paths: int, dtype=np.float32):
+    def __init__(self, model: Model, n_paths: int, dtype=np.float32, per_month: bool = False):
+        """``per_month``: blocks report occupancy per month (exact method) instead of per step."""
         M1, A, R = len(model.month_steps), len(model.asset_keys), len(model.report_months)
         K, n_blocks = len(model.regime_names), -(-n_paths // BLOCK_PATHS)
-        self.model, self.n_paths = model, n_paths
+        self.model, self.n_paths, self.per_month = model, n_paths, per_month
         self.keep, self.fan_paths = kept_counts(model, n_paths, np.dtype(dtype).itemsize)
         self.kept_reports = np.zeros((R, A, self.keep), dtype)        # log wealth at each report horizon
         self.kept_dd = np.zeros((R, A, self.keep), dtype)             # max log drawdown at each report horizon
@@ -73,8 +74,9 @@ class Accumulator:
         self.sum_x[block] = X.sum(axis=1)
         self.sum_x2[block] = (X * X).sum(axis=1)
         self.wins[block] = (X > 0).sum(axis=1)
-        cumulative = np.cumsum(out.occupancy, axis=0, dtype=np.float64)
-        self.occupancy[block] = cumulative[np.asarray(self.model.report_steps) - 1]
+        cumulative = np.cumsum(out.occupancy, axis=0, dtype=np.float64)   # per step, or per month (exact)
+        ends = self.model.report_months if self.per_month else self.model.report_steps
+        self.occupancy[block] = cumulative[np.asarray(ends) - 1]
         self.filled[block] = n_valid
         first = block * BLOCK_PATHS
         for kept, source, bound in ((self.kept_reports, out.reports, self.keep), (self.kept_dd, out.report_dd, self.keep),
