@@ -391,7 +391,7 @@ def start_dynamax_subprocess(scenario: dict, counts: list[int], seed: int, repea
                             text=True)
 
 
-def finish_dynamax(proc: subprocess.Popen, timeout_s: float = 1800) -> dict:
+def finish_dynamax(proc: subprocess.Popen, timeout_s: float = 900) -> dict:
     """The worker's JSON answer, or {'error': ...} (a worker still running after ``timeout_s`` is killed)."""
     try:
         out, err = proc.communicate(timeout=timeout_s)
@@ -407,7 +407,7 @@ def finish_dynamax(proc: subprocess.Popen, timeout_s: float = 1800) -> dict:
 
 
 def run_dynamax_subprocess(scenario: dict, counts: list[int], seed: int, repeats: int, budget_s: float,
-                           chunk: int = 100_000, timeout_s: float = 1800) -> dict:
+                           chunk: int = 100_000, timeout_s: float = 900) -> dict:
     """``_dynamax_worker`` in a subprocess: {'results': {str(n): {...}}, ...} or {'error': ...}."""
     return finish_dynamax(start_dynamax_subprocess(scenario, counts, seed, repeats, budget_s, chunk), timeout_s)
 
@@ -471,7 +471,9 @@ def capsim_run(sc, n_paths: int, seed: int, method: str = "per-step"):
     if "method" in inspect.signature(simulator.simulate).parameters:
         kw["method"] = "exact" if method == "exact" else "step"
     res = simulator.simulate(sc, n_paths=n_paths, seed=seed, device="cpu", **kw)
+    t0 = time.perf_counter()
     res.summary()  # the summary table (quantiles, HDI, ...) is part of the timed work
+    res.bench_summary_s = time.perf_counter() - t0
     return res
 
 
@@ -627,37 +629,42 @@ def text_table(cells: list[list[str]]) -> str:
 
 
 def targets(rows: list[Row], limit_rate: float) -> list[str]:
-    """The issue's CPU targets, each met or not, with the worst case."""
+    """The issue's CPU targets, each met or not per workload, with the worst cell."""
     by = {(r.workload, r.paths, r.method): r for r in rows}
-    capsim = [r for r in rows if r.method == "capsim"]
+    workloads = list(dict.fromkeys(r.workload for r in rows))
     lines = []
 
-    def verdict(name, pairs, need):
-        pairs = [(lbl, v) for lbl, v in pairs if np.isfinite(v)]
-        if not pairs:
-            lines.append(f"- {name}: not measured in this run")
-            return
-        lbl, worst = min(pairs, key=lambda p: p[1])
-        ok = worst >= need
-        lines.append(f"- {name}: **{'met' if ok else 'NOT met'}** (worst {worst:.2f} at {lbl}; "
-                     f"{len(pairs)} cell(s))")
+    def verdict(name, ratio_of, method, need):
+        parts = []
+        for w in workloads:
+            vals = []
+            for r in rows:
+                if r.workload == w and r.method == method and r.valid:
+                    v = ratio_of(r)
+                    if v is not None and np.isfinite(v):
+                        vals.append((v, fmt_paths(r.paths)))
+            if vals:
+                worst, at = min(vals)
+                parts.append(f"{w} **{'met' if worst >= need else 'NOT met'}** (worst {worst:.2f}, at {at}; "
+                             f"{len(vals)} path count(s))")
+        lines.append(f"- {name}: " + ("; ".join(parts) if parts else "not measured in this run"))
 
-    def lbl(r):
-        return f"{r.workload} {fmt_paths(r.paths)}"
-
-    verdict("capsim `simulate` >= 0.75 x limit at every path count",
-            [(lbl(r), r.rate / limit_rate if r.valid else math.nan) for r in capsim], 0.75)
-    for peer, need in (("numpy", 6.0), ("dynamax", 10.0)):
-        pairs = []
-        for r in capsim:
+    def vs(peer):
+        def ratio(r):
             p = by.get((r.workload, r.paths, peer))
-            if p is not None and p.valid and r.valid:
-                pairs.append((lbl(r), r.rate / p.rate))
-        verdict(f"capsim >= {need:g} x {peer}", pairs, need)
-    ex = [r for r in rows if r.method == "capsim exact"]
-    if ex:
-        verdict("capsim exact path >= 4 x limit", [(lbl(r), r.rate / limit_rate if r.valid else math.nan)
-                                                    for r in ex], 4.0)
+            return r.rate / p.rate if p is not None and p.valid else None
+        return ratio
+
+    counts = sorted({r.paths for r in rows})
+    lines.append(f"Path counts in this run: {', '.join(fmt_paths(n) for n in counts)} (the issue asks for 1e5 to "
+                 "1e8 for the limit target).")
+    lines.append("")
+    verdict("capsim `simulate` >= 0.75 x limit at every path count", lambda r: r.rate / limit_rate, "capsim", 0.75)
+    verdict("capsim >= 6 x numpy", vs("numpy"), "capsim", 6.0)
+    verdict("capsim >= 10 x dynamax", vs("dynamax"), "capsim", 10.0)
+    if any(r.method == "capsim exact" for r in rows):
+        verdict("capsim exact path >= 4 x limit (where the model allows it: with monthly steps there is nothing "
+                "to aggregate, one step is one month)", lambda r: r.rate / limit_rate, "capsim exact", 4.0)
     else:
         lines.append("- capsim exact path >= 4 x limit: `simulate` has no `method` argument in this version")
     bad = [f"{r.workload} {fmt_paths(r.paths)} {r.method}" for r in rows if r.times and not r.check_ok]
@@ -820,11 +827,18 @@ def main(argv=None) -> int:
                 print(f"[bench] {w} {fmt_paths(n)} {name} ...", flush=True)
                 try:
                     capsim_run(sc, min(n, 1 << 18), args.seed + 1000, meth)  # warm-up: compile
-                    times, res = timed_runs(lambda r: capsim_run(sc, n, args.seed + r, meth), args.repeats,
-                                            args.cell_budget)
+                    summary_s = []
+
+                    def one(r):
+                        res = capsim_run(sc, n, args.seed + r, meth)
+                        summary_s.append(res.bench_summary_s)
+                        return res
+
+                    times, res = timed_runs(one, args.repeats, args.cell_budget)
                     chk = check_capsim(m, res)
                     del res
-                    row.times, row.check, row.check_ok = times, chk.text(), chk.ok
+                    row.times, row.check_ok = times, chk.ok
+                    row.check = f"{chk.text()}; summary() {statistics.median(summary_s):.2g} s of it"
                     if not chk.ok:
                         notes.append(f"{w} {fmt_paths(n)} {name} check: " + "; ".join(chk.details))
                 except Exception as exc:  # noqa: BLE001 - e.g. the exact path refusing this model

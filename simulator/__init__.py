@@ -3,7 +3,8 @@
 __version__ = "0.1.0"
 
 from .devices import DeviceError  # noqa: E402
-from .run import OutputExistsError, Result, simulate  # noqa: E402
+from .output import OutputExistsError  # noqa: E402
+from .run import Result, simulate  # noqa: E402
 from .scenario import Scenario, ScenarioError, load_scenario, parse_scenario  # noqa: E402
 from .history import DataError, load_us_size_returns, read_returns  # noqa: E402
 from . import backtest, calibrate  # noqa: E402  (modules: sim.calibrate.calibrate(...), sim.backtest.backtest(...))

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -36,7 +34,8 @@ from .calibrate import Calibration, calibrate, filter_probabilities, scenario_te
 from .engine import BLOCK_PATHS
 from .history import DataError, log_returns
 from .params import steps_to_month
-from .run import OutputExistsError, replace_dir, simulate
+from .output import write_folder
+from .run import simulate
 
 METHOD = ("training-window fit, fixed parameters; start = regime probabilities filtered with those parameters "
           "through the origin, moved one step on (no re-fitting)")
@@ -95,23 +94,15 @@ class BacktestResult(NamedTuple):
 
     def save(self, out_dir: str | Path, force: bool = False) -> Path:
         """scores.csv, summary.csv, pit.png, model.yaml, meta.json; atomic (temporary folder, then rename)."""
-        out = Path(out_dir)
-        if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
-            raise OutputExistsError(f"{out}: output folder exists and is not empty; use --force to replace it, "
-                                    "or choose another --out")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-        try:
+
+        def write(tmp: Path) -> None:
             self.scores.to_csv(tmp / "scores.csv", index=False)
             self.summary.to_csv(tmp / "summary.csv", index=False)
             pit_figure(self.scores, self.summary, self.meta).savefig(tmp / "pit.png", dpi=110)
             (tmp / "model.yaml").write_text(self.model_yaml, encoding="utf-8")
             (tmp / "meta.json").write_text(json.dumps({**self.meta, "verdict": self.verdict}, indent=2, default=str))
-            replace_dir(tmp, out)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return out
+
+        return write_folder(out_dir, write, force)
 
 
 def backtest(frame: pd.DataFrame, n_regimes: int, train_until, *, horizon_months: int = 12, step_months: int = 12,

@@ -17,7 +17,8 @@ import jax
 from . import __version__
 from .checks import CheckResult, evaluate, write_junit
 from .devices import DeviceError, init_processes, wants_processes
-from .run import MethodError, OutputExistsError, simulate
+from .output import OutputExistsError, refuse_existing
+from .run import MethodError, simulate
 from .scenario import ScenarioError, load_scenario
 from .history import DataError  # calibrate/backtest input errors (a FitError is one)
 
@@ -175,8 +176,8 @@ def run(scenarios, n_paths, seed, horizon, device, n_devices, precision, method,
         raise UserError("two scenarios share a name and would write the same folder: "
                         + ", ".join(sorted({str(o) for o in outs if outs.count(o) > 1})))
     for o in outs:  # refuse before spending any time simulating
-        if lead and o.exists() and (not o.is_dir() or any(o.iterdir())) and not force:
-            raise OutputExistsError(f"{o}: output folder exists and is not empty; use --force to replace it")
+        if lead:
+            refuse_existing(o, force)
     records = []
     for sc, o in zip(loaded, outs):
         bar, callback = progress_bar(n_paths, quiet or not lead, sc.name)
@@ -397,8 +398,7 @@ def backtest_cmd(data, n_regimes, columns, percent, frequency, start_date, end_d
 
     frame = _read_data(data, columns, percent, frequency, start_date, end_date)
     out = Path(out) if out else Path("results") / f"backtest-{Path(data).stem}-k{n_regimes}-{train_until:%Y-%m-%d}"
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
-        raise OutputExistsError(f"{out}: output folder exists and is not empty; use --force to replace it")
+    refuse_existing(out, force)
     res = backtest(frame, n_regimes, train_until, horizon_months=horizon, step_months=step, n_paths=n_paths,
                    seed=seed, n_starts=n_starts, device=device)
     res.save(out, force=force)

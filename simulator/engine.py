@@ -138,17 +138,21 @@ def step(state: PathState, xs, *, key: jax.Array, valid: jax.Array, has_tails: b
         if has_tails:
             shock = shock * scale
         rows.append(state.log_wealth[a] + select(masks, p.drift[:, a]) + p.shift[a] + shock)
-    log_wealth = jnp.stack(rows)
+    occupancy = jnp.stack([jnp.sum(jnp.where(m, valid, 0)) for m in masks])
+    return advance(state, regime, jnp.stack(rows), p.report_slot, p.month_slot), occupancy
+
+
+def advance(state: PathState, regime, log_wealth, report_slot, month_slot) -> PathState:
+    """The new state after a step (or month): drawdowns updated, and log wealth and drawdown written into the
+    slot of the next report horizon / month end (the last write before it is the right one)."""
     peak = jnp.maximum(state.peak, log_wealth)
     max_dd = jnp.maximum(state.max_dd, peak - log_wealth)
-    # Write into the slot of the next report / month end; the last write before it is the right one.
-    reports = jax.lax.dynamic_update_index_in_dim(state.reports, log_wealth, p.report_slot, 0)
-    report_dd = jax.lax.dynamic_update_index_in_dim(state.report_dd, max_dd, p.report_slot, 0)
+    reports = jax.lax.dynamic_update_index_in_dim(state.reports, log_wealth, report_slot, 0)
+    report_dd = jax.lax.dynamic_update_index_in_dim(state.report_dd, max_dd, report_slot, 0)
     months = state.months
     if months.shape[0]:
-        months = jax.lax.dynamic_update_index_in_dim(months, log_wealth, p.month_slot, 0)
-    occupancy = jnp.stack([jnp.sum(jnp.where(m, valid, 0)) for m in masks])
-    return PathState(regime, log_wealth, peak, max_dd, reports, report_dd, months), occupancy
+        months = jax.lax.dynamic_update_index_in_dim(months, log_wealth, month_slot, 0)
+    return PathState(regime, log_wealth, peak, max_dd, reports, report_dd, months)
 
 
 def find_outcome(cdf: jax.Array, row: jax.Array, u: jax.Array) -> jax.Array:
@@ -186,17 +190,8 @@ def month_step(state: PathState, xs, *, key: jax.Array, valid: jax.Array, has_ta
     for a in range(A):
         shock = sum(take(q.chol[a, b]) * z[b] for b in range(a + 1))
         rows.append(state.log_wealth[a] + take(q.mean[a]) + q.shift[a] + shock)
-    log_wealth = jnp.stack(rows)
-    peak = jnp.maximum(state.peak, log_wealth)
-    max_dd = jnp.maximum(state.max_dd, peak - log_wealth)
-    reports = jax.lax.dynamic_update_index_in_dim(state.reports, log_wealth, q.report_slot, 0)
-    report_dd = jax.lax.dynamic_update_index_in_dim(state.report_dd, max_dd, q.report_slot, 0)
-    months = state.months
-    if months.shape[0]:
-        months = jax.lax.dynamic_update_index_in_dim(months, log_wealth, q.month_slot, 0)
     occupancy = jnp.stack([jnp.sum(take(q.counts[k]) * valid) for k in range(K)])
-    regime = jnp.take(q.end, outcome)
-    return PathState(regime, log_wealth, peak, max_dd, reports, report_dd, months), occupancy
+    return advance(state, take(q.end), jnp.stack(rows), q.report_slot, q.month_slot), occupancy
 
 
 def simulate_block(params, key: jax.Array, n_valid: jax.Array, *, n_paths: int, n_months: int, n_reports: int,

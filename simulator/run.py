@@ -6,8 +6,6 @@ import datetime as _dt
 import json
 import os
 import platform
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
+from .output import write_folder
 from .devices import process_blocks, resolve_devices, sum_over_processes
 from .engine import BLOCK_PATHS, run_blocks
 from .params import Model, build_model, exact_method_problem
@@ -23,10 +22,6 @@ from .scenario import Scenario
 from .summary import Accumulator, Summaries
 
 DEFAULT_BATCH_PATHS = BLOCK_PATHS  # paths per jitted call and device (whole blocks); one block is fastest on CPU
-
-
-class OutputExistsError(ValueError):
-    """The output folder exists and is not empty, and overwriting was not asked for."""
 
 
 class Result:
@@ -59,45 +54,23 @@ class Result:
         return pd.DataFrame(self._stats.total_returns(int(horizon_months)), columns=list(self.model.asset_keys))
 
     def save(self, out_dir: str | os.PathLike, force: bool = False) -> Path:
-        """Write summary.csv, summary.json, fan.csv, fan.png and meta.json into ``out_dir``.
-
-        Files are written to a temporary folder beside it and renamed into place, so the folder appears
-        only when complete. An existing non-empty folder is refused unless ``force``.
-        """
+        """Write summary.csv, summary.json, fan.csv, fan.png and meta.json into ``out_dir``, atomically (the
+        folder appears only when complete). An existing non-empty folder is refused unless ``force``."""
         from .plots import fan_figure  # matplotlib is imported only when a figure is written
 
-        out = Path(out_dir)
-        if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
-            raise OutputExistsError(f"{out}: output folder exists and is not empty; use --force (force=True) "
-                                    "to replace it, or choose another --out")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-        try:
+        def write(tmp: Path) -> None:
             summary, fan = self.summary(), self.fan()
             summary.to_csv(tmp / "summary.csv", index=False)
             (tmp / "summary.json").write_text(summary.to_json(orient="records", indent=2))
             fan.to_csv(tmp / "fan.csv", index=False)
-            fan_figure(fan, self.model, title=self._title(), labels=self.scenario.assets).savefig(tmp / "fan.png", dpi=110)
+            figure = fan_figure(fan, self.model, title=self._title(), labels=self.scenario.assets)
+            figure.savefig(tmp / "fan.png", dpi=110)
             (tmp / "meta.json").write_text(json.dumps(self.meta, indent=2, default=str))
-            replace_dir(tmp, out)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return out
+
+        return write_folder(out_dir, write, force)
 
     def _title(self) -> str:
         return f"{self.name}: {self.meta['n_paths']:,} paths, seed {self.meta['seed']}"
-
-
-def replace_dir(src: Path, dst: Path) -> None:
-    """Move the finished folder ``src`` to ``dst``, replacing ``dst`` if it exists."""
-    if dst.exists():
-        trash = Path(tempfile.mkdtemp(prefix=f".{dst.name}.old-", dir=dst.parent))
-        os.replace(dst, trash / dst.name)
-        os.replace(src, dst)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.replace(src, dst)
 
 
 def simulate(scenario: Scenario, n_paths: int = 1_000_000, seed: int = 0, *, horizon_months: int | None = None,

@@ -143,7 +143,8 @@ def test_table_and_targets():
     assert numpy_row[3] == "1e5†" and numpy_row[8] == "5.00"   # extrapolated; 1.2e8 / 2.4e7
     assert dyn[6].startswith("(") and dyn[8] == ""             # a failed check is shown but not compared
     text = "\n".join(bench.targets(rows, limit))
-    assert "met** (worst 2.00" in text and "capsim >= 6 x numpy: **NOT met** (worst 5.00" in text
+    assert "limit at every path count: monthly **met** (worst 2.00" in text
+    assert "capsim >= 6 x numpy: monthly **NOT met** (worst 5.00" in text
     assert "FAILED" in text and "dynamax" in text
     assert bench.markdown_table(cells).count("\n") == len(rows) + 1
 

@@ -1,0 +1,44 @@
+"""Result folders written atomically: files go to a temporary folder beside the target, which is renamed
+into place only when complete; a non-empty target is refused unless forced."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+
+class OutputExistsError(ValueError):
+    """The output folder exists and is not empty, and overwriting was not asked for."""
+
+
+def refuse_existing(out: str | os.PathLike, force: bool) -> None:
+    """Raise ``OutputExistsError`` if ``out`` holds anything and ``force`` is off."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
+        raise OutputExistsError(f"{out}: output folder exists and is not empty; use --force (force=True) to "
+                                "replace it, or choose another --out")
+
+
+def write_folder(out: str | os.PathLike, write: Callable[[Path], None], force: bool = False) -> Path:
+    """Call ``write(tmp)`` to fill a temporary folder, then move it to ``out`` (replacing it if ``force``).
+    On any error the temporary folder is removed and ``out`` is left as it was."""
+    out = Path(out)
+    refuse_existing(out, force)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        write(tmp)
+        if out.exists():
+            trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            os.replace(out, trash / out.name)
+            os.replace(tmp, out)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
