@@ -23,8 +23,6 @@ caller writes it.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import textwrap
 from pathlib import Path
 from typing import NamedTuple
@@ -791,27 +789,6 @@ def scenario_name(path: str | Path) -> str:
     return name if name and NAME_RE.match(name) else "calibrated"
 
 
-def write_text_atomic(path: str | Path, text: str, force: bool = False) -> Path:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    from .run import OutputExistsError
-
-    path = Path(path)
-    if path.exists() and not force:
-        raise OutputExistsError(f"{path}: file exists; use --force to replace it")
-    if path.is_dir():
-        raise OutputExistsError(f"{path}: is a folder; give a file name for the scenario")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def _day(x) -> str:
     return str(pd.Timestamp(x).date())
 
@@ -819,4 +796,4 @@ def _day(x) -> str:
 __all__ = ["Calibration", "DataError", "FitError", "MSFit", "MSParams", "Posterior", "StandardErrors",
            "calibrate", "expected_duration_months", "filter_probabilities", "fit_ms", "forward_backward",
            "loglikelihood", "n_free_params", "regime_names", "scenario_dict", "scenario_name", "scenario_text",
-           "start_probabilities", "to_scenario", "write_text_atomic"]
+           "start_probabilities", "to_scenario"]

@@ -17,7 +17,7 @@ import jax
 from . import __version__
 from .checks import CheckResult, evaluate, write_junit
 from .devices import DeviceError, init_processes, wants_processes
-from .output import OutputExistsError, refuse_existing
+from .output import OutputExistsError, refuse_existing, write_text_atomic
 from .run import MethodError, simulate
 from .scenario import ScenarioError, load_scenario
 from .history import DataError  # calibrate/backtest input errors (a FitError is one)
@@ -342,7 +342,7 @@ def calibrate_cmd(data, n_regimes, columns, percent, frequency, start_date, end_
     maximum likelihood (EM with a scaled forward-backward pass, several starts, BFGS polish) of a
     regime-specific mean vector and full covariance of the log returns.
     """
-    from .calibrate import calibrate, scenario_name, scenario_text, write_text_atomic
+    from .calibrate import calibrate, scenario_name, scenario_text
 
     frame = _read_data(data, columns, percent, frequency, start_date, end_date)
     if frame.shape[1] < 2:

@@ -5,9 +5,10 @@ Paths come in logical blocks of ``BLOCK_PATHS``. Block b's random numbers come f
 so a path's values depend on the seed and its block index only, never on how many blocks are simulated
 together (``blocks_per_call``) or on the devices they are spread over.
 
-One jitted function per run shape (``block_runner``): ``lax.scan`` over steps, vectorised over the
-paths of a block, ``lax.map`` over the blocks of a call, ``shard_map`` over devices. Per-regime parameters are selected with chains of
-``jnp.where`` (small-table gathers and tiny matrix products are what make a naive scan slow on CPU).
+One jitted function per run shape (``block_runner``): ``lax.scan`` over steps (or months, for the exact
+method), vectorised over the paths of a block, ``lax.map`` over the blocks of a call, ``shard_map`` over
+devices. Per-regime parameters are selected with chains of ``jnp.where`` and enter as scalars per asset row
+(small-table gathers, tiny matrix products and [A, 1] broadcasts are what make a naive scan slow on CPU).
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .params import Model, StepParams, month_tables
+from .params import Model, month_tables
 
-BLOCK_PATHS = 1 << 15  # paths per logical block: the unit of randomness; a multiple of 8 for fast sampling
+BLOCK_PATHS = 1 << 14  # paths per logical block: the unit of randomness; a multiple of 8 for fast sampling
 
 
 class PathState(NamedTuple):
@@ -32,8 +33,6 @@ class PathState(NamedTuple):
     log_wealth: jax.Array  # [A, P] cumulative log return
     peak: jax.Array        # [A, P] running maximum of log_wealth (starts at 0)
     max_dd: jax.Array      # [A, P] running maximum of peak - log_wealth (log drawdown)
-    reports: jax.Array     # [R + 1, A, P] log_wealth at each report horizon (slot R: past the last report)
-    report_dd: jax.Array   # [R + 1, A, P] max_dd at each report horizon
     months: jax.Array      # [M + 1, A, P] log_wealth at each month end (slot 0: month 0); [0, A, P] if not kept
 
 
@@ -41,17 +40,13 @@ class BlockOutput(NamedTuple):
     reports: jax.Array     # [R, A, P] cumulative log return at each report horizon
     report_dd: jax.Array   # [R, A, P] maximum log drawdown up to each report horizon
     months: jax.Array      # [M + 1, A, P] cumulative log return at every month end (empty unless kept)
-    occupancy: jax.Array   # [T, K] number of (valid) paths in each regime at each step
+    occupancy: jax.Array   # [T, K] (valid) paths in each regime at each step; [H, K] path-steps per month (exact)
 
 
-def init(n_paths: int, n_assets: int, n_months: int, n_reports: int, keep_months: bool, dtype) -> PathState:
+def init(n_paths: int, n_assets: int, n_months: int, keep_months: bool, dtype) -> PathState:
     zeros = jnp.zeros((n_assets, n_paths), dtype)
-    report_zeros = jnp.zeros((n_reports + 1, n_assets, n_paths), dtype)
-    return PathState(
-        regime=jnp.zeros(n_paths, jnp.int32), log_wealth=zeros, peak=zeros, max_dd=zeros,
-        reports=report_zeros, report_dd=report_zeros,
-        months=jnp.zeros((n_months + 1 if keep_months else 0, n_assets, n_paths), dtype),
-    )
+    return PathState(regime=jnp.zeros(n_paths, jnp.int32), log_wealth=zeros, peak=zeros, max_dd=zeros,
+                     months=jnp.zeros((n_months + 1 if keep_months else 0, n_assets, n_paths), dtype))
 
 
 def uniforms(bits: jax.Array, dtype) -> jax.Array:
@@ -139,20 +134,18 @@ def step(state: PathState, xs, *, key: jax.Array, valid: jax.Array, has_tails: b
             shock = shock * scale
         rows.append(state.log_wealth[a] + select(masks, p.drift[:, a]) + p.shift[a] + shock)
     occupancy = jnp.stack([jnp.sum(jnp.where(m, valid, 0)) for m in masks])
-    return advance(state, regime, jnp.stack(rows), p.report_slot, p.month_slot), occupancy
+    return advance(state, regime, jnp.stack(rows), p.month_slot), occupancy
 
 
-def advance(state: PathState, regime, log_wealth, report_slot, month_slot) -> PathState:
-    """The new state after a step (or month): drawdowns updated, and log wealth and drawdown written into the
-    slot of the next report horizon / month end (the last write before it is the right one)."""
+def advance(state: PathState, regime, log_wealth, month_slot) -> PathState:
+    """The new state after a step (or month): drawdowns updated and, when month ends are kept, log wealth
+    written into the slot of the next month end (the last write before it is the right one)."""
     peak = jnp.maximum(state.peak, log_wealth)
     max_dd = jnp.maximum(state.max_dd, peak - log_wealth)
-    reports = jax.lax.dynamic_update_index_in_dim(state.reports, log_wealth, report_slot, 0)
-    report_dd = jax.lax.dynamic_update_index_in_dim(state.report_dd, max_dd, report_slot, 0)
     months = state.months
     if months.shape[0]:
         months = jax.lax.dynamic_update_index_in_dim(months, log_wealth, month_slot, 0)
-    return PathState(regime, log_wealth, peak, max_dd, reports, report_dd, months)
+    return PathState(regime, log_wealth, peak, max_dd, months)
 
 
 def find_outcome(cdf: jax.Array, row: jax.Array, u: jax.Array) -> jax.Array:
@@ -191,22 +184,28 @@ def month_step(state: PathState, xs, *, key: jax.Array, valid: jax.Array, has_ta
         shock = sum(take(q.chol[a, b]) * z[b] for b in range(a + 1))
         rows.append(state.log_wealth[a] + take(q.mean[a]) + q.shift[a] + shock)
     occupancy = jnp.stack([jnp.sum(take(q.counts[k]) * valid) for k in range(K)])
-    return advance(state, take(q.end), jnp.stack(rows), q.report_slot, q.month_slot), occupancy
+    return advance(state, take(q.end), jnp.stack(rows), q.month_slot), occupancy
 
 
-def simulate_block(params, key: jax.Array, n_valid: jax.Array, *, n_paths: int, n_months: int, n_reports: int,
-                   has_tails: bool, keep_months: bool, method: str) -> BlockOutput:
+def simulate_block(params, key: jax.Array, n_valid: jax.Array, *, n_paths: int, n_months: int,
+                   report_ends: tuple[int, ...], has_tails: bool, keep_months: bool, method: str) -> BlockOutput:
     """One logical block of ``n_paths`` paths; only the first ``n_valid`` count towards occupancy.
-    ``method`` 'step' scans StepParams over steps; 'exact' scans MonthParams over months."""
+    ``method`` 'step' scans StepParams over steps; 'exact' scans MonthParams over months. The scan runs in
+    segments ending at ``report_ends`` (steps or months) and records the state between them, so no per-step
+    write is spent on report horizons."""
     dtype = params.shift.dtype
-    n_assets = params.shift.shape[-1]
-    state = init(n_paths, n_assets, n_months, n_reports, keep_months, dtype)
+    state = init(n_paths, params.shift.shape[-1], n_months, keep_months, dtype)
     valid = (jnp.arange(n_paths) < n_valid).astype(dtype)
-    advance = step if method == "step" else month_step
-    body = partial(advance, key=key, valid=valid, has_tails=has_tails)
-    n_scan = params.shift.shape[0]
-    state, occupancy = jax.lax.scan(body, state, (jnp.arange(n_scan, dtype=jnp.uint32), params))
-    return BlockOutput(state.reports[:n_reports], state.report_dd[:n_reports], state.months, occupancy)
+    body = partial(step if method == "step" else month_step, key=key, valid=valid, has_tails=has_tails)
+    index = jnp.arange(params.shift.shape[0], dtype=jnp.uint32)
+    reports, report_dd, occupancy, start = [], [], [], 0
+    for end in report_ends:
+        state, occ = jax.lax.scan(body, state, jax.tree.map(lambda x: x[start:end], (index, params)))
+        reports.append(state.log_wealth)
+        report_dd.append(state.max_dd)
+        occupancy.append(occ)
+        start = end
+    return BlockOutput(jnp.stack(reports), jnp.stack(report_dd), state.months, jnp.concatenate(occupancy))
 
 
 @functools.lru_cache(maxsize=32)
@@ -235,7 +234,8 @@ def run_blocks(model: Model, seed: int, n_paths: int, blocks, *, dtype, devices:
     back per step ('step') or per month ('exact'). ``on_blocks(paths_done)`` reports progress.
     """
     per_call = max(1, blocks_per_call) * len(devices)
-    static = dict(n_paths=BLOCK_PATHS, n_months=len(model.month_steps) - 1, n_reports=len(model.report_months),
+    report_ends = model.report_steps if method == "step" else model.report_months
+    static = dict(n_paths=BLOCK_PATHS, n_months=len(model.month_steps) - 1, report_ends=tuple(report_ends),
                   has_tails=model.has_tails, method=method)
     tables = model.steps if method == "step" else month_tables(model)
     cast = type(tables)(*[np.asarray(a, dtype=dtype if a.dtype.kind == "f" else a.dtype) for a in tables])

@@ -42,3 +42,22 @@ def write_folder(out: str | os.PathLike, write: Callable[[Path], None], force: b
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def write_text_atomic(path: str | Path, text: str, force: bool = False) -> Path:
+    """Write ``text`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
+    path = Path(path)
+    if path.exists() and not force:
+        raise OutputExistsError(f"{path}: file exists; use --force to replace it")
+    if path.is_dir():
+        raise OutputExistsError(f"{path}: is a folder; give a file name for the scenario")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

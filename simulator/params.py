@@ -25,7 +25,6 @@ class StepParams(NamedTuple):
     tails: np.ndarray       # [T, K] Student-t degrees of freedom; inf = Gaussian
     shift: np.ndarray       # [T, A] rate-overlay log return: sensitivity * (rate(t+1) - rate(t))
     month_slot: np.ndarray  # [T] int: index of the first month end at or after the end of step t
-    report_slot: np.ndarray  # [T] int: same for report horizons (R = after the last report)
 
 
 class MonthParams(NamedTuple):
@@ -42,7 +41,6 @@ class MonthParams(NamedTuple):
     chol: np.ndarray      # [S, A, A, N] Cholesky factor of its covariance
     shift: np.ndarray     # [S, A] rate-overlay log return of the month
     month_slot: np.ndarray   # [S] int: s + 1
-    report_slot: np.ndarray  # [S] int: index of the first report at or after the end of month s
 
 
 class Model(NamedTuple):
@@ -123,7 +121,7 @@ def build_model(sc: Scenario, horizon_months: int | None = None) -> Model:
     f = sc.steps_per_year
     dt = 1.0 / f
     assets, names = sc.asset_keys, sc.regime_names
-    A, K = len(assets), len(names)
+    K = len(names)
     month_steps = tuple(steps_to_month(h, f) for h in range(H + 1))
     T = month_steps[-1]
     reports = tuple(sc.report_months_for(H))
@@ -153,7 +151,6 @@ def build_model(sc: Scenario, horizon_months: int | None = None) -> Model:
     step_trans = trans[phase_of_step]
     step_trans[0] = np.tile(start, (K, 1))  # the "move into step 0" draws s_0 from the start law
     month_slot = np.searchsorted(np.asarray(month_steps), np.arange(T) + 1, side="left")
-    report_slot = np.searchsorted(np.asarray(report_steps), np.arange(T) + 1, side="left")
 
     steps = StepParams(
         cum_trans=cumulative_rows(step_trans),
@@ -162,7 +159,6 @@ def build_model(sc: Scenario, horizon_months: int | None = None) -> Model:
         tails=tails[phase_of_step],
         shift=rate_shift(sc, T),
         month_slot=month_slot.astype(np.int32),
-        report_slot=report_slot.astype(np.int32),
     )
     first, second = sc.compare_pair
     return Model(
@@ -216,9 +212,7 @@ def month_tables(model: Model) -> MonthParams:
         counts[s, :, :n], end[s, :n], mean[s, :, :n], chol[s, :, :, :n] = cnt.T, last, mu.T, L.transpose(1, 2, 0)
     step_shift = model.steps.shift
     shift = np.stack([step_shift[model.month_steps[s]:model.month_steps[s + 1]].sum(axis=0) for s in range(len(months))])
-    report_slot = np.searchsorted(np.asarray(model.report_months), np.arange(1, len(months) + 1), side="left")
-    return MonthParams(cdf, counts, end, mean, chol, shift, np.arange(1, len(months) + 1, dtype=np.int32),
-                       report_slot.astype(np.int32))
+    return MonthParams(cdf, counts, end, mean, chol, shift, np.arange(1, len(months) + 1, dtype=np.int32))
 
 
 def month_outcomes(matrices: np.ndarray, drift: np.ndarray, cov: np.ndarray):

@@ -82,7 +82,7 @@ def simulate(scenario: Scenario, n_paths: int = 1_000_000, seed: int = 0, *, hor
     ``method``: 'step' simulates every step (all outputs as SPEC section 4); 'exact' draws each month's
     regime counts and Gaussian return from their exact joint law (Gaussian regimes only; same distribution
     at every month end, much faster for weekly/daily steps, but drawdowns are observed at month ends only);
-    'auto' takes 'exact' where the scenario allows it, else 'step'.
+    'auto' takes 'exact' where the scenario allows it and has several steps a month, else 'step'.
     ``precision`` 32 or 64 (float type of the engine); ``batch_paths`` paths per jitted call (rounded to a
     whole number of blocks of ``BLOCK_PATHS``; it changes memory and speed, never the numbers);
     ``progress(paths_done)`` is called as blocks finish.
@@ -117,6 +117,9 @@ def simulate(scenario: Scenario, n_paths: int = 1_000_000, seed: int = 0, *, hor
         "devices": [str(d) for d in devs], "processes": jax.process_count(), "precision": precision, "block_paths": BLOCK_PATHS,
         "method": method, "drawdowns_observed": "every step" if method == "step" else "month ends",
         "wall_seconds": round(wall, 4), "path_steps_per_second": n_paths * model.n_steps / max(wall, 1e-9),
+        "warnings": ["Student-t regimes: simple-return means (<asset>_mean, excess_mean, excess_sd) estimate a "
+                     "mean that does not exist (E exp(t) is infinite); use medians, quantiles and p_outperform"]
+        if model.has_tails else [],
         "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "jax_version": jax.__version__, "python": platform.python_version(),
     }
@@ -130,7 +133,8 @@ def resolve_method(model: Model, method: str) -> str:
     problem = exact_method_problem(model)
     if method == "exact" and problem:
         raise MethodError(f"the exact method cannot run this scenario: {problem}. Use method 'step'.")
-    return "exact" if method == "exact" or (method == "auto" and problem is None) else "step"
+    monthly = model.n_steps == model.horizon_months   # a month is one step: nothing to aggregate
+    return "exact" if method == "exact" or (method == "auto" and problem is None and not monthly) else "step"
 
 
 class MethodError(ValueError):

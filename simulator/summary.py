@@ -26,7 +26,7 @@ with warnings.catch_warnings():
     import arviz as az
 
 MAX_KEEP_PATHS = 2_000_000
-FAN_PATHS = 1 << 18
+FAN_PATHS = 1 << 16
 FAN_BUDGET_BYTES = 1 << 29
 FAN_QUANTILES = (0.05, 0.10, 0.25, 0.50, 0.75, 0.90, 0.95)
 

@@ -30,7 +30,7 @@ SCENARIO = textwrap.dedent("""\
       down: {drift: {small: -0.2, large: -0.1}, vol: {small: 0.35, large: 0.25}, corr: 0.9, tails: 5,
              duration_months: 6, next: {up: 1.0}}
     """)
-N_PATHS = 5 * 32768 + 1000   # six blocks, the last one partial
+N_PATHS = 5 * 16384 + 1000   # six blocks, the last one partial
 
 
 def run_python(code: str, env: dict | None = None) -> str:
