@@ -116,23 +116,16 @@ class HMM:
         return np.linalg.cholesky(self.cov)
 
 
-def stationary(P: np.ndarray) -> np.ndarray:
-    K = len(P)
-    A = np.vstack([P.T - np.eye(K), np.ones(K)])
-    b = np.zeros(K + 1)
-    b[-1] = 1.0
-    pi = np.linalg.lstsq(A, b, rcond=None)[0]
-    return pi / pi.sum()
-
-
 def hmm_from_dict(d: dict) -> HMM:
+    from simulator.scenario import stationary_distribution
+
     f = STEPS_PER_YEAR[d["frequency"]]
     dt = 1.0 / f
     assets, names = tuple(d["assets"]), tuple(d["regimes"])
     P = np.array([[d["transitions"][i].get(j, 0.0) for j in names] for i in names], dtype=float)
     start = d.get("start", "stationary")
     if start == "stationary":
-        p0 = stationary(P)
+        p0 = stationary_distribution(P)
     elif isinstance(start, str):
         p0 = np.eye(len(names))[names.index(start)]
     else:

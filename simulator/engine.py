@@ -14,6 +14,7 @@ devices. Per-regime parameters are selected with chains of ``jnp.where`` and ent
 from __future__ import annotations
 
 import functools
+import math
 from functools import partial
 from typing import NamedTuple
 
@@ -190,22 +191,27 @@ def month_step(state: PathState, xs, *, key: jax.Array, valid: jax.Array, has_ta
 def simulate_block(params, key: jax.Array, n_valid: jax.Array, *, n_paths: int, n_months: int,
                    report_ends: tuple[int, ...], has_tails: bool, keep_months: bool, method: str) -> BlockOutput:
     """One logical block of ``n_paths`` paths; only the first ``n_valid`` count towards occupancy.
-    ``method`` 'step' scans StepParams over steps; 'exact' scans MonthParams over months. The scan runs in
-    segments ending at ``report_ends`` (steps or months) and records the state between them, so no per-step
-    write is spent on report horizons."""
+    ``method`` 'step' scans StepParams over steps; 'exact' scans MonthParams over months. The state is
+    recorded at ``report_ends`` (steps or months) only, so no per-step write is spent on report horizons."""
     dtype = params.shift.dtype
     state = init(n_paths, params.shift.shape[-1], n_months, keep_months, dtype)
     valid = (jnp.arange(n_paths) < n_valid).astype(dtype)
     body = partial(step if method == "step" else month_step, key=key, valid=valid, has_tails=has_tails)
-    index = jnp.arange(params.shift.shape[0], dtype=jnp.uint32)
-    reports, report_dd, occupancy, start = [], [], [], 0
-    for end in report_ends:
-        state, occ = jax.lax.scan(body, state, jax.tree.map(lambda x: x[start:end], (index, params)))
-        reports.append(state.log_wealth)
-        report_dd.append(state.max_dd)
-        occupancy.append(occ)
-        start = end
-    return BlockOutput(jnp.stack(reports), jnp.stack(report_dd), state.months, jnp.concatenate(occupancy))
+    # Outer scan over chunks of G = gcd(report ends) steps, inner scan over a chunk's steps: one loop body,
+    # and the state is recorded only at chunk ends (every report end is one).
+    G = math.gcd(*report_ends)
+    chunks = report_ends[-1] // G
+    xs = jax.tree.map(lambda x: x.reshape((chunks, G) + x.shape[1:]),
+                      (jnp.arange(params.shift.shape[0], dtype=jnp.uint32), params))
+
+    def chunk(state, xs_chunk):
+        state, occupancy = jax.lax.scan(body, state, xs_chunk)
+        return state, (state.log_wealth, state.max_dd, occupancy)
+
+    state, (log_wealth, max_dd, occupancy) = jax.lax.scan(chunk, state, xs)
+    picks = np.asarray(report_ends) // G - 1
+    return BlockOutput(log_wealth[picks], max_dd[picks], state.months,
+                       occupancy.reshape((-1,) + occupancy.shape[2:]))
 
 
 @functools.lru_cache(maxsize=32)
