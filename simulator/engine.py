@@ -63,6 +63,14 @@ def normals(u: jax.Array) -> jax.Array:
     return np.sqrt(2.0).astype(u.dtype) * jax.lax.erf_inv(jnp.maximum(lo, u * (1.0 - lo) + lo))
 
 
+def draw(key: jax.Array, n_assets: int, n_paths: int, dtype) -> tuple[jax.Array, jax.Array]:
+    """One draw of random bits for a step (or month): a uniform [P] that moves the chain and unit normals
+    [A, P] for the assets."""
+    bits = jax.random.bits(key, (n_assets + 1, n_paths), jnp.uint32 if dtype == jnp.float32 else jnp.uint64)
+    u = uniforms(bits, dtype)
+    return u[0], normals(u[1:])
+
+
 def select(masks: list[jax.Array], table: jax.Array) -> jax.Array:
     """Per-path value of a per-regime ``table`` [K, ...]: ``table[regime]`` as a chain of selects
     (much faster than a gather on CPU). ``masks[k]`` is ``regime == k`` and broadcasts against table[k]."""
@@ -106,18 +114,14 @@ def step(state: PathState, xs, *, key: jax.Array, valid: jax.Array, has_tails: b
     t, p = xs
     K, A = p.drift.shape
     n_paths = state.regime.shape[0]
-    dtype = state.log_wealth.dtype
     key_t = jax.random.fold_in(key, t)
-    # One draw of random bits per step: row 0 moves the chain, rows 1..A are the assets' normals.
-    u = uniforms(jax.random.bits(key_t, (A + 1, n_paths), jnp.uint32 if dtype == jnp.float32 else jnp.uint64),
-                 dtype)
-    z = normals(u[1:])
+    u, z = draw(key_t, A, n_paths, state.log_wealth.dtype)
 
     # Regime move into step t: count the cumulative-row thresholds the uniform passes.
     masks = [state.regime == k for k in range(K)]
     regime = jnp.zeros(n_paths, jnp.int32)
     for j in range(K - 1):
-        regime += (u[0] >= select(masks, p.cum_trans[:, j])).astype(jnp.int32)
+        regime += (u >= select(masks, p.cum_trans[:, j])).astype(jnp.int32)
     masks = [regime == k for k in range(K)]
 
     # Per asset row a: drift + rate shift + sum_b loading[a, b] z_b, where loading = vol * sqrt(dt) * Cholesky
@@ -172,13 +176,8 @@ def month_step(state: PathState, xs, *, key: jax.Array, valid: jax.Array, has_ta
     del has_tails
     s, q = xs
     K, A = q.cdf.shape[0], q.mean.shape[0]
-    n_paths = state.regime.shape[0]
-    dtype = state.log_wealth.dtype
-    key_s = jax.random.fold_in(key, s)
-    u = uniforms(jax.random.bits(key_s, (A + 1, n_paths), jnp.uint32 if dtype == jnp.float32 else jnp.uint64),
-                 dtype)
-    z = normals(u[1:])
-    outcome = find_outcome(q.cdf, state.regime, u[0])
+    u, z = draw(jax.random.fold_in(key, s), A, state.regime.shape[0], state.log_wealth.dtype)
+    outcome = find_outcome(q.cdf, state.regime, u)
     take = lambda table: jnp.take(table, outcome)  # noqa: E731
     rows = []
     for a in range(A):
