@@ -691,11 +691,9 @@ def default_sources(cal: Calibration) -> list[str]:
 
 def comment_block(cal: Calibration, command: str | None = None) -> str:
     """The '#' header of a calibrated scenario file: fit statistics, regimes, durations, shares."""
-    fit, f = cal.fit, cal.steps_per_year
+    fit = cal.fit
     p, se = fit.params, fit.se
     K = len(cal.regimes)
-    dur = expected_duration_months(p.transition, f)
-    shares = fit.smoothed.mean(axis=0)
     ok = np.isfinite(fit.starts.logliks)
     lls = fit.starts.logliks[ok]
     same = int(np.sum(lls >= lls.max() - 0.01)) if len(lls) else 0
@@ -717,12 +715,15 @@ def comment_block(cal: Calibration, command: str | None = None) -> str:
         "",
         "regime       asset       drift/yr (se)        vol/yr (se)        duration (months)  smoothed share  stationary",
     ]
-    for k, rname in enumerate(cal.regimes):
-        for i, a in enumerate(cal.assets):
-            head = f"{rname:<12} " if i == 0 else " " * 13
-            tail = f"   {dur[k]:>10.1f}        {shares[k]:>8.3f}      {fit.stationary[k]:>8.3f}" if i == 0 else ""
-            lines.append(f"{head}{a:<11} {p.means[k, i] * f:>8.4f} {fmt_se(se.means[k, i] * f)}   "
-                         f"{np.sqrt(p.covs[k, i, i] * f):>7.4f} {fmt_se(se.sds[k, i] * np.sqrt(f))}{tail}")
+    previous = None
+    for row in cal.annualised().itertuples():
+        first = row.regime != previous
+        previous = row.regime
+        head = f"{row.regime:<12} " if first else " " * 13
+        tail = (f"   {row.duration_months:>10.1f}        {row.smoothed_share:>8.3f}      "
+                f"{row.stationary_share:>8.3f}") if first else ""
+        lines.append(f"{head}{row.asset:<11} {row.drift:>8.4f} {fmt_se(row.drift_se)}   "
+                     f"{row.vol:>7.4f} {fmt_se(row.vol_se)}{tail}")
     lines.append("")
     lines.append("transition matrix per step, rows from, columns to (se): " + "; ".join(
         f"{r}: " + ", ".join(f"{p.transition[k, j]:.4f} {fmt_se(se.transition[k, j])}" for j in range(K))
