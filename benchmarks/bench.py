@@ -660,12 +660,9 @@ def targets(rows: list[Row], limit_rate: float) -> list[str]:
     workloads = list(dict.fromkeys(r.workload for r in rows))
     lines = []
 
-    def verdict(name, ratio_of, method, need, skip=()):
+    def verdict(name, ratio_of, method, need):
         parts = []
         for w in workloads:
-            if w in skip:
-                parts.append(f"{w} not applicable ({skip[w]})")
-                continue
             vals = []
             for r in rows:
                 if r.workload == w and r.method == method and r.valid:
@@ -692,12 +689,8 @@ def targets(rows: list[Row], limit_rate: float) -> list[str]:
     verdict("capsim >= 6 x numpy", vs("numpy"), "capsim", 6.0)
     verdict("capsim >= 10 x dynamax", vs("dynamax"), "capsim", 10.0)
     if any(r.method == "capsim exact" for r in rows):
-        # One step a month: the exact month-by-month path has nothing to aggregate (capsim's method='auto'
-        # does not pick it there either), so the target does not apply; the rows stay in the table.
-        monthly = {r.workload: "one step a month, nothing to aggregate" for r in rows
-                   if r.workload in _SHAPE and r.n_steps <= _SHAPE[r.workload]["horizon_months"]}
-        verdict("capsim exact path >= 4 x limit (where the model allows it)", vs("limit"), "capsim exact", 4.0,
-                skip=monthly)
+        # both workloads allow it: Gaussian regimes; segments of 12 months (monthly) or 3 months (daily)
+        verdict("capsim exact path >= 4 x limit (where the model allows it)", vs("limit"), "capsim exact", 4.0)
     else:
         lines.append("- capsim exact path >= 4 x limit: `simulate` has no `method` argument in this version")
     bad = [f"{r.workload} {fmt_paths(r.paths)} {r.method}" for r in rows if r.times and not r.check_ok]

@@ -5,8 +5,8 @@ Paths come in logical blocks of ``BLOCK_PATHS``. Block b's random numbers come f
 so a path's values depend on the seed and its block index only, never on how many blocks are simulated
 together (``blocks_per_call``) or on the devices they are spread over.
 
-One jitted function per run shape (``block_runner``): ``lax.scan`` over steps (or months, for the exact
-method), vectorised over the paths of a block, ``lax.map`` over the blocks of a call, ``shard_map`` over
+One jitted function per run shape (``block_runner``): ``lax.scan`` over steps (or segments of whole months,
+for the exact method), vectorised over the paths of a block, ``lax.map`` over the blocks of a call, ``shard_map`` over
 devices. Per-regime parameters are selected with chains of ``jnp.where`` and enter as scalars per asset row
 (small-table gathers, tiny matrix products and [A, 1] broadcasts are what make a naive scan slow on CPU).
 """
@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .params import Model, month_tables
+from .params import Model, end_bits, segment_tables
 
 BLOCK_PATHS = 1 << 14  # paths per logical block: the unit of randomness; a multiple of 8 for fast sampling
 
@@ -34,6 +34,7 @@ class PathState(NamedTuple):
     log_wealth: jax.Array  # [A, P] cumulative log return
     peak: jax.Array        # [A, P] running maximum of log_wealth (starts at 0)
     max_dd: jax.Array      # [A, P] running maximum of peak - log_wealth (log drawdown)
+    steps_in: jax.Array    # [K, P] int32: steps spent in each regime so far
     months: jax.Array      # [M + 1, A, P] log_wealth at each month end (slot 0: month 0); [0, A, P] if not kept
 
 
@@ -41,12 +42,13 @@ class BlockOutput(NamedTuple):
     reports: jax.Array     # [R, A, P] cumulative log return at each report horizon
     report_dd: jax.Array   # [R, A, P] maximum log drawdown up to each report horizon
     months: jax.Array      # [M + 1, A, P] cumulative log return at every month end (empty unless kept)
-    occupancy: jax.Array   # [T, K] (valid) paths in each regime at each step; [H, K] path-steps per month (exact)
+    occupancy: jax.Array   # [R, K] int32: (valid) path-steps in each regime up to each report horizon
 
 
-def init(n_paths: int, n_assets: int, n_months: int, keep_months: bool, dtype) -> PathState:
+def init(n_paths: int, n_assets: int, n_regimes: int, n_months: int, keep_months: bool, dtype) -> PathState:
     zeros = jnp.zeros((n_assets, n_paths), dtype)
     return PathState(regime=jnp.zeros(n_paths, jnp.int32), log_wealth=zeros, peak=zeros, max_dd=zeros,
+                     steps_in=jnp.zeros((n_regimes, n_paths), jnp.int32),
                      months=jnp.zeros((n_months + 1 if keep_months else 0, n_assets, n_paths), dtype))
 
 
@@ -63,12 +65,12 @@ def normals(u: jax.Array) -> jax.Array:
     return np.sqrt(2.0).astype(u.dtype) * jax.lax.erf_inv(jnp.maximum(lo, u * (1.0 - lo) + lo))
 
 
-def draw(key: jax.Array, n_assets: int, n_paths: int, dtype) -> tuple[jax.Array, jax.Array]:
-    """One draw of random bits for a step (or month): a uniform [P] that moves the chain and unit normals
-    [A, P] for the assets."""
-    bits = jax.random.bits(key, (n_assets + 1, n_paths), jnp.uint32 if dtype == jnp.float32 else jnp.uint64)
-    u = uniforms(bits, dtype)
-    return u[0], normals(u[1:])
+def draw(key: jax.Array, n_uniforms: int, n_normals: int, n_paths: int, dtype) -> tuple[jax.Array, jax.Array]:
+    """One draw of random bits for a step (or segment): uniforms [n_uniforms, P] that move the chain and unit
+    normals [n_normals, P] for the assets."""
+    shape = (n_uniforms + n_normals, n_paths)
+    u = uniforms(jax.random.bits(key, shape, jnp.uint32 if dtype == jnp.float32 else jnp.uint64), dtype)
+    return u[:n_uniforms], normals(u[n_uniforms:])
 
 
 def select(masks: list[jax.Array], table: jax.Array) -> jax.Array:
@@ -78,6 +80,14 @@ def select(masks: list[jax.Array], table: jax.Array) -> jax.Array:
     for k in range(len(masks) - 2, -1, -1):
         value = jnp.where(masks[k], table[k], value)
     return value
+
+
+def lookup(table: jax.Array, index: jax.Array) -> jax.Array:
+    """``table[index]`` for a flat table: a chain of selects when it is small (up to 16 entries; a gather
+    costs about as much as a dozen selects on CPU), else a gather."""
+    if table.shape[0] > 16:
+        return jnp.take(table, index)
+    return select([index == i for i in range(table.shape[0])], table)
 
 
 def chi2(key: jax.Array, dof: jax.Array) -> jax.Array:
@@ -109,13 +119,15 @@ def chi2(key: jax.Array, dof: jax.Array) -> jax.Array:
     return 2.0 * g
 
 
-def step(state: PathState, xs, *, key: jax.Array, valid: jax.Array, has_tails: bool):
-    """Advance every path of a block by one step. ``xs`` = (t, StepParams slice for step t)."""
+def step(state: PathState, xs, *, key: jax.Array, has_tails: bool, drawdowns: bool = True):
+    """Advance every path of a block by one step. ``xs`` = (t, StepParams slice for step t). ``drawdowns``:
+    update them after the step (else the caller does, less often)."""
     t, p = xs
     K, A = p.drift.shape
     n_paths = state.regime.shape[0]
     key_t = jax.random.fold_in(key, t)
-    u, z = draw(key_t, A, n_paths, state.log_wealth.dtype)
+    u, z = draw(key_t, 1, A, n_paths, state.log_wealth.dtype)
+    u = u[0]
 
     # Regime move into step t: count the cumulative-row thresholds the uniform passes.
     masks = [state.regime == k for k in range(K)]
@@ -138,79 +150,99 @@ def step(state: PathState, xs, *, key: jax.Array, valid: jax.Array, has_tails: b
         if has_tails:
             shock = shock * scale
         rows.append(state.log_wealth[a] + select(masks, p.drift[:, a]) + p.shift[a] + shock)
-    occupancy = jnp.stack([jnp.sum(jnp.where(m, valid, 0)) for m in masks])
-    return advance(state, regime, jnp.stack(rows), p.month_slot), occupancy
+    steps_in = jnp.stack([state.steps_in[k] + masks[k] for k in range(K)])
+    state = advance(state, regime, jnp.stack(rows), steps_in, p.month_slot)
+    return (observe_drawdowns(state) if drawdowns else state), None
 
 
-def advance(state: PathState, regime, log_wealth, month_slot) -> PathState:
-    """The new state after a step (or month): drawdowns updated and, when month ends are kept, log wealth
-    written into the slot of the next month end (the last write before it is the right one)."""
-    peak = jnp.maximum(state.peak, log_wealth)
-    max_dd = jnp.maximum(state.max_dd, peak - log_wealth)
+def advance(state: PathState, regime, log_wealth, steps_in, month_slot) -> PathState:
+    """The new state after a step (or segment): when month ends are kept, log wealth is written into the slot
+    of the next month end (the last write before it is the right one). Drawdowns are not updated."""
     months = state.months
     if months.shape[0]:
         months = jax.lax.dynamic_update_index_in_dim(months, log_wealth, month_slot, 0)
-    return PathState(regime, log_wealth, peak, max_dd, months)
+    return state._replace(regime=regime, log_wealth=log_wealth, steps_in=steps_in, months=months)
 
 
-def find_outcome(cdf: jax.Array, row: jax.Array, u: jax.Array) -> jax.Array:
-    """Per path, the first index i with cdf[row, i] > u (binary search in the path's own row of [K, N])."""
-    n = cdf.shape[1]
-    flat = cdf.reshape(-1)
-    lo, hi = row * n, row * n + n - 1
-
-    def halve(_, bounds):
-        lo, hi = bounds
-        mid = (lo + hi) // 2
-        right = jnp.take(flat, mid) <= u
-        return jnp.where(right, mid + 1, lo), jnp.where(right, hi, mid)
-
-    lo, _ = jax.lax.fori_loop(0, max(1, int(np.ceil(np.log2(n))) + 1), halve, (lo, hi))
-    return lo - row * n
+def observe_drawdowns(state: PathState) -> PathState:
+    """Running peak and maximum drawdown updated with the current log wealth."""
+    peak = jnp.maximum(state.peak, state.log_wealth)
+    return state._replace(peak=peak, max_dd=jnp.maximum(state.max_dd, peak - state.log_wealth))
 
 
-def month_step(state: PathState, xs, *, key: jax.Array, valid: jax.Array, has_tails: bool):
-    """Advance every path by one whole month with the exact method (Gaussian regimes): draw the month's
-    (regime counts, end regime) outcome from its exact law, then the Gaussian log return given it.
-    ``xs`` = (s, MonthParams slice for month s). Drawdowns are observed at month ends only."""
+def segment_step(state: PathState, xs, *, key: jax.Array, has_tails: bool, count_bits: int):
+    """Advance every path by one segment of whole months with the exact method (Gaussian regimes): draw the
+    segment's (regime counts, end regime) outcome from its exact law by the alias method, then the Gaussian
+    log return given it. ``xs`` = (s, SegmentParams slice for segment s); ``count_bits``: bits per count in
+    the outcome codes (``params.outcome_code``). Drawdowns are left to the caller."""
     del has_tails
     s, q = xs
-    K, A = q.cdf.shape[0], q.mean.shape[0]
-    u, z = draw(jax.random.fold_in(key, s), A, state.regime.shape[0], state.log_wealth.dtype)
-    outcome = find_outcome(q.cdf, state.regime, u)
-    take = lambda table: jnp.take(table, outcome)  # noqa: E731
+    (K, N), A = q.accept.shape, q.drift.shape[-1]
+    dtype = state.log_wealth.dtype
+    u, z = draw(jax.random.fold_in(key, s), 2, A, state.regime.shape[0], dtype)
+    # u is a multiple of 2^-23 (2^-52 in float64) and N a power of two no larger: the slot is exactly uniform
+    slot = (u[0] * N).astype(jnp.int32)
+    row = state.regime * N + slot
+    code = jnp.where(u[1] < lookup(q.accept.reshape(-1), row), lookup(q.code, slot),
+                     lookup(q.alias.reshape(-1), row))
+    low = end_bits(K)
+    counts = [(code >> (low + k * count_bits)) & ((1 << count_bits) - 1) for k in range(K - 1)]
+    counts.append(q.steps - sum(counts))
+    n = [c.astype(dtype) for c in counts]
+    cov = [[sum(n[k] * q.cov[k, a, b] for k in range(K)) for b in range(a + 1)] for a in range(A)]
+    chol = lower_cholesky(cov)
     rows = []
     for a in range(A):
-        shock = sum(take(q.chol[a, b]) * z[b] for b in range(a + 1))
-        rows.append(state.log_wealth[a] + take(q.mean[a]) + q.shift[a] + shock)
-    occupancy = jnp.stack([jnp.sum(take(q.counts[k]) * valid) for k in range(K)])
-    return advance(state, take(q.end), jnp.stack(rows), q.month_slot), occupancy
+        mean = sum(n[k] * q.drift[k, a] for k in range(K))
+        rows.append(state.log_wealth[a] + mean + q.shift[a] + sum(chol[a][b] * z[b] for b in range(a + 1)))
+    steps_in = jnp.stack([state.steps_in[k] + counts[k] for k in range(K)])
+    return advance(state, code & ((1 << low) - 1), jnp.stack(rows), steps_in, q.month_slot), None
+
+
+def lower_cholesky(cov: list[list[jax.Array]]) -> list[list[jax.Array]]:
+    """Elementwise Cholesky factor of small covariance matrices given as rows ``cov[a][b]`` (b <= a) of
+    per-path arrays: L[a][b] with L L^T = cov. A zero pivot (zero variance) gives a zero column."""
+    L = []
+    for a, row in enumerate(cov):
+        L.append([])
+        for b in range(a + 1):
+            rest = row[b] - sum(L[a][k] * L[b][k] for k in range(b))
+            if b == a:
+                L[a].append(jnp.sqrt(jnp.maximum(rest, 0.0)))
+            else:
+                pivot = L[b][b]
+                L[a].append(jnp.where(pivot > 0, rest / jnp.where(pivot > 0, pivot, 1.0), 0.0))
+    return L
 
 
 def simulate_block(params, key: jax.Array, n_valid: jax.Array, *, n_paths: int, n_months: int,
-                   report_ends: tuple[int, ...], has_tails: bool, keep_months: bool, method: str) -> BlockOutput:
+                   report_ends: tuple[int, ...], chunk: int, has_tails: bool, keep_months: bool,
+                   kernel: str, drawdowns_each_step: bool, count_bits: int = 0) -> BlockOutput:
     """One logical block of ``n_paths`` paths; only the first ``n_valid`` count towards occupancy.
-    ``method`` 'step' scans StepParams over steps; 'exact' scans MonthParams over months. The state is
-    recorded at ``report_ends`` (steps or months) only, so no per-step write is spent on report horizons."""
-    dtype = params.shift.dtype
-    state = init(n_paths, params.shift.shape[-1], n_months, keep_months, dtype)
-    valid = (jnp.arange(n_paths) < n_valid).astype(dtype)
-    body = partial(step if method == "step" else month_step, key=key, valid=valid, has_tails=has_tails)
-    # Outer scan over chunks of G = gcd(report ends) steps, inner scan over a chunk's steps: one loop body,
-    # and the state is recorded only at chunk ends (every report end is one).
-    G = math.gcd(*report_ends)
-    chunks = report_ends[-1] // G
-    xs = jax.tree.map(lambda x: x.reshape((chunks, G) + x.shape[1:]),
+
+    ``kernel`` 'step' scans StepParams over steps; 'segment' scans SegmentParams over segments (``count_bits``:
+    see ``segment_step``). ``report_ends`` and ``chunk`` are in scan units: an outer scan runs over chunks of
+    ``chunk`` units (every report end is a chunk end), an inner scan over a chunk's units, so there is one
+    loop body and the state is recorded at chunk ends only. Drawdowns are seen after every step with
+    ``drawdowns_each_step`` (step kernel only), else at chunk ends.
+    """
+    state = init(n_paths, params.shift.shape[-1], params.drift.shape[1], n_months, keep_months, params.shift.dtype)
+    valid = jnp.arange(n_paths) < n_valid
+    body = partial(step, key=key, has_tails=has_tails, drawdowns=drawdowns_each_step) if kernel == "step" else \
+        partial(segment_step, key=key, has_tails=has_tails, count_bits=count_bits)
+    xs = jax.tree.map(lambda x: x.reshape((report_ends[-1] // chunk, chunk) + x.shape[1:]),
                       (jnp.arange(params.shift.shape[0], dtype=jnp.uint32), params))
 
-    def chunk(state, xs_chunk):
-        state, occupancy = jax.lax.scan(body, state, xs_chunk)
+    def run_chunk(state, xs_chunk):
+        state, _ = jax.lax.scan(body, state, xs_chunk)
+        occupancy = jnp.sum(jnp.where(valid, state.steps_in, 0), axis=1)   # [K] valid path-steps so far
+        if not drawdowns_each_step:
+            state = observe_drawdowns(state)
         return state, (state.log_wealth, state.max_dd, occupancy)
 
-    state, (log_wealth, max_dd, occupancy) = jax.lax.scan(chunk, state, xs)
-    picks = np.asarray(report_ends) // G - 1
-    return BlockOutput(log_wealth[picks], max_dd[picks], state.months,
-                       occupancy.reshape((-1,) + occupancy.shape[2:]))
+    state, (log_wealth, max_dd, occupancy) = jax.lax.scan(run_chunk, state, xs)
+    picks = np.asarray(report_ends) // chunk - 1
+    return BlockOutput(log_wealth[picks], max_dd[picks], state.months, occupancy[picks])
 
 
 @functools.lru_cache(maxsize=32)
@@ -229,21 +261,27 @@ def block_runner(devices: tuple, **static):
 
 
 def run_blocks(model: Model, seed: int, n_paths: int, blocks, *, dtype, devices: tuple, blocks_per_call: int,
-               month_paths: int, method: str = "step", on_blocks=None):
+               month_paths: int, method: str = "step", segment_months: int = 1, on_blocks=None):
     """Simulate the logical ``blocks`` (indices into the ceil(n_paths / BLOCK_PATHS) blocks of the run).
 
     Yields (block index, n_valid_paths, BlockOutput as numpy) per block. Blocks holding any of the first
     ``month_paths`` paths also return every month end (a separate compile; other blocks skip that buffer).
     Each call gives every device ``blocks_per_call`` blocks. ``method``: 'step' (per-step scan, any
-    scenario) or 'exact' (month-by-month, Gaussian regimes; see ``params.month_tables``). Occupancy comes
-    back per step ('step') or per month ('exact'). ``on_blocks(paths_done)`` reports progress.
+    scenario) or 'exact' (Gaussian regimes; see ``params.segment_tables``): segments of ``segment_months``
+    months, one month at a time in the blocks that keep month ends (one step at a time where a month is one
+    step: the same law, and the step kernel is faster), drawdowns seen at segment ends in all.
+    ``on_blocks(paths_done)`` reports progress.
     """
     per_call = max(1, blocks_per_call) * len(devices)
-    report_ends = model.report_steps if method == "step" else model.report_months
-    static = dict(n_paths=BLOCK_PATHS, n_months=len(model.month_steps) - 1, report_ends=tuple(report_ends),
-                  has_tails=model.has_tails, method=method)
-    tables = model.steps if method == "step" else month_tables(model)
-    cast = type(tables)(*[np.asarray(a, dtype=dtype if a.dtype.kind == "f" else a.dtype) for a in tables])
+    G = segment_months
+    # per group (keeps month ends?): kernel, tables, count_bits, report ends and chunk in scan units
+    steps = ("step", model.steps, 0, model.report_steps)
+    if method == "step":
+        shapes = {keep: (*steps, math.gcd(*model.report_steps)) for keep in (True, False)}
+    else:
+        monthly = model.n_steps == model.horizon_months
+        shapes = {True: (*steps, G) if monthly else ("segment", *segment_tables(model, 1), model.report_months, G),
+                  False: ("segment", *segment_tables(model, G), tuple(m // G for m in model.report_months), 1)}
     month_blocks = -(-month_paths // BLOCK_PATHS)
     done = 0
     with jax.threefry_partitionable(False):  # the faster threefry on CPU; a block is never split
@@ -251,10 +289,15 @@ def run_blocks(model: Model, seed: int, n_paths: int, blocks, *, dtype, devices:
                                    ([b for b in blocks if b >= month_blocks], False)):
             if not group:
                 continue
-            mesh, runner = block_runner(tuple(devices), keep_months=keep_months, **static)
+            kernel, tables, count_bits, ends, chunk = shapes[keep_months]
+            mesh, runner = block_runner(tuple(devices), n_paths=BLOCK_PATHS, n_months=model.horizon_months,
+                                        report_ends=tuple(ends), chunk=chunk, has_tails=model.has_tails,
+                                        keep_months=keep_months, kernel=kernel,
+                                        drawdowns_each_step=method == "step", count_bits=count_bits)
             same = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
             spread = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("blocks"))
-            params = jax.device_put(cast, same)
+            params = jax.device_put(type(tables)(*[np.asarray(a, dtype=dtype if a.dtype.kind == "f" else a.dtype)
+                                                   for a in tables]), same)
             seed_key = jax.device_put(jax.random.key(seed), same)
             for i in range(0, len(group), per_call):
                 ids = np.asarray(group[i:i + per_call])

@@ -27,20 +27,24 @@ class StepParams(NamedTuple):
     month_slot: np.ndarray  # [T] int: index of the first month end at or after the end of step t
 
 
-class MonthParams(NamedTuple):
-    """Per-month tables of the exact month-by-month method (leading axis: month s = 0..H-1; N outcomes).
+class SegmentParams(NamedTuple):
+    """Tables of the exact method over segments of G whole months (leading axis: segment s = 0..S-1).
 
-    An outcome is (steps spent in each regime during the month, regime at the month's last step). Given it,
-    the month's log return is exactly Gaussian for Gaussian regimes: mean and Cholesky factor below.
+    An outcome is (steps spent in each regime during the segment, regime at its last step), packed into an
+    int32 code (``outcome_code``); given it, the segment's log return is exactly Gaussian for Gaussian regimes,
+    with mean sum_k n_k drift_k and covariance sum_k n_k cov_k. Outcomes are drawn by Walker's alias method
+    over N slots (a power of two): slot i, uniform on 0..N-1, gives ``code[s, i]`` with probability
+    ``accept[s, k, i]``, else ``alias[s, k, i]``; k is the regime before the segment.
     """
 
-    cdf: np.ndarray       # [S, K, N] P(outcome <= i | regime before the month), cumulative; 2 past the last
-    counts: np.ndarray    # [S, K, N] steps spent in regime k under outcome i
-    end: np.ndarray       # [S, N] int: regime at the month's last step
-    mean: np.ndarray      # [S, A, N] mean log return of the month (drift part)
-    chol: np.ndarray      # [S, A, A, N] Cholesky factor of its covariance
-    shift: np.ndarray     # [S, A] rate-overlay log return of the month
-    month_slot: np.ndarray   # [S] int: s + 1
+    accept: np.ndarray    # [S, K, N] probability of keeping slot i's own outcome
+    alias: np.ndarray     # [S, K, N] int32: outcome code slot i gives when not kept
+    code: np.ndarray      # [S, N] int32: outcome code of slot i
+    steps: np.ndarray     # [S] int32: steps in the segment
+    drift: np.ndarray     # [S, K, A] mean log return per step in regime k
+    cov: np.ndarray       # [S, K, A, A] covariance of the log return per step in regime k
+    shift: np.ndarray     # [S, A] rate-overlay log return of the segment
+    month_slot: np.ndarray   # [S] int32: month end at the segment's end, (s + 1) * G
 
 
 class Model(NamedTuple):
@@ -169,74 +173,129 @@ def build_model(sc: Scenario, horizon_months: int | None = None) -> Model:
     )
 
 
-MAX_MONTH_OUTCOMES = 100_000
+MAX_SEGMENT_OUTCOMES = 1 << 17  # (regime counts, end regime) outcomes a segment may have before pruning
+PRUNED_MASS = 1e-13             # largest total probability of the outcomes dropped from one table row
 
 
 def exact_method_problem(model: Model) -> str | None:
-    """Why the exact month-by-month method cannot run ``model`` (None when it can)."""
+    """Why the exact method cannot run ``model`` even month by month (None when it can)."""
     if model.has_tails:
-        return "Student-t regimes: a month's return given the regime counts is not Gaussian"
-    K = len(model.regime_names)
-    for s in range(len(model.month_steps) - 1):
-        t0, t1 = model.month_steps[s], model.month_steps[s + 1]
-        p = model.steps
+        return "Student-t regimes: a segment's return given the regime counts is not Gaussian"
+    return segment_problem(model, 1)
+
+
+def segment_problem(model: Model, months: int) -> str | None:
+    """Why the exact method cannot draw ``months``-month segments of ``model`` at once (None when it can)."""
+    K, p, ends = len(model.regime_names), model.steps, model.month_steps
+    for s in range(model.horizon_months // months):
+        t0, t1 = ends[s * months], ends[(s + 1) * months]
         if not (np.all(p.drift[t0:t1] == p.drift[t0]) and np.all(p.loading[t0:t1] == p.loading[t0])):
-            return f"regime returns change inside month {s} (a phase boundary that is not a whole month)"
-        if math.comb(t1 - t0 + K - 1, K - 1) * K > MAX_MONTH_OUTCOMES:
-            return f"too many (regime counts, end regime) outcomes per month for {K} regimes"
+            where = f"month {s}" if months == 1 else f"months {s * months}-{(s + 1) * months}"
+            return f"regime returns change inside {where} (a phase boundary that is not a whole month)"
+        if (math.comb(t1 - t0 + K - 1, K - 1) * K > MAX_SEGMENT_OUTCOMES
+                or end_bits(K) + (K - 1) * (t1 - t0).bit_length() > 31):
+            return f"too many (regime counts, end regime) outcomes per {months}-month segment for {K} regimes"
     return None
 
 
-def month_tables(model: Model) -> MonthParams:
-    """Exact joint law of (steps in each regime, end regime) for every month, by dynamic programming over
-    the month's steps, from each regime the chain is in before the month."""
-    reason = exact_method_problem(model)
+def end_bits(n_regimes: int) -> int:
+    """Low bits of an outcome code that hold the end regime."""
+    return max(1, (n_regimes - 1).bit_length())
+
+
+def outcome_code(counts: np.ndarray, end: np.ndarray, count_bits: int) -> np.ndarray:
+    """Outcome codes: the end regime in the low ``end_bits(K)`` bits, then the counts of regimes 0..K-2 in
+    ``count_bits`` bits each (the last regime's count is the segment's steps minus the others)."""
+    K = counts.shape[-1]
+    code = end.astype(np.int64)
+    for k in range(K - 1):
+        code |= counts[..., k].astype(np.int64) << (end_bits(K) + k * count_bits)
+    return code.astype(np.int32)
+
+
+def exact_segment_months(model: Model) -> int | None:
+    """Months per segment of the exact method: the largest divisor of the report horizons' gcd whose
+    segments it can draw at once (every report horizon is then a segment end); None if not even one month."""
+    g = math.gcd(*model.report_months)
+    for months in (d for d in range(g, 0, -1) if g % d == 0):
+        if segment_problem(model, months) is None:
+            return months
+    return None
+
+
+def segment_tables(model: Model, months: int) -> tuple[SegmentParams, int]:
+    """Exact joint law of (steps in each regime, end regime) for every ``months``-month segment, from each
+    regime the chain is in before it, as alias tables; and the bits per count in the outcome codes.
+    Outcomes of negligible probability (at most ``PRUNED_MASS`` in all per table row) are dropped and the
+    rest renormalised."""
+    reason = exact_method_problem(model) or segment_problem(model, months)
     if reason:
         raise ValueError(f"the exact method cannot run this scenario: {reason}; use the per-step method")
-    K, A = len(model.regime_names), len(model.asset_keys)
-    cov = np.einsum("tkab,tkcb->tkac", model.steps.loading, model.steps.loading)   # per-step covariance
-    cache, months = {}, []
-    for s in range(len(model.month_steps) - 1):
-        t0, t1 = model.month_steps[s], model.month_steps[s + 1]
-        key = (model.step_matrices[t0:t1].tobytes(), model.steps.drift[t0].tobytes(), cov[t0].tobytes())
-        if key not in cache:
-            cache[key] = month_outcomes(model.step_matrices[t0:t1], model.steps.drift[t0], cov[t0])
-        months.append(cache[key])
-    N = max(len(m[1]) for m in months)
-    cdf = np.full((len(months), K, N), 2.0)
-    counts, end = np.zeros((len(months), K, N)), np.zeros((len(months), N), np.int32)
-    mean, chol = np.zeros((len(months), A, N)), np.zeros((len(months), A, A, N))
-    for s, (prob, cnt, last, mu, L) in enumerate(months):
-        n = len(cnt)
-        cdf[s, :, :n] = cumulative_rows(prob)
-        counts[s, :, :n], end[s, :n], mean[s, :, :n], chol[s, :, :, :n] = cnt.T, last, mu.T, L.transpose(1, 2, 0)
-    step_shift = model.steps.shift
-    shift = np.stack([step_shift[model.month_steps[s]:model.month_steps[s + 1]].sum(axis=0) for s in range(len(months))])
-    return MonthParams(cdf, counts, end, mean, chol, shift, np.arange(1, len(months) + 1, dtype=np.int32))
+    K = len(model.regime_names)
+    bounds = model.month_steps[::months]
+    steps = np.diff(bounds).astype(np.int32)
+    count_bits = int(steps.max()).bit_length()
+    laws = {}   # segments with the same matrices share one law
+    for t0, t1 in zip(bounds[:-1], bounds[1:]):
+        key = model.step_matrices[t0:t1].tobytes()
+        if key not in laws:
+            laws[key] = segment_outcomes(model.step_matrices[t0:t1])
+    N = 1 << max(1, int(np.ceil(np.log2(max(len(end) for _, _, end in laws.values())))))
+    for key, (prob, counts, end) in laws.items():
+        code = np.zeros(N, np.int32)
+        code[:len(end)] = outcome_code(counts, end, count_bits)
+        rows = [alias_table(prob[k], N) for k in range(K)]
+        laws[key] = (np.stack([a for a, _ in rows]), np.stack([code[i] for _, i in rows]), code)
+    accept, alias, code = (np.stack(x) for x in zip(*[laws[model.step_matrices[t0:t1].tobytes()]
+                                                      for t0, t1 in zip(bounds[:-1], bounds[1:])]))
+    first = np.asarray(bounds[:-1])
+    cov = np.einsum("tkab,tkcb->tkac", model.steps.loading[first], model.steps.loading[first])
+    shift = np.stack([model.steps.shift[t0:t1].sum(axis=0) for t0, t1 in zip(bounds[:-1], bounds[1:])])
+    params = SegmentParams(accept, alias, code, steps, model.steps.drift[first], cov, shift,
+                           np.arange(1, len(steps) + 1, dtype=np.int32) * months)
+    return params, count_bits
 
 
-def month_outcomes(matrices: np.ndarray, drift: np.ndarray, cov: np.ndarray):
-    """One month of L steps with per-step matrices [L, K, K]: returns (prob [K_before, N], counts [N, K],
-    end regime [N], mean [N, A], Cholesky [N, A, A]) over the N = C(L+K-1, K-1) * K outcomes."""
+def segment_outcomes(matrices: np.ndarray):
+    """The N outcomes of one segment of L steps with per-step matrices [L, K, K]: returns (prob [K_before, N],
+    counts [N, K] int, end regime [N] int), after pruning (``PRUNED_MASS``).
+
+    Dynamic programme over the steps on a dense array [before, count_1, ..., count_{K-1}, current regime]
+    (the last regime's count is L minus the others)."""
     L, K = matrices.shape[0], matrices.shape[1]
-    levels = [[(0,) * K]]
-    for _ in range(L):
-        levels.append(sorted({tuple(c[i] + (i == k) for i in range(K)) for c in levels[-1] for k in range(K)}))
-    index = [{c: i for i, c in enumerate(level)} for level in levels]
-    state = np.zeros((K, 1, K))                      # [before, count vector, current regime]
-    state[np.arange(K), 0, np.arange(K)] = 1.0
-    for j, P in enumerate(matrices):
-        nxt = np.zeros((K, len(levels[j + 1]), K))
-        for k in range(K):
-            plus = np.array([index[j + 1][tuple(c[i] + (i == k) for i in range(K))] for c in levels[j]])
-            nxt[:, plus, k] += state @ P[:, k]
-        state = nxt
-    cnt = np.array(levels[-1], dtype=float)          # [n_counts, K]
-    prob = state.reshape(K, -1)                      # outcome i = count_index * K + end regime
-    counts = np.repeat(cnt, K, axis=0)
-    end = np.tile(np.arange(K), len(cnt))
-    mean = counts @ drift                            # [N, A]
-    C = np.einsum("nk,kab->nab", counts, cov)
-    w, V = np.linalg.eigh(C)
-    C = np.einsum("nab,nb,ncb->nac", V, np.maximum(w, 1e-18), V)   # zero-vol outcomes stay factorisable
-    return prob, counts, end, mean, np.linalg.cholesky(C)
+    state = np.zeros((K,) + (L + 1,) * (K - 1) + (K,))
+    for k in range(K):
+        state[(k,) + (0,) * (K - 1) + (k,)] = 1.0
+    for P in matrices:
+        state = state @ P                  # move: [..., i] x P[i, k] -> [..., k]
+        for k in range(K - 1):             # a step in regime k adds one to its count (never wraps: count < L)
+            state[..., k] = np.roll(state[..., k], 1, axis=1 + k)
+    grid = np.indices((L + 1,) * (K - 1)).reshape(K - 1, (L + 1) ** (K - 1)).T   # [counts_1..K-1 combos, K-1]
+    possible = grid.sum(axis=1) <= L
+    cnt = np.concatenate([grid[possible], L - grid[possible].sum(axis=1, keepdims=True)], axis=1)
+    prob = state.reshape(K, -1, K)[:, possible].reshape(K, -1)   # outcome i = count index * K + end regime
+    counts, end = np.repeat(cnt, K, axis=0), np.tile(np.arange(K), len(cnt))
+    # keep an outcome unless it lies in the smallest PRUNED_MASS of every row
+    order = np.argsort(prob, axis=1)
+    dropped = np.zeros(prob.shape, bool)
+    np.put_along_axis(dropped, order, np.cumsum(np.take_along_axis(prob, order, axis=1), axis=1) <= PRUNED_MASS,
+                      axis=1)
+    keep = ~dropped.all(axis=0)
+    prob = prob[:, keep]
+    return prob / prob.sum(axis=1, keepdims=True), counts[keep], end[keep]
+
+
+def alias_table(prob: np.ndarray, n_slots: int) -> tuple[np.ndarray, np.ndarray]:
+    """Walker's alias table (Vose's construction) of the law ``prob`` [m] over ``n_slots`` >= m slots: draw
+    slot i uniformly, keep it with probability accept[i], else take alias[i]. Slots past m have probability 0."""
+    q = np.zeros(n_slots)
+    q[:len(prob)] = prob * (n_slots / prob.sum())
+    accept, alias = np.ones(n_slots), np.arange(n_slots, dtype=np.int32)
+    small, large = list(np.flatnonzero(q < 1.0)), list(np.flatnonzero(q >= 1.0))
+    while small and large:
+        i, j = small.pop(), large[-1]
+        accept[i], alias[i] = q[i], j
+        q[j] -= 1.0 - q[i]
+        if q[j] < 1.0:
+            small.append(large.pop())
+    return accept, alias   # slots left in either list keep accept 1 (rounding leftovers)

@@ -17,7 +17,7 @@ from . import __version__
 from .output import write_folder
 from .devices import process_blocks, resolve_devices, sum_over_processes
 from .engine import BLOCK_PATHS, run_blocks
-from .params import Model, build_model, exact_method_problem
+from .params import Model, build_model, exact_method_problem, exact_segment_months
 from .scenario import Scenario
 from .summary import Accumulator, Summaries
 
@@ -79,10 +79,12 @@ def simulate(scenario: Scenario, n_paths: int = 1_000_000, seed: int = 0, *, hor
     """Simulate ``n_paths`` paths of ``scenario`` and summarise them.
 
     ``devices``: how many devices of that backend share the blocks (a number or 'all'; same numbers as one).
-    ``method``: 'step' simulates every step (all outputs as SPEC section 4); 'exact' draws each month's
-    regime counts and Gaussian return from their exact joint law (Gaussian regimes only; same distribution
-    at every month end, much faster for weekly/daily steps, but drawdowns are observed at month ends only);
-    'auto' takes 'exact' where the scenario allows it and has several steps a month, else 'step'.
+    ``method``: 'step' simulates every step (all outputs as SPEC section 4); 'exact' draws a whole segment of
+    G months at once (G: the largest divisor of the report horizons' gcd it allows) from the exact joint law
+    of its regime counts and Gaussian return (Gaussian regimes only; the same distribution at every report
+    horizon and month end, much faster, but drawdowns are observed at segment ends only: ``meta``
+    'drawdowns_observed'); 'auto' takes 'exact' where the scenario allows it and a segment holds several
+    steps, else 'step'.
     ``precision`` 32 or 64 (float type of the engine); ``batch_paths`` paths per jitted call (rounded to a
     whole number of blocks of ``BLOCK_PATHS``; it changes memory and speed, never the numbers);
     ``progress(paths_done)`` is called as blocks finish.
@@ -97,15 +99,16 @@ def simulate(scenario: Scenario, n_paths: int = 1_000_000, seed: int = 0, *, hor
     devs = resolve_devices(device, devices)
     model = build_model(scenario, horizon_months)
     method = resolve_method(model, method)
+    segment = exact_segment_months(model) if method == "exact" else None
     blocks_per_call = max(1, (batch_paths or DEFAULT_BATCH_PATHS) // BLOCK_PATHS)
     t0 = time.perf_counter()
     dtype = np.float32 if precision == 32 else np.float64
     with jax.enable_x64(precision == 64):
-        acc = Accumulator(model, n_paths, dtype, per_month=method == "exact")
+        acc = Accumulator(model, n_paths, dtype)
         mine = process_blocks(-(-n_paths // BLOCK_PATHS))
         for block, n_valid, out in run_blocks(model, seed, n_paths, mine, dtype=dtype, devices=devs,
                                               blocks_per_call=blocks_per_call, month_paths=acc.fan_paths,
-                                              method=method, on_blocks=progress):
+                                              method=method, segment_months=segment or 1, on_blocks=progress):
             acc.add(block, n_valid, out)
         acc.replace(sum_over_processes(acc.arrays()))
         stats = acc.finish()
@@ -115,7 +118,7 @@ def simulate(scenario: Scenario, n_paths: int = 1_000_000, seed: int = 0, *, hor
         "scenario_sha256": scenario.sha256, "parameters": resolved_parameters(scenario, model),
         "seed": seed, "n_paths": n_paths, "kept_paths": stats.keep, "fan_paths": stats.fan_paths, "backend": devs[0].platform,
         "devices": [str(d) for d in devs], "processes": jax.process_count(), "precision": precision, "block_paths": BLOCK_PATHS,
-        "method": method, "drawdowns_observed": "every step" if method == "step" else "month ends",
+        "method": method, "drawdowns_observed": observed(segment),
         "wall_seconds": round(wall, 4), "path_steps_per_second": n_paths * model.n_steps / max(wall, 1e-9),
         "warnings": ["Student-t regimes: simple-return means (<asset>_mean, excess_mean, excess_sd) estimate a "
                      "mean that does not exist (E exp(t) is infinite); use medians, quantiles and p_outperform"]
@@ -133,8 +136,15 @@ def resolve_method(model: Model, method: str) -> str:
     problem = exact_method_problem(model)
     if method == "exact" and problem:
         raise MethodError(f"the exact method cannot run this scenario: {problem}. Use method 'step'.")
-    monthly = model.n_steps == model.horizon_months   # a month is one step: nothing to aggregate
-    return "exact" if method == "exact" or (method == "auto" and problem is None and not monthly) else "step"
+    one_step = problem is None and model.month_steps[exact_segment_months(model)] == 1   # nothing to aggregate
+    return "exact" if method == "exact" or (method == "auto" and problem is None and not one_step) else "step"
+
+
+def observed(segment_months: int | None) -> str:
+    """When drawdowns are observed: every step (per-step method) or at the exact method's segment ends."""
+    if segment_months is None:
+        return "every step"
+    return "month ends" if segment_months == 1 else f"every {segment_months} months"
 
 
 class MethodError(ValueError):

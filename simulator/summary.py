@@ -47,11 +47,10 @@ class Accumulator:
 
     STATS = ("sum_r", "loss", "sum_x", "sum_x2", "wins", "occupancy", "filled")
 
-    def __init__(self, model: Model, n_paths: int, dtype=np.float32, per_month: bool = False):
-        """``per_month``: blocks report occupancy per month (exact method) instead of per step."""
+    def __init__(self, model: Model, n_paths: int, dtype=np.float32):
         M1, A, R = len(model.month_steps), len(model.asset_keys), len(model.report_months)
         K, n_blocks = len(model.regime_names), -(-n_paths // BLOCK_PATHS)
-        self.model, self.n_paths, self.per_month = model, n_paths, per_month
+        self.model, self.n_paths = model, n_paths
         self.keep, self.fan_paths = kept_counts(model, n_paths, np.dtype(dtype).itemsize)
         self.kept_reports = np.zeros((R, A, self.keep), dtype)        # log wealth at each report horizon
         self.kept_dd = np.zeros((R, A, self.keep), dtype)             # max log drawdown at each report horizon
@@ -74,9 +73,7 @@ class Accumulator:
         self.sum_x[block] = X.sum(axis=1)
         self.sum_x2[block] = (X * X).sum(axis=1)
         self.wins[block] = (X > 0).sum(axis=1)
-        cumulative = np.cumsum(out.occupancy, axis=0, dtype=np.float64)   # per step, or per month (exact)
-        ends = self.model.report_months if self.per_month else self.model.report_steps
-        self.occupancy[block] = cumulative[np.asarray(ends) - 1]
+        self.occupancy[block] = out.occupancy
         self.filled[block] = n_valid
         first = block * BLOCK_PATHS
         for kept, source, bound in ((self.kept_reports, out.reports, self.keep), (self.kept_dd, out.report_dd, self.keep),
@@ -130,8 +127,8 @@ class Summaries:
         for r, h in enumerate(m.report_months):
             R = self.total_returns(h)
             X = R[:, i] - R[:, j]
-            q = np.quantile(X, [0.05, 0.25, 0.5, 0.75, 0.95])
             hdi = az.hdi(X, hdi_prob=0.9)
+            q = np.quantile(X, [0.05, 0.25, 0.5, 0.75, 0.95], overwrite_input=True)   # X is scratch from here
             p = self.p_win[r]
             row = {
                 "scenario": scenario, "horizon_months": h, "n_paths": self.n,
@@ -144,11 +141,12 @@ class Summaries:
             for a, key in enumerate(m.asset_keys):
                 Ra = R[:, a]
                 q05, med, q95 = np.quantile(Ra, [0.05, 0.5, 0.95])
+                mdd_median, mdd_q95 = np.quantile(mdd[:, a], [0.5, 0.95])
                 row.update({
                     f"{key}_mean": self.mean_r[r, a], f"{key}_median": med, f"{key}_q05": q05,
                     f"{key}_q95": q95, f"{key}_var95": -q05, f"{key}_es95": -Ra[Ra <= q05].mean(),
                     f"{key}_p_loss": self.p_loss[r, a],
-                    f"{key}_mdd_median": np.median(mdd[:, a]), f"{key}_mdd_q95": np.quantile(mdd[:, a], 0.95),
+                    f"{key}_mdd_median": mdd_median, f"{key}_mdd_q95": mdd_q95,
                 })
             occ = self.occupancy_paths[r] / (self.n * m.report_steps[r])
             row.update({f"occupancy_{k}": occ[i] for i, k in enumerate(m.regime_names)})
