@@ -148,8 +148,9 @@ def main():
               help="How many devices of that backend share the paths: a number or 'all' (same numbers as one).")
 @click.option("--precision", type=click.Choice(["32", "64"]), default="32", show_default=True)
 @click.option("--method", type=click.Choice(["step", "exact", "auto"]), default="step", show_default=True,
-              help="step: every step simulated; exact: each month drawn from its exact law (Gaussian regimes; "
-                   "drawdowns seen at month ends only); auto: exact where allowed.")
+              help="step: every step simulated; exact: whole segments between report horizons drawn from "
+                   "their exact law (Gaussian regimes; drawdowns seen at segment ends only); auto: exact where "
+                   "allowed and a segment has several steps.")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Output folder (default results/<name>; with several scenarios, OUT/<name>).")
 @click.option("--force", is_flag=True, help="Replace an existing non-empty output folder.")
