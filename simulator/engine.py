@@ -6,8 +6,8 @@ so a path's values depend on the seed and its block index only, never on how man
 together (``blocks_per_call``) or on the devices they are spread over.
 
 One jitted function per run shape (``block_runner``): ``lax.scan`` over steps (or segments of whole months,
-for the exact method), vectorised over the paths of a block, ``lax.map`` over the blocks of a call, ``shard_map`` over
-devices. Per-regime parameters are selected with chains of ``jnp.where`` and enter as scalars per asset row
+for the exact method), vectorised over the paths of a block, ``lax.map`` over the blocks of a call,
+``shard_map`` over devices. Per-regime parameters are selected with chains of ``jnp.where`` and enter as scalars per asset row
 (small-table gathers, tiny matrix products and [A, 1] broadcasts are what make a naive scan slow on CPU).
 """
 
@@ -80,14 +80,6 @@ def select(masks: list[jax.Array], table: jax.Array) -> jax.Array:
     for k in range(len(masks) - 2, -1, -1):
         value = jnp.where(masks[k], table[k], value)
     return value
-
-
-def lookup(table: jax.Array, index: jax.Array) -> jax.Array:
-    """``table[index]`` for a flat table: a chain of selects when it is small (up to 16 entries; a gather
-    costs about as much as a dozen selects on CPU), else a gather."""
-    if table.shape[0] > 16:
-        return jnp.take(table, index)
-    return select([index == i for i in range(table.shape[0])], table)
 
 
 def chi2(key: jax.Array, dof: jax.Array) -> jax.Array:
@@ -183,8 +175,8 @@ def segment_step(state: PathState, xs, *, key: jax.Array, has_tails: bool, count
     # u is a multiple of 2^-23 (2^-52 in float64) and N a power of two no larger: the slot is exactly uniform
     slot = (u[0] * N).astype(jnp.int32)
     row = state.regime * N + slot
-    code = jnp.where(u[1] < lookup(q.accept.reshape(-1), row), lookup(q.code, slot),
-                     lookup(q.alias.reshape(-1), row))
+    code = jnp.where(u[1] < jnp.take(q.accept.reshape(-1), row), jnp.take(q.code, slot),
+                     jnp.take(q.alias.reshape(-1), row))
     low = end_bits(K)
     counts = [(code >> (low + k * count_bits)) & ((1 << count_bits) - 1) for k in range(K - 1)]
     counts.append(q.steps - sum(counts))
@@ -274,14 +266,17 @@ def run_blocks(model: Model, seed: int, n_paths: int, blocks, *, dtype, devices:
     """
     per_call = max(1, blocks_per_call) * len(devices)
     G = segment_months
-    # per group (keeps month ends?): kernel, tables, count_bits, report ends and chunk in scan units
-    steps = ("step", model.steps, 0, model.report_steps)
-    if method == "step":
-        shapes = {keep: (*steps, math.gcd(*model.report_steps)) for keep in (True, False)}
-    else:
-        monthly = model.n_steps == model.horizon_months
-        shapes = {True: (*steps, G) if monthly else ("segment", *segment_tables(model, 1), model.report_months, G),
-                  False: ("segment", *segment_tables(model, G), tuple(m // G for m in model.report_months), 1)}
+
+    def shape(keep_months: bool):
+        """kernel, tables, count_bits, report ends and chunk (in scan units) of a group of blocks."""
+        if method == "step":
+            return "step", model.steps, 0, model.report_steps, math.gcd(*model.report_steps)
+        if keep_months and model.n_steps == model.horizon_months:   # a month is one step
+            return "step", model.steps, 0, model.report_steps, G
+        if keep_months:
+            return ("segment", *segment_tables(model, 1), model.report_months, G)
+        return ("segment", *segment_tables(model, G), tuple(m // G for m in model.report_months), 1)
+
     month_blocks = -(-month_paths // BLOCK_PATHS)
     done = 0
     with jax.threefry_partitionable(False):  # the faster threefry on CPU; a block is never split
@@ -289,7 +284,7 @@ def run_blocks(model: Model, seed: int, n_paths: int, blocks, *, dtype, devices:
                                    ([b for b in blocks if b >= month_blocks], False)):
             if not group:
                 continue
-            kernel, tables, count_bits, ends, chunk = shapes[keep_months]
+            kernel, tables, count_bits, ends, chunk = shape(keep_months)
             mesh, runner = block_runner(tuple(devices), n_paths=BLOCK_PATHS, n_months=model.horizon_months,
                                         report_ends=tuple(ends), chunk=chunk, has_tails=model.has_tails,
                                         keep_months=keep_months, kernel=kernel,
