@@ -108,7 +108,7 @@ class MSFit(NamedTuple):
 
     @property
     def stationary(self) -> np.ndarray:
-        return _stationary(self.params.transition)
+        return stationary_distribution(self.params.transition)
 
 
 class Calibration(NamedTuple):
@@ -195,10 +195,6 @@ def _prefix_products(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return X, logscale
 
 
-def _stationary(P: np.ndarray) -> np.ndarray:
-    return stationary_distribution(P) if len(P) > 1 else np.ones(1)
-
-
 def forward_backward(y: np.ndarray, params: MSParams, init: np.ndarray | None = None,
                      smooth: bool = True) -> Posterior:
     """Log-likelihood, filtered and smoothed regime probabilities and expected transition counts.
@@ -213,7 +209,7 @@ def forward_backward(y: np.ndarray, params: MSParams, init: np.ndarray | None = 
     logb = log_emissions(y, params.means, params.covs)
     shift = logb.max(axis=1)
     b = np.exp(logb - shift[:, None])
-    delta = _stationary(P) if init is None else np.asarray(init, float)
+    delta = stationary_distribution(P) if init is None else np.asarray(init, float)
     T = len(y)
     M = P[:, :, None] * b.T[None, :, :]               # [K, K, T]: M_t = P diag(b_t)
     M[:, :, 0] = (delta * b[0])[None, :]              # every row = alpha_0, so each prefix row = alpha_t
@@ -397,7 +393,7 @@ def _init_term_grad(theta: np.ndarray, K: int, A: int, gamma0: np.ndarray, eps: 
     start = len(theta) - K * (K - 1)
 
     def h(th):
-        pi = _stationary(unpack(th, K, A)[0].transition)
+        pi = stationary_distribution(unpack(th, K, A)[0].transition)
         return float(gamma0 @ np.log(np.clip(pi, 1e-300, None)))
 
     for i in range(K * (K - 1)):

@@ -17,7 +17,7 @@ import jax
 from . import __version__
 from .checks import CheckResult, evaluate, write_junit
 from .devices import DeviceError, init_processes, wants_processes
-from .output import OutputExistsError, refuse_existing, write_text_atomic
+from .output import OutputExistsError, refuse_existing, refuse_existing_file, write_text_atomic
 from .run import MethodError, simulate
 from .scenario import ScenarioError, load_scenario
 from .history import DataError  # calibrate/backtest input errors (a FitError is one)
@@ -349,8 +349,7 @@ def calibrate_cmd(data, n_regimes, columns, percent, frequency, start_date, end_
     if frame.shape[1] < 2:
         raise UserError(f"{data}: a scenario compares two assets; the data give one column "
                         f"({list(frame.columns)}): add a column or pick two with --columns")
-    if Path(out).exists() and not force:
-        raise OutputExistsError(f"{out}: file exists; use --force to replace it")
+    refuse_existing_file(out, force)   # before spending time fitting
     cal = calibrate(frame, n_regimes, n_starts=n_starts, seed=seed)
     command = " ".join(["capsim calibrate", str(data), f"--regimes {n_regimes}"]
                        + ([f"--columns {columns}"] if columns else []) + (["--percent"] if percent else [])

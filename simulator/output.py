@@ -44,13 +44,19 @@ def write_folder(out: str | os.PathLike, write: Callable[[Path], None], force: b
     return out
 
 
-def write_text_atomic(path: str | Path, text: str, force: bool = False) -> Path:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
+def refuse_existing_file(path: str | os.PathLike, force: bool) -> None:
+    """Raise ``OutputExistsError`` if ``path`` exists and ``force`` is off, or if it is a folder."""
     path = Path(path)
     if path.exists() and not force:
         raise OutputExistsError(f"{path}: file exists; use --force to replace it")
     if path.is_dir():
         raise OutputExistsError(f"{path}: is a folder; give a file name for the scenario")
+
+
+def write_text_atomic(path: str | Path, text: str, force: bool = False) -> Path:
+    """Write ``text`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
+    path = Path(path)
+    refuse_existing_file(path, force)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
     try:

@@ -7,9 +7,8 @@ them without ever looking up a phase.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -77,7 +76,7 @@ def steps_to_month(month: float, steps_per_year: int) -> int:
 def start_probabilities(sc: Scenario, base: np.ndarray) -> np.ndarray:
     names = sc.regime_names
     if sc.start == "stationary":
-        return stationary_distribution(base) if len(names) > 1 else np.ones(1)
+        return stationary_distribution(base)
     if isinstance(sc.start, str):
         return np.eye(len(names))[names.index(sc.start)]
     p = np.zeros(len(names))
@@ -233,24 +232,25 @@ def segment_tables(model: Model, months: int) -> tuple[SegmentParams, int]:
         raise ValueError(f"the exact method cannot run this scenario: {reason}; use the per-step method")
     K = len(model.regime_names)
     bounds = model.month_steps[::months]
+    spans = list(zip(bounds[:-1], bounds[1:]))
     steps = np.diff(bounds).astype(np.int32)
     count_bits = int(steps.max()).bit_length()
-    laws = {}   # segments with the same matrices share one law
-    for t0, t1 in zip(bounds[:-1], bounds[1:]):
-        key = model.step_matrices[t0:t1].tobytes()
+    keys = [model.step_matrices[t0:t1].tobytes() for t0, t1 in spans]   # segments with the same matrices
+    laws = {}                                                             # share one law
+    for key, (t0, t1) in zip(keys, spans):
         if key not in laws:
             laws[key] = segment_outcomes(model.step_matrices[t0:t1])
     N = 1 << max(1, int(np.ceil(np.log2(max(len(end) for _, _, end in laws.values())))))
+    tables = {}
     for key, (prob, counts, end) in laws.items():
         code = np.zeros(N, np.int32)
         code[:len(end)] = outcome_code(counts, end, count_bits)
         rows = [alias_table(prob[k], N) for k in range(K)]
-        laws[key] = (np.stack([a for a, _ in rows]), np.stack([code[i] for _, i in rows]), code)
-    accept, alias, code = (np.stack(x) for x in zip(*[laws[model.step_matrices[t0:t1].tobytes()]
-                                                      for t0, t1 in zip(bounds[:-1], bounds[1:])]))
+        tables[key] = (np.stack([a for a, _ in rows]), np.stack([code[i] for _, i in rows]), code)
+    accept, alias, code = (np.stack(x) for x in zip(*[tables[key] for key in keys]))
     first = np.asarray(bounds[:-1])
     cov = np.einsum("tkab,tkcb->tkac", model.steps.loading[first], model.steps.loading[first])
-    shift = np.stack([model.steps.shift[t0:t1].sum(axis=0) for t0, t1 in zip(bounds[:-1], bounds[1:])])
+    shift = np.stack([model.steps.shift[t0:t1].sum(axis=0) for t0, t1 in spans])
     params = SegmentParams(accept, alias, code, steps, model.steps.drift[first], cov, shift,
                            np.arange(1, len(steps) + 1, dtype=np.int32) * months)
     return params, count_bits

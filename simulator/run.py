@@ -98,8 +98,7 @@ def simulate(scenario: Scenario, n_paths: int = 1_000_000, seed: int = 0, *, hor
     n_paths, seed = int(n_paths), int(seed)
     devs = resolve_devices(device, devices)
     model = build_model(scenario, horizon_months)
-    method = resolve_method(model, method)
-    segment = exact_segment_months(model) if method == "exact" else None
+    method, segment = resolve_method(model, method)
     blocks_per_call = max(1, (batch_paths or DEFAULT_BATCH_PATHS) // BLOCK_PATHS)
     t0 = time.perf_counter()
     dtype = np.float32 if precision == 32 else np.float64
@@ -129,15 +128,20 @@ def simulate(scenario: Scenario, n_paths: int = 1_000_000, seed: int = 0, *, hor
     return Result(scenario, model, stats, meta)
 
 
-def resolve_method(model: Model, method: str) -> str:
-    """'step' or 'exact' for ``model`` (see ``simulate``); 'exact' where it cannot run is an error."""
+def resolve_method(model: Model, method: str) -> tuple[str, int | None]:
+    """('step', None) or ('exact', months per segment) for ``model`` (see ``simulate``); 'exact' where it
+    cannot run is an error."""
     if method not in ("step", "exact", "auto"):
         raise ValueError(f"method must be 'step', 'exact' or 'auto', got {method!r}")
     problem = exact_method_problem(model)
     if method == "exact" and problem:
         raise MethodError(f"the exact method cannot run this scenario: {problem}. Use method 'step'.")
-    one_step = problem is None and model.month_steps[exact_segment_months(model)] == 1   # nothing to aggregate
-    return "exact" if method == "exact" or (method == "auto" and problem is None and not one_step) else "step"
+    if method == "step" or problem:
+        return "step", None
+    segment = exact_segment_months(model)
+    if method == "auto" and model.month_steps[segment] == 1:   # a segment of one step: nothing to aggregate
+        return "step", None
+    return "exact", segment
 
 
 def observed(segment_months: int | None) -> str:

@@ -559,7 +559,7 @@ def is_irreducible(P: np.ndarray) -> bool:
 
 
 def stationary_distribution(P: np.ndarray) -> np.ndarray:
-    """pi with pi P = pi, sum 1 (P irreducible)."""
+    """pi with pi P = pi, sum 1 (P irreducible; one regime gives [1.0])."""
     K = len(P)
     A = np.vstack([P.T - np.eye(K), np.ones(K)])
     b = np.zeros(K + 1)
