@@ -179,7 +179,9 @@ PRUNED_MASS = 1e-13             # largest total probability of the outcomes drop
 def exact_method_problem(model: Model) -> str | None:
     """Why the exact method cannot run ``model`` even month by month (None when it can)."""
     if model.has_tails:
-        return "Student-t regimes: a segment's return given the regime counts is not Gaussian"
+        names = [k for k, t in zip(model.regime_names, np.isfinite(model.steps.tails).any(axis=0)) if t]
+        return (f"Student-t regimes (tails in: {', '.join(names)}): a segment's return given the regime counts "
+                "is not Gaussian")
     return segment_problem(model, 1)
 
 

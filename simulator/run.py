@@ -98,7 +98,7 @@ def simulate(scenario: Scenario, n_paths: int = 1_000_000, seed: int = 0, *, hor
     n_paths, seed = int(n_paths), int(seed)
     devs = resolve_devices(device, devices)
     model = build_model(scenario, horizon_months)
-    method, segment = resolve_method(model, method)
+    method, segment = resolve_method(model, method, scenario.source)
     blocks_per_call = max(1, (batch_paths or DEFAULT_BATCH_PATHS) // BLOCK_PATHS)
     t0 = time.perf_counter()
     dtype = np.float32 if precision == 32 else np.float64
@@ -128,14 +128,14 @@ def simulate(scenario: Scenario, n_paths: int = 1_000_000, seed: int = 0, *, hor
     return Result(scenario, model, stats, meta)
 
 
-def resolve_method(model: Model, method: str) -> tuple[str, int | None]:
+def resolve_method(model: Model, method: str, source: str = "<memory>") -> tuple[str, int | None]:
     """('step', None) or ('exact', months per segment) for ``model`` (see ``simulate``); 'exact' where it
-    cannot run is an error."""
+    cannot run is an error naming ``source``, the scenario file."""
     if method not in ("step", "exact", "auto"):
         raise ValueError(f"method must be 'step', 'exact' or 'auto', got {method!r}")
     problem = exact_method_problem(model)
     if method == "exact" and problem:
-        raise MethodError(f"the exact method cannot run this scenario: {problem}. Use method 'step'.")
+        raise MethodError(f"{source}: the exact method cannot run this scenario: {problem}. Use method 'step'.")
     if method == "step" or problem:
         return "step", None
     segment = exact_segment_months(model)
