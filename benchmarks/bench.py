@@ -3,7 +3,8 @@
 Every method simulates the same model: a 3-regime, 2-asset Gaussian regime-switching chain given in
 capsim's scenario format (SPEC section 2, per-step ``transitions`` matrix, ``start: stationary``):
 
-- ``capsim``        ``simulator.simulate(sc, n_paths, seed)`` end to end, then ``.summary()`` (both timed);
+- ``capsim``        ``simulator.simulate(sc, n_paths, seed)`` end to end, then ``.summary()`` and ``.fan()``
+                    (all timed: the tables a run writes);
 - ``capsim exact``  the same with ``method="exact"``, when ``simulate`` accepts a ``method`` argument;
 - ``numpy``         NumPy, vectorised over paths, Python loop over steps, one PCG64 ``Generator`` (one thread);
 - ``hmmlearn``      ``GaussianHMM.sample(n_steps)``, one path per call (as its users do), timed on a few
@@ -469,8 +470,8 @@ def capsim_methods() -> list[str]:
 
 
 def capsim_run(sc, n_paths: int, seed: int, method: str = "per-step"):
-    """``simulate`` then ``summary()``. With a ``method`` parameter: 'step' for the per-step row (named, so
-    that a default of 'auto' could not silently time the exact path), 'exact' for the exact row."""
+    """``simulate``, then ``summary()`` and ``fan()``. With a ``method`` parameter: 'step' for the per-step
+    row (named, so that a default of 'auto' could not silently time the exact path), 'exact' for the exact row."""
     import simulator
 
     kw = {}
@@ -478,7 +479,8 @@ def capsim_run(sc, n_paths: int, seed: int, method: str = "per-step"):
         kw["method"] = "exact" if method == "exact" else "step"
     res = simulator.simulate(sc, n_paths=n_paths, seed=seed, device="cpu", **kw)
     t0 = time.perf_counter()
-    res.summary()  # the summary table (quantiles, HDI, ...) is part of the timed work
+    res.summary()  # the summary table (quantiles, HDI, ...) and the fan table are part of the timed work
+    res.fan()
     res.bench_summary_s = time.perf_counter() - t0
     return res
 
@@ -881,7 +883,7 @@ def main(argv=None) -> int:
                     chk = check_capsim(m, res)
                     del res
                     row.times, row.check_ok = times, chk.ok
-                    row.check = f"{chk.text()}; summary() {statistics.median(summary_s):.2g} s of it"
+                    row.check = f"{chk.text()}; tables {statistics.median(summary_s):.2g} s of it"
                     if not chk.ok:
                         notes.append(f"{w} {fmt_paths(n)} {name} check: " + "; ".join(chk.details))
                 except Exception as exc:  # noqa: BLE001 - e.g. the exact path refusing this model

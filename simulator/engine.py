@@ -294,15 +294,23 @@ def run_blocks(model: Model, seed: int, n_paths: int, blocks, *, dtype, devices:
             params = jax.device_put(type(tables)(*[np.asarray(a, dtype=dtype if a.dtype.kind == "f" else a.dtype)
                                                    for a in tables]), same)
             seed_key = jax.device_put(jax.random.key(seed), same)
-            for i in range(0, len(group), per_call):
+
+            def dispatch(i):
                 ids = np.asarray(group[i:i + per_call])
                 ids = np.concatenate([ids, np.full(per_call - len(ids), ids[-1])])  # fixed shape: one compile
                 valid = np.clip(n_paths - ids * BLOCK_PATHS, 0, BLOCK_PATHS)
                 out = runner(params, seed_key, jax.device_put(ids.astype(np.uint32), spread),
                              jax.device_put(valid.astype(np.int32), spread))
+                return group[i:i + per_call], valid, out
+
+            pending = dispatch(0)
+            for i in range(per_call, len(group) + per_call, per_call):
+                queued = dispatch(i) if i < len(group) else None   # queued before the host waits on pending:
+                call_blocks, valid, out = pending                   # the device works while the host merges
                 out = jax.tree.map(np.asarray, out)
-                for j, b in enumerate(group[i:i + per_call]):
+                for j, b in enumerate(call_blocks):
                     done += int(valid[j])
                     yield int(b), int(valid[j]), jax.tree.map(lambda x: x[j], out)
                 if on_blocks is not None:
                     on_blocks(done)
+                pending = queued

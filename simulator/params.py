@@ -292,12 +292,14 @@ def alias_table(prob: np.ndarray, n_slots: int) -> tuple[np.ndarray, np.ndarray]
     slot i uniformly, keep it with probability accept[i], else take alias[i]. Slots past m have probability 0."""
     q = np.zeros(n_slots)
     q[:len(prob)] = prob * (n_slots / prob.sum())
-    accept, alias = np.ones(n_slots), np.arange(n_slots, dtype=np.int32)
-    small, large = list(np.flatnonzero(q < 1.0)), list(np.flatnonzero(q >= 1.0))
+    small, large = np.flatnonzero(q < 1.0).tolist(), np.flatnonzero(q >= 1.0).tolist()
+    q, alias = q.tolist(), list(range(n_slots))   # Python floats and lists: the loop is scalar work
     while small and large:
         i, j = small.pop(), large[-1]
-        accept[i], alias[i] = q[i], j
+        alias[i] = j
         q[j] -= 1.0 - q[i]
         if q[j] < 1.0:
             small.append(large.pop())
-    return accept, alias   # slots left in either list keep accept 1 (rounding leftovers)
+    for i in large + small:   # slots left in either list keep accept 1 (rounding leftovers)
+        q[i] = 1.0
+    return np.asarray(q), np.asarray(alias, np.int32)   # accept[i] = q[i] when slot i left the small list

@@ -109,7 +109,8 @@ def simulate(scenario: Scenario, n_paths: int = 1_000_000, seed: int = 0, *, hor
                                               blocks_per_call=blocks_per_call, month_paths=acc.fan_paths,
                                               method=method, segment_months=segment or 1, on_blocks=progress):
             acc.add(block, n_valid, out)
-        acc.replace(sum_over_processes(acc.arrays()))
+        if jax.process_count() > 1:
+            acc.replace(sum_over_processes(acc.arrays()))
         stats = acc.finish()
     wall = time.perf_counter() - t0
     meta = {

@@ -13,7 +13,9 @@ Memory is therefore flat in the number of paths.
 
 from __future__ import annotations
 
+import os
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -54,7 +56,8 @@ class Accumulator:
         self.keep, self.fan_paths = kept_counts(model, n_paths, np.dtype(dtype).itemsize)
         self.kept_reports = np.zeros((R, A, self.keep), dtype)        # log wealth at each report horizon
         self.kept_dd = np.zeros((R, A, self.keep), dtype)             # max log drawdown at each report horizon
-        self.fan_months = np.zeros((M1, A, self.fan_paths), dtype)    # log wealth at every month end
+        self.fan_shape, self.dtype = (M1, A, self.fan_paths), dtype
+        self.fan_parts: dict[int, np.ndarray] = {}   # first path of a block -> its fan paths' month ends
         self.sum_r = np.zeros((n_blocks, R, A))     # per block: sum of R_a at each report horizon
         self.loss = np.zeros((n_blocks, R, A))      # count of R_a < 0
         self.sum_x = np.zeros((n_blocks, R))        # sum of X
@@ -76,17 +79,30 @@ class Accumulator:
         self.occupancy[block] = out.occupancy
         self.filled[block] = n_valid
         first = block * BLOCK_PATHS
-        for kept, source, bound in ((self.kept_reports, out.reports, self.keep), (self.kept_dd, out.report_dd, self.keep),
-                                    (self.fan_months, out.months, self.fan_paths)):
-            hi = min(first + n_valid, bound)
+        for kept, source in ((self.kept_reports, out.reports), (self.kept_dd, out.report_dd)):
+            hi = min(first + n_valid, self.keep)
             if hi > first:
                 kept[:, :, first:hi] = source[:, :, : hi - first]
+        if first < self.fan_paths:   # kept as it is (no copy) until the fan is asked for
+            self.fan_parts[first] = out.months[:, :, : min(first + n_valid, self.fan_paths) - first]
+
+    def fan_months(self) -> np.ndarray:
+        """[M + 1, A, fan_paths] log wealth at every month end of the fan paths (a new array; zero where no
+        block of this process wrote)."""
+        months = np.zeros(self.fan_shape, self.dtype)
+        for first, part in self.fan_parts.items():
+            months[:, :, first:first + part.shape[-1]] = part
+        return months
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Everything a block fills (zero where no block of this process wrote), for merging processes."""
-        return {name: getattr(self, name) for name in self.STATS + ("kept_reports", "kept_dd", "fan_months")}
+        return {"fan_months": self.fan_months(),
+                **{name: getattr(self, name) for name in self.STATS + ("kept_reports", "kept_dd")}}
 
     def replace(self, arrays: dict[str, np.ndarray]) -> None:
+        """Take the merged ``arrays`` (as from ``arrays``) in place of this process's."""
+        arrays = dict(arrays)
+        self.fan_parts = {0: arrays.pop("fan_months")}   # one part holding every fan path
         for name, value in arrays.items():
             setattr(self, name, value)
 
@@ -101,7 +117,8 @@ class Summaries:
 
     def __init__(self, acc: Accumulator):
         self.model, self.n, self.keep, self.fan_paths = acc.model, acc.n_paths, acc.keep, acc.fan_paths
-        self.kept_reports, self.kept_dd, self.fan_months = acc.kept_reports, acc.kept_dd, acc.fan_months
+        self.kept_reports, self.kept_dd = acc.kept_reports, acc.kept_dd
+        self.fan_months = acc.fan_months   # builds [M + 1, A, fan_paths] on demand
         n = float(self.n)
         total = {name: getattr(acc, name).sum(axis=0) for name in acc.STATS}   # in block order
         self.mean_r = total["sum_r"] / n
@@ -121,50 +138,67 @@ class Summaries:
         return np.expm1(self.kept_reports[months.index(horizon_months)].astype(np.float64)).T
 
     def summary(self, scenario: str) -> pd.DataFrame:
+        """One row per report horizon. The excess and each asset of each horizon are summarised in parallel
+        threads (NumPy's sorts and ufuncs release the GIL)."""
         m = self.model
-        i, j = m.compare
+        pairs = [(r, a) for r in range(len(m.report_months)) for a in range(len(m.asset_keys))]
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            excess = list(pool.map(self._excess, range(len(m.report_months))))
+            assets = dict(zip(pairs, pool.map(self._asset, *zip(*pairs))))
         rows = []
         for r, h in enumerate(m.report_months):
-            R = self.total_returns(h)
-            X = R[:, i] - R[:, j]
-            hdi = az.hdi(X, hdi_prob=0.9)
-            q = np.quantile(X, [0.05, 0.25, 0.5, 0.75, 0.95], overwrite_input=True)   # X is scratch from here
-            p = self.p_win[r]
-            row = {
-                "scenario": scenario, "horizon_months": h, "n_paths": self.n,
-                "p_outperform": p, "p_outperform_se": np.sqrt(p * (1 - p) / self.n),
+            row = {"scenario": scenario, "horizon_months": h, "n_paths": self.n, **excess[r]}
+            for a in range(len(m.asset_keys)):
+                row.update(assets[r, a])
+            occ = self.occupancy_paths[r] / (self.n * m.report_steps[r])
+            rows.append({**row, **{f"occupancy_{k}": occ[i] for i, k in enumerate(m.regime_names)}})
+        return pd.DataFrame(rows)
+
+    def _excess(self, r: int) -> dict:
+        """Excess-return columns at report horizon index ``r`` (X sorted once: quantiles and HDI)."""
+        i, j = self.model.compare
+        X = np.expm1(self.kept_reports[r, i].astype(np.float64)) - np.expm1(self.kept_reports[r, j].astype(np.float64))
+        X.sort()
+        hdi = az.hdi(X, hdi_prob=0.9)
+        q = np.quantile(X, [0.05, 0.25, 0.5, 0.75, 0.95])
+        p = self.p_win[r]
+        return {"p_outperform": p, "p_outperform_se": np.sqrt(p * (1 - p) / self.n),
                 "excess_mean": self.mean_x[r], "excess_sd": self.sd_x[r],
                 "excess_q05": q[0], "excess_q25": q[1], "excess_median": q[2], "excess_q75": q[3],
-                "excess_q95": q[4], "excess_hdi90_low": hdi[0], "excess_hdi90_high": hdi[1],
-            }
-            mdd = -np.expm1(-self.kept_dd[r].astype(np.float64)).T   # [keep, A]: drawdown as a positive fraction
-            for a, key in enumerate(m.asset_keys):
-                Ra = R[:, a]
-                q05, med, q95 = np.quantile(Ra, [0.05, 0.5, 0.95])
-                mdd_median, mdd_q95 = np.quantile(mdd[:, a], [0.5, 0.95])
-                row.update({
-                    f"{key}_mean": self.mean_r[r, a], f"{key}_median": med, f"{key}_q05": q05,
-                    f"{key}_q95": q95, f"{key}_var95": -q05, f"{key}_es95": -Ra[Ra <= q05].mean(),
-                    f"{key}_p_loss": self.p_loss[r, a],
-                    f"{key}_mdd_median": mdd_median, f"{key}_mdd_q95": mdd_q95,
-                })
-            occ = self.occupancy_paths[r] / (self.n * m.report_steps[r])
-            row.update({f"occupancy_{k}": occ[i] for i, k in enumerate(m.regime_names)})
-            rows.append(row)
-        return pd.DataFrame(rows)
+                "excess_q95": q[4], "excess_hdi90_low": hdi[0], "excess_hdi90_high": hdi[1]}
+
+    def _asset(self, r: int, a: int) -> dict:
+        """Columns of asset ``a`` at report horizon index ``r``. The log values are sorted (float32 sorts are
+        the faster ones) before the increasing maps to simple return and drawdown, so both come out sorted."""
+        key = self.model.asset_keys[a]
+        R = np.expm1(np.sort(self.kept_reports[r, a]).astype(np.float64))   # sorted simple total returns
+        mdd = -np.expm1(-np.sort(self.kept_dd[r, a]).astype(np.float64))    # sorted drawdowns (positive)
+        q05, med, q95 = np.quantile(R, [0.05, 0.5, 0.95])
+        mdd_median, mdd_q95 = np.quantile(mdd, [0.5, 0.95])
+        return {f"{key}_mean": self.mean_r[r, a], f"{key}_median": med, f"{key}_q05": q05, f"{key}_q95": q95,
+                f"{key}_var95": -q05, f"{key}_es95": -R[: np.searchsorted(R, q05, side="right")].mean(),
+                f"{key}_p_loss": self.p_loss[r, a], f"{key}_mdd_median": mdd_median, f"{key}_mdd_q95": mdd_q95}
 
     def fan(self) -> pd.DataFrame:
         """Quantiles and mean of each asset's total return and of the excess at every month (fan paths)."""
         m = self.model
         i, j = m.compare
-        R = np.expm1(self.fan_months)                                   # [M + 1, A, fan_paths]
-        series = {**{key: R[:, a] for a, key in enumerate(m.asset_keys)}, "excess": R[:, i] - R[:, j]}
-        frames = []
-        for name, values in series.items():                             # values: [M + 1, fan_paths]
-            qs = np.quantile(values, FAN_QUANTILES, axis=1)             # [Q, M + 1]
-            frame = pd.DataFrame({f"q{int(round(100 * q)):02d}": qs[k] for k, q in enumerate(FAN_QUANTILES)})
-            frame.insert(0, "series", name)
-            frame.insert(0, "month", np.arange(len(m.month_steps)))
-            frame["mean"] = values.mean(axis=1, dtype=np.float64)
-            frames.append(frame)
+        R = self.fan_months()                                           # [M + 1, A, fan_paths] log wealth
+        np.expm1(R, out=R)                                              # now simple total returns
+        excess = R[:, i] - R[:, j]                                      # before the rows are reordered below
+        series = [*((key, R[:, a]) for a, key in enumerate(m.asset_keys)), ("excess", excess)]
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            frames = list(pool.map(lambda s: self._fan_frame(*s), series))
         return pd.concat(frames).sort_values(["month", "series"], kind="stable").reset_index(drop=True)
+
+    def _fan_frame(self, name: str, values: np.ndarray) -> pd.DataFrame:
+        """Fan rows of one series from ``values`` [M + 1, fan_paths] (sorted in place along paths first:
+        quantiles of sorted rows are the fast ones)."""
+        mean = values.mean(axis=1, dtype=np.float64)
+        values.sort(axis=1)
+        qs = np.quantile(values, FAN_QUANTILES, axis=1, overwrite_input=True)   # [Q, M + 1]
+        frame = pd.DataFrame({f"q{int(round(100 * q)):02d}": qs[k] for k, q in enumerate(FAN_QUANTILES)})
+        frame.insert(0, "series", name)
+        frame.insert(0, "month", np.arange(len(self.model.month_steps)))
+        frame["mean"] = mean
+        return frame
