@@ -178,8 +178,7 @@ def segment_step(state: PathState, xs, *, key: jax.Array, has_tails: bool, count
     code = jnp.where(u[1] < jnp.take(q.accept.reshape(-1), row), jnp.take(q.code, slot),
                      jnp.take(q.alias.reshape(-1), row))
     low = end_bits(K)
-    counts = [(code >> (low + k * count_bits)) & ((1 << count_bits) - 1) for k in range(K - 1)]
-    counts.append(q.steps - sum(counts))
+    counts = [(code >> (low + k * count_bits)) & ((1 << count_bits) - 1) for k in range(K)]
     n = [c.astype(dtype) for c in counts]
     cov = [[sum(n[k] * q.cov[k, a, b] for k in range(K)) for b in range(a + 1)] for a in range(A)]
     chol = lower_cholesky(cov)

@@ -39,7 +39,6 @@ class SegmentParams(NamedTuple):
     accept: np.ndarray    # [S, K, N] probability of keeping slot i's own outcome
     alias: np.ndarray     # [S, K, N] int32: outcome code slot i gives when not kept
     code: np.ndarray      # [S, N] int32: outcome code of slot i
-    steps: np.ndarray     # [S] int32: steps in the segment
     drift: np.ndarray     # [S, K, A] mean log return per step in regime k
     cov: np.ndarray       # [S, K, A, A] covariance of the log return per step in regime k
     shift: np.ndarray     # [S, A] rate-overlay log return of the segment
@@ -194,7 +193,7 @@ def segment_problem(model: Model, months: int) -> str | None:
             where = f"month {s}" if months == 1 else f"months {s * months}-{(s + 1) * months}"
             return f"regime returns change inside {where} (a phase boundary that is not a whole month)"
         if (math.comb(t1 - t0 + K - 1, K - 1) * K > MAX_SEGMENT_OUTCOMES
-                or end_bits(K) + (K - 1) * (t1 - t0).bit_length() > 31):
+                or end_bits(K) + K * (t1 - t0).bit_length() > 31):
             return f"too many (regime counts, end regime) outcomes per {months}-month segment for {K} regimes"
     return None
 
@@ -205,11 +204,12 @@ def end_bits(n_regimes: int) -> int:
 
 
 def outcome_code(counts: np.ndarray, end: np.ndarray, count_bits: int) -> np.ndarray:
-    """Outcome codes: the end regime in the low ``end_bits(K)`` bits, then the counts of regimes 0..K-2 in
-    ``count_bits`` bits each (the last regime's count is the segment's steps minus the others)."""
+    """Outcome codes: the end regime in the low ``end_bits(K)`` bits, then the counts of regimes 0..K-1 in
+    ``count_bits`` bits each. (Every count is coded, none derived from the segment length: a per-segment
+    integer in the kernel's arithmetic costs XLA on CPU a third of the kernel's time.)"""
     K = counts.shape[-1]
     code = end.astype(np.int64)
-    for k in range(K - 1):
+    for k in range(K):
         code |= counts[..., k].astype(np.int64) << (end_bits(K) + k * count_bits)
     return code.astype(np.int32)
 
@@ -253,7 +253,7 @@ def segment_tables(model: Model, months: int) -> tuple[SegmentParams, int]:
     first = np.asarray(bounds[:-1])
     cov = np.einsum("tkab,tkcb->tkac", model.steps.loading[first], model.steps.loading[first])
     shift = np.stack([model.steps.shift[t0:t1].sum(axis=0) for t0, t1 in spans])
-    params = SegmentParams(accept, alias, code, steps, model.steps.drift[first], cov, shift,
+    params = SegmentParams(accept, alias, code, model.steps.drift[first], cov, shift,
                            np.arange(1, len(steps) + 1, dtype=np.int32) * months)
     return params, count_bits
 

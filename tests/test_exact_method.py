@@ -146,7 +146,7 @@ def test_outcome_codes_hold_counts_and_end_regime():
     code = outcome_code(counts, end, bits)
     low = end_bits(K)
     assert np.all(code & ((1 << low) - 1) == end)
-    for k in range(K - 1):
+    for k in range(K):
         assert np.all((code >> (low + k * bits)) & ((1 << bits) - 1) == counts[:, k])
     assert len(np.unique(code)) == len(code)
 
