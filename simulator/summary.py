@@ -40,6 +40,22 @@ def kept_counts(model: Model, n_paths: int, itemsize: int = 4) -> tuple[int, int
     return keep, int(min(keep, FAN_PATHS, FAN_BUDGET_BYTES // fan_bytes_per_path))
 
 
+def sorted_quantiles(values: np.ndarray, probs) -> np.ndarray:
+    """``np.quantile(values, probs, axis=-1)`` (its default 'linear' method, the same numbers and dtype) of
+    ``values`` already sorted along the last axis, read off at the order statistics instead of partitioning
+    again: [len(probs), ...]. A row holding a NaN (sorted last) gives NaN, as in np.quantile."""
+    n = values.shape[-1]
+    pos = np.asarray(probs, np.float64) * (n - 1)
+    lo = np.floor(pos).astype(np.intp)
+    hi = np.minimum(lo + 1, n - 1)
+    t = pos - lo
+    a, b = values[..., lo], values[..., hi]
+    d = b - a
+    out = np.where(t >= 0.5, b - d * (1 - t), a + d * t)   # numpy's interpolation, exact at both ends
+    out = np.where(np.isnan(values[..., -1:]), np.nan, out)
+    return np.moveaxis(out, -1, 0)
+
+
 class Accumulator:
     """Per-block statistics of one run: ``add`` blocks in any order (or on several processes), then ``finish``.
 
@@ -160,7 +176,7 @@ class Summaries:
         X = np.expm1(self.kept_reports[r, i].astype(np.float64)) - np.expm1(self.kept_reports[r, j].astype(np.float64))
         X.sort()
         hdi = az.hdi(X, hdi_prob=0.9)
-        q = np.quantile(X, [0.05, 0.25, 0.5, 0.75, 0.95])
+        q = sorted_quantiles(X, [0.05, 0.25, 0.5, 0.75, 0.95])
         p = self.p_win[r]
         return {"p_outperform": p, "p_outperform_se": np.sqrt(p * (1 - p) / self.n),
                 "excess_mean": self.mean_x[r], "excess_sd": self.sd_x[r],
@@ -173,8 +189,8 @@ class Summaries:
         key = self.model.asset_keys[a]
         R = np.expm1(np.sort(self.kept_reports[r, a]).astype(np.float64))   # sorted simple total returns
         mdd = -np.expm1(-np.sort(self.kept_dd[r, a]).astype(np.float64))    # sorted drawdowns (positive)
-        q05, med, q95 = np.quantile(R, [0.05, 0.5, 0.95])
-        mdd_median, mdd_q95 = np.quantile(mdd, [0.5, 0.95])
+        q05, med, q95 = sorted_quantiles(R, [0.05, 0.5, 0.95])
+        mdd_median, mdd_q95 = sorted_quantiles(mdd, [0.5, 0.95])
         return {f"{key}_mean": self.mean_r[r, a], f"{key}_median": med, f"{key}_q05": q05, f"{key}_q95": q95,
                 f"{key}_var95": -q05, f"{key}_es95": -R[: np.searchsorted(R, q05, side="right")].mean(),
                 f"{key}_p_loss": self.p_loss[r, a], f"{key}_mdd_median": mdd_median, f"{key}_mdd_q95": mdd_q95}
@@ -185,20 +201,19 @@ class Summaries:
         i, j = m.compare
         R = self.fan_months()                                           # [M + 1, A, fan_paths] log wealth
         np.expm1(R, out=R)                                              # now simple total returns
-        excess = R[:, i] - R[:, j]                                      # before the rows are reordered below
-        series = [*((key, R[:, a]) for a, key in enumerate(m.asset_keys)), ("excess", excess)]
-        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-            frames = list(pool.map(lambda s: self._fan_frame(*s), series))
+        series = {**{key: R[:, a] for a, key in enumerate(m.asset_keys)}, "excess": R[:, i] - R[:, j]}
+        means = {name: values.mean(axis=1, dtype=np.float64) for name, values in series.items()}
+        workers = os.cpu_count() or 1
+        cuts = np.linspace(0, len(m.month_steps), workers + 1).astype(int)
+        bands = [values[lo:hi] for values in series.values() for lo, hi in zip(cuts[:-1], cuts[1:])]
+        with ThreadPoolExecutor(max_workers=workers) as pool:          # sort each row along paths, in place
+            list(pool.map(lambda band: band.sort(axis=1), bands))
+        frames = []
+        for name, values in series.items():                             # values: [M + 1, fan_paths], sorted
+            qs = sorted_quantiles(values, FAN_QUANTILES)                # [Q, M + 1]
+            frame = pd.DataFrame({f"q{int(round(100 * q)):02d}": qs[k] for k, q in enumerate(FAN_QUANTILES)})
+            frame.insert(0, "series", name)
+            frame.insert(0, "month", np.arange(len(m.month_steps)))
+            frame["mean"] = means[name]
+            frames.append(frame)
         return pd.concat(frames).sort_values(["month", "series"], kind="stable").reset_index(drop=True)
-
-    def _fan_frame(self, name: str, values: np.ndarray) -> pd.DataFrame:
-        """Fan rows of one series from ``values`` [M + 1, fan_paths] (sorted in place along paths first:
-        quantiles of sorted rows are the fast ones)."""
-        mean = values.mean(axis=1, dtype=np.float64)
-        values.sort(axis=1)
-        qs = np.quantile(values, FAN_QUANTILES, axis=1, overwrite_input=True)   # [Q, M + 1]
-        frame = pd.DataFrame({f"q{int(round(100 * q)):02d}": qs[k] for k, q in enumerate(FAN_QUANTILES)})
-        frame.insert(0, "series", name)
-        frame.insert(0, "month", np.arange(len(self.model.month_steps)))
-        frame["mean"] = mean
-        return frame

@@ -47,3 +47,21 @@ def test_fan_from_the_fan_paths(small_bounds):
     first = res.draws(6)["small"].to_numpy()[:FAN]
     assert at6["q50"] == pytest.approx(np.median(first), rel=1e-5)
     assert at6["mean"] == pytest.approx(first.mean(), rel=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sorted_quantiles_are_numpys(dtype):
+    """The summaries read quantiles off sorted values: the same numbers and dtype as np.quantile, with ties,
+    infinities, NaN rows and every length."""
+    rng = np.random.default_rng(5)
+    for n in (1, 2, 7, 1000, 65_537):
+        for probs in (summary.FAN_QUANTILES, [0.0, 1.0, 0.5], [0.3]):
+            x = rng.standard_normal((4, n)).astype(dtype)
+            x[1, : n // 2] = 0.5
+            if n > 3:
+                x[2, 3], x[3, 1] = np.nan, np.inf
+            with np.errstate(invalid="ignore"):
+                want = np.quantile(x, probs, axis=1)
+                got = summary.sorted_quantiles(np.sort(x, axis=1), probs)
+            assert got.dtype == want.dtype
+            np.testing.assert_array_equal(got, want)
