@@ -65,11 +65,15 @@ def normals(u: jax.Array) -> jax.Array:
     return np.sqrt(2.0).astype(u.dtype) * jax.lax.erf_inv(jnp.maximum(lo, u * (1.0 - lo) + lo))
 
 
+def random_words(key: jax.Array, n_words: int, n_paths: int, dtype) -> jax.Array:
+    """[n_words, P] random bits: uint32 for float32 runs, uint64 for float64."""
+    return jax.random.bits(key, (n_words, n_paths), jnp.uint32 if dtype == jnp.float32 else jnp.uint64)
+
+
 def draw(key: jax.Array, n_uniforms: int, n_normals: int, n_paths: int, dtype) -> tuple[jax.Array, jax.Array]:
     """One draw of random bits for a step (or segment): uniforms [n_uniforms, P] that move the chain and unit
     normals [n_normals, P] for the assets."""
-    shape = (n_uniforms + n_normals, n_paths)
-    u = uniforms(jax.random.bits(key, shape, jnp.uint32 if dtype == jnp.float32 else jnp.uint64), dtype)
+    u = uniforms(random_words(key, n_uniforms + n_normals, n_paths, dtype), dtype)
     return u[:n_uniforms], normals(u[n_uniforms:])
 
 
@@ -171,11 +175,17 @@ def segment_step(state: PathState, xs, *, key: jax.Array, has_tails: bool, count
     s, q = xs
     (K, N), A = q.accept.shape, q.drift.shape[-1]
     dtype = state.log_wealth.dtype
-    u, z = draw(jax.random.fold_in(key, s), 2, A, state.regime.shape[0], dtype)
-    # u is a multiple of 2^-23 (2^-52 in float64) and N a power of two no larger: the slot is exactly uniform
-    slot = (u[0] * N).astype(jnp.int32)
+    # The alias draw needs log2(N) bits for the slot and a uniform with the full mantissa (23 bits in float32,
+    # 52 in float64) for the accept test: one word when they fit in it (N <= 512 in float32), else two.
+    nbits, mant = (32, 23) if dtype == jnp.float32 else (64, 52)
+    slot_bits = N.bit_length() - 1
+    n_alias = 1 if slot_bits <= nbits - mant else 2
+    words = random_words(jax.random.fold_in(key, s), n_alias + A, state.regime.shape[0], dtype)
+    slot = (words[0] >> (nbits - slot_bits)).astype(jnp.int32)
+    u = uniforms(words[0] << slot_bits if n_alias == 1 else words[1], dtype)
+    z = normals(uniforms(words[n_alias:], dtype))
     row = state.regime * N + slot
-    code = jnp.where(u[1] < jnp.take(q.accept.reshape(-1), row), jnp.take(q.code, slot),
+    code = jnp.where(u < jnp.take(q.accept.reshape(-1), row), jnp.take(q.code, slot),
                      jnp.take(q.alias.reshape(-1), row))
     low = end_bits(K)
     counts = [(code >> (low + k * count_bits)) & ((1 << count_bits) - 1) for k in range(K)]
