@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 
 import simulator as sim
-from simulator.engine import BLOCK_PATHS, chi2
+from simulator.engine import BLOCK_PATHS, chi2, tail_pairs
 
 Z = 4.5  # standard errors allowed: a false alarm about once in 150,000 comparisons
 
@@ -39,6 +39,29 @@ def test_chi2_sampler_matches_scipy(nu):
     with jax.enable_x64(True):
         x = np.asarray(chi2(jax.random.key(3), np.full(200_000, nu)))
     assert stats.kstest(x, stats.chi2(nu).cdf).pvalue > 1e-4
+
+
+@pytest.mark.parametrize("precision", [32, 64])
+def test_integer_chi2_sampler_matches_scipy(precision):
+    """The rejection-free sampler for integer degrees of freedom (sums of exponentials, plus Z^2 when odd),
+    with per-path dof mixed in one draw as the engine's regimes mix them."""
+    import jax
+
+    dofs = np.repeat([3.0, 4.0, 5.0, 6.0, 7.0, 10.0], 100_000)
+    assert tail_pairs(np.array([np.inf, 3.0, 10.0])) == 5
+    with jax.enable_x64(precision == 64):
+        x = np.asarray(chi2(jax.random.key(4), dofs.astype(np.float32 if precision == 32 else np.float64),
+                            tail_pairs(dofs)))
+    for nu in np.unique(dofs):
+        assert stats.kstest(x[dofs == nu], stats.chi2(nu).cdf).pvalue > 1e-4, nu
+    assert np.all(np.isfinite(x) & (x > 0))
+
+
+def test_tail_pairs_picks_the_sampler():
+    assert tail_pairs(np.array([[np.inf, 6.0], [np.inf, 4.0]])) == 3    # integers up to 10: no rejection
+    assert tail_pairs(np.array([np.inf, 4.5])) == 0                     # a fractional dof: Marsaglia-Tsang
+    assert tail_pairs(np.array([np.inf, 12.0])) == 0                    # large dof: Marsaglia-Tsang is cheaper
+    assert tail_pairs(np.array([np.inf, np.inf])) == 0                  # Gaussian
 
 
 def test_student_t_innovations_unit_variance_and_kurtosis():
