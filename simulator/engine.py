@@ -249,12 +249,12 @@ def lower_cholesky(cov: list[list[jax.Array]]) -> list[list[jax.Array]]:
 
 
 def simulate_block(params, key: jax.Array, n_valid: jax.Array, *, n_paths: int, n_months: int,
-                   report_ends: tuple[int, ...], chunk: int, has_tails: bool, chi2_pairs: int, keep_months: bool,
-                   kernel: str, drawdowns_each_step: bool, count_bits: int = 0) -> BlockOutput:
+                   report_ends: tuple[int, ...], chunk: int, has_tails: bool, keep_months: bool, kernel: str,
+                   drawdowns_each_step: bool, chi2_pairs: int = 0, count_bits: int = 0) -> BlockOutput:
     """One logical block of ``n_paths`` paths; only the first ``n_valid`` count towards occupancy.
 
-    ``kernel`` 'step' scans StepParams over steps; 'segment' scans SegmentParams over segments (``count_bits``:
-    see ``segment_step``). ``report_ends`` and ``chunk`` are in scan units: an outer scan runs over chunks of
+    ``kernel`` 'step' scans StepParams over steps (``chi2_pairs``: see ``chi2``); 'segment' scans SegmentParams
+    over segments (``count_bits``: see ``segment_step``). ``report_ends`` and ``chunk`` are in scan units: an outer scan runs over chunks of
     ``chunk`` units (every report end is a chunk end), an inner scan over a chunk's units, so there is one
     loop body and the state is recorded at chunk ends only. Drawdowns are seen after every step with
     ``drawdowns_each_step`` (step kernel only), else at chunk ends.
