@@ -107,10 +107,10 @@ def chi2(key: jax.Array, dof: jax.Array, pairs: int = 0) -> jax.Array:
     their 2^-23 (2^-52) grid, so no term is zero or infinite. About 3x faster than the rejection sampler for
     the tails people use (4-8).
 
-    ``pairs`` = 0: 2 * Gamma(dof / 2) by Marsaglia-Tsang (shape >= 1, acceptance > 95% per candidate): round 0 draws a candidate for every path;
-    each later round i redraws, with ``fold_in(key, i)``, for the first ``retry`` paths still waiting
-    (found with a fixed-size ``nonzero``), until none waits. A path keeps its first accepted candidate, so
-    the draws are exact and depend on the key alone; the retries cost a few percent of round 0.
+    ``pairs`` = 0: 2 * Gamma(dof / 2) by Marsaglia-Tsang (shape >= 1, acceptance > 95% per candidate).
+    Round 0 draws a candidate for every path; each later round i redraws, with ``fold_in(key, i)``, for the
+    first ``retry`` paths still waiting (found with a fixed-size ``nonzero``), until none waits. A path keeps
+    its first accepted candidate, so the draws are exact and depend on the key alone.
     """
     dof = jnp.asarray(dof)
     if pairs:
@@ -254,9 +254,9 @@ def simulate_block(params, key: jax.Array, n_valid: jax.Array, *, n_paths: int, 
     """One logical block of ``n_paths`` paths; only the first ``n_valid`` count towards occupancy.
 
     ``kernel`` 'step' scans StepParams over steps (``chi2_pairs``: see ``chi2``); 'segment' scans SegmentParams
-    over segments (``count_bits``: see ``segment_step``). ``report_ends`` and ``chunk`` are in scan units: an outer scan runs over chunks of
-    ``chunk`` units (every report end is a chunk end), an inner scan over a chunk's units, so there is one
-    loop body and the state is recorded at chunk ends only. Drawdowns are seen after every step with
+    over segments (``count_bits``: see ``segment_step``). ``report_ends`` and ``chunk`` are in scan units: an
+    outer scan runs over chunks of ``chunk`` units (every report end is a chunk end), an inner scan over a
+    chunk's units, so there is one loop body and the state is recorded at chunk ends only. Drawdowns are seen after every step with
     ``drawdowns_each_step`` (step kernel only), else at chunk ends.
     """
     state = init(n_paths, params.shift.shape[-1], params.drift.shape[1], n_months, keep_months, params.shift.dtype)

@@ -173,7 +173,8 @@ class Summaries:
     def _excess(self, r: int) -> dict:
         """Excess-return columns at report horizon index ``r`` (X sorted once: quantiles and HDI)."""
         i, j = self.model.compare
-        X = np.expm1(self.kept_reports[r, i].astype(np.float64)) - np.expm1(self.kept_reports[r, j].astype(np.float64))
+        R = self.kept_reports[r]
+        X = np.expm1(R[i].astype(np.float64)) - np.expm1(R[j].astype(np.float64))
         X.sort()
         hdi = az.hdi(X, hdi_prob=0.9)
         q = sorted_quantiles(X, [0.05, 0.25, 0.5, 0.75, 0.95])
