@@ -104,8 +104,8 @@ def chi2(key: jax.Array, dof: jax.Array, pairs: int = 0) -> jax.Array:
 
     ``pairs`` > 0 (every dof an integer, none above 2 * pairs + 1): the exact sum of floor(dof / 2)
     exponentials of mean 2, -2 log(1 - U), plus Z^2 for odd dof. The uniforms are taken at the midpoints of
-    their 2^-23 (2^-52) grid, so no term is zero or infinite. About 3x faster than the rejection sampler for
-    the tails people use (4-8).
+    their 2^-23 (2^-52) grid, so no term is zero or infinite. Per path on this 2-core CPU: 17 ns (dof 4) to
+    30 ns (dof 10), against 42-48 ns for the rejection sampler.
 
     ``pairs`` = 0: 2 * Gamma(dof / 2) by Marsaglia-Tsang (shape >= 1, acceptance > 95% per candidate).
     Round 0 draws a candidate for every path; each later round i redraws, with ``fold_in(key, i)``, for the
