@@ -280,33 +280,37 @@ def simulate_block(params, key: jax.Array, n_valid: jax.Array, *, n_paths: int, 
 
 
 @functools.lru_cache(maxsize=32)
-def block_runner(devices: tuple, **static):
+def block_runner(devices: tuple, side_by_side: bool = False, **static):
     """The jitted function of a run shape: each device of ``devices`` simulates its share of the blocks
-    (leading axis) one after the other with ``lax.map``; returns BlockOutput with a leading block axis."""
+    (leading axis) one after the other (``lax.map``: fastest on a CPU) or all side by side (``vmap``: a GPU
+    needs millions of paths in flight). Returns BlockOutput with a leading block axis. The numbers are the
+    same either way: each block has its own key."""
     mesh = jax.sharding.Mesh(np.array(devices), ("blocks",))
     blocks, same = jax.sharding.PartitionSpec("blocks"), jax.sharding.PartitionSpec()
 
     def on_device(params, seed_key, block_ids, n_valid):
         run = partial(simulate_block, params, **static)
-        return jax.lax.map(lambda b: run(jax.random.fold_in(seed_key, b[0]), b[1]), (block_ids, n_valid))
+        one = lambda b: run(jax.random.fold_in(seed_key, b[0]), b[1])   # noqa: E731
+        return (jax.vmap(one) if side_by_side else partial(jax.lax.map, one))((block_ids, n_valid))
 
     return mesh, jax.jit(jax.shard_map(on_device, mesh=mesh, in_specs=(same, same, blocks, blocks),
                                        out_specs=blocks, check_vma=False))
 
 
 def run_blocks(model: Model, seed: int, n_paths: int, blocks, *, dtype, devices: tuple, blocks_per_call: int,
-               month_paths: int, method: str = "step", segment_months: int = 1, on_blocks=None):
+               month_paths: int, method: str = "step", segment_months: int = 1, side_by_side: bool = False,
+               on_blocks=None):
     """Simulate the logical ``blocks`` (indices into the ceil(n_paths / BLOCK_PATHS) blocks of the run).
 
     Yields (block index, n_valid_paths, BlockOutput as numpy) per block. Blocks holding any of the first
     ``month_paths`` paths also return every month end (a separate compile; other blocks skip that buffer).
-    Each call gives every device ``blocks_per_call`` blocks. ``method``: 'step' (per-step scan, any
+    Each call gives every device ``blocks_per_call`` blocks (fewer if the group has fewer), one after the other
+    or all ``side_by_side`` (see ``block_runner``). ``method``: 'step' (per-step scan, any
     scenario) or 'exact' (Gaussian regimes; see ``params.segment_tables``): segments of ``segment_months``
     months, one month at a time in the blocks that keep month ends (one step at a time where a month is one
     step: the same law, and the step kernel is faster), drawdowns seen at segment ends in all.
     ``on_blocks(paths_done)`` reports progress.
     """
-    per_call = max(1, blocks_per_call) * len(devices)
     G = segment_months
 
     def shape(keep_months: bool):
@@ -327,9 +331,11 @@ def run_blocks(model: Model, seed: int, n_paths: int, blocks, *, dtype, devices:
             if not group:
                 continue
             kernel, tables, count_bits, ends, chunk = shape(keep_months)
-            mesh, runner = block_runner(tuple(devices), n_paths=BLOCK_PATHS, n_months=model.horizon_months,
-                                        report_ends=tuple(ends), chunk=chunk, has_tails=model.has_tails,
-                                        chi2_pairs=tail_pairs(model.steps.tails),
+            per_device = max(1, min(blocks_per_call, -(-len(group) // len(devices))))
+            per_call = per_device * len(devices)
+            mesh, runner = block_runner(tuple(devices), side_by_side, n_paths=BLOCK_PATHS,
+                                        n_months=model.horizon_months, report_ends=tuple(ends), chunk=chunk,
+                                        has_tails=model.has_tails, chi2_pairs=tail_pairs(model.steps.tails),
                                         keep_months=keep_months, kernel=kernel,
                                         drawdowns_each_step=method == "step", count_bits=count_bits)
             same = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())

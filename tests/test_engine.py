@@ -9,7 +9,8 @@ import pytest
 from scipy import stats
 
 import simulator as sim
-from simulator.engine import BLOCK_PATHS, chi2, tail_pairs
+from simulator.engine import BLOCK_PATHS, chi2, run_blocks, tail_pairs
+from simulator.params import build_model, exact_segment_months
 
 Z = 4.5  # standard errors allowed: a false alarm about once in 150,000 comparisons
 
@@ -141,7 +142,8 @@ def test_risk_figures_follow_their_definitions():
     assert row["excess_hdi90_high"] - row["excess_hdi90_low"] <= row["excess_q95"] - row["excess_q05"] + 1e-12
 
 
-def scenario_with_everything():
+def scenario_with_everything(tails: float | None = 5):
+    """Duration-based regimes, a phase, a rate path; Student-t in 'down' unless ``tails`` is None."""
     return sim.parse_scenario({
         "name": "mix", "frequency": "weekly", "horizon_months": 12, "report_months": [3, 12],
         "assets": {"small": "R2000", "large": "SPX"},
@@ -149,7 +151,7 @@ def scenario_with_everything():
             "up": {"drift": {"small": 0.1, "large": 0.08}, "vol": {"small": 0.2, "large": 0.15}, "corr": 0.8,
                    "duration_months": 18, "next": {"down": 1.0}},
             "down": {"drift": {"small": -0.2, "large": -0.1}, "vol": {"small": 0.35, "large": 0.25}, "corr": 0.9,
-                     "tails": 5, "duration_months": 6, "next": {"up": 1.0}}},
+                     "duration_months": 6, "next": {"up": 1.0}, **({"tails": tails} if tails else {})}},
         "phases": [{"until_month": 3, "regimes": {"up": {"duration_months": 4}}}],
         "rates": {"path": {0: 4.0, 12: 3.25}, "sensitivity": {"small": -0.06, "large": -0.03}},
     })
@@ -163,6 +165,24 @@ def test_summary_is_identical_whatever_the_batch_size():
         pd.testing.assert_frame_equal(runs[0].summary(), other.summary(), check_exact=True)
         pd.testing.assert_frame_equal(runs[0].fan(), other.fan(), check_exact=True)
         pd.testing.assert_frame_equal(runs[0].draws(12), other.draws(12), check_exact=True)
+
+
+@pytest.mark.parametrize("method, tails", [("step", 5), ("step", 5.5), ("exact", None)])
+def test_blocks_side_by_side_give_the_same_numbers(method, tails):
+    """Accelerators vmap many blocks per call (``side_by_side``); every number must be the same as one block
+    at a time, for the step kernel (phases, rates, both chi-square samplers) and the segment kernel alike."""
+    import jax
+
+    model = build_model(scenario_with_everything(tails), None)
+    segment = exact_segment_months(model) if method == "exact" else 1
+    n = 5 * BLOCK_PATHS + 77
+    runs = [list(run_blocks(model, 9, n, list(range(6)), dtype=np.float32, devices=tuple(jax.devices()[:1]),
+                            blocks_per_call=4, month_paths=2 * BLOCK_PATHS, method=method,
+                            segment_months=segment, side_by_side=k)) for k in (False, True)]
+    for (b1, v1, out1), (b4, v4, out4) in zip(*runs):
+        assert (b1, v1) == (b4, v4)
+        for x, y in zip(out1, out4):
+            np.testing.assert_array_equal(x, y)
 
 
 def test_paths_depend_on_seed_and_block_only():
