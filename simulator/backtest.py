@@ -27,7 +27,6 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from . import __version__
 from .calibrate import Calibration, calibrate, filter_probabilities, scenario_text, to_scenario
@@ -187,6 +186,8 @@ def backtest(frame: pd.DataFrame, n_regimes: int, train_until, *, horizon_months
 def summarise(scores: pd.DataFrame, series: list[str], lags: int) -> pd.DataFrame:
     """Per method and series: n, mean CRPS, CRPS skill against the bootstrap with the t statistic of the mean
     CRPS difference, coverage of the 50% and 90% intervals, PIT mean and KS p-value."""
+    from scipy import stats   # here: scipy.stats takes 0.5 s to import, and only a backtest needs it
+
     out = []
     for s in series:
         d = scores[scores["series"] == s]

@@ -16,7 +16,7 @@ import jax
 
 from . import __version__
 from .checks import CheckResult, evaluate, write_junit
-from .devices import DeviceError, init_processes, wants_processes
+from .devices import DeviceError, init_processes, use_compile_cache, wants_processes
 from .output import OutputExistsError, refuse_existing, refuse_existing_file, write_text_atomic
 from .run import MethodError, simulate
 from .scenario import ScenarioError, load_scenario
@@ -135,6 +135,7 @@ def print_summary(res) -> None:
 @click.version_option(__version__, prog_name="capsim")
 def main():
     """capsim: how likely small caps are to beat large caps, by how much, and at what risk."""
+    use_compile_cache()
 
 
 @main.command()

@@ -13,6 +13,26 @@ class DeviceError(ValueError):
     """A device, device count or process setting that cannot be honoured here."""
 
 
+def use_compile_cache(path: str | None = None) -> str | None:
+    """Keep compiled kernels on disk (JAX's persistent compilation cache), so that the next run of the same
+    scenario shape skips XLA's compile: about 1.3 s of a short `capsim run` on a 2-core CPU. The numbers are the
+    same either way. ``path``: else CAPSIM_CACHE_DIR (set but empty: no cache), else
+    $XDG_CACHE_HOME/capsim/xla (~/.cache/capsim/xla). Returns the folder, or None when off or not creatable."""
+    if path is None:
+        path = os.environ.get("CAPSIM_CACHE_DIR")
+    if path is None:
+        path = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "capsim", "xla")
+    if not path:
+        return None
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError:
+        return None
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+    return path
+
+
 def resolve_device(device: str = "cpu") -> jax.Device:
     """'cpu', 'gpu' or 'auto' (a GPU when JAX sees one, else the CPU)."""
     if device not in ("cpu", "gpu", "auto"):

@@ -13,6 +13,7 @@ Memory is therefore flat in the number of paths.
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -23,9 +24,16 @@ import pandas as pd
 from .engine import BLOCK_PATHS
 from .params import Model
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    import arviz as az
+
+@functools.cache
+def arviz():
+    """arviz, imported on first use (1.3 s with matplotlib and scipy.stats), so that ``import simulator`` and
+    `capsim validate` stay quick. Call it once outside threads: the import silences warnings process-wide."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import arviz as az
+    return az
+
 
 MAX_KEEP_PATHS = 2_000_000
 FAN_PATHS = 1 << 16
@@ -158,6 +166,7 @@ class Summaries:
         threads (NumPy's sorts and ufuncs release the GIL)."""
         m = self.model
         pairs = [(r, a) for r in range(len(m.report_months)) for a in range(len(m.asset_keys))]
+        arviz()
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
             excess = list(pool.map(self._excess, range(len(m.report_months))))
             assets = dict(zip(pairs, pool.map(self._asset, *zip(*pairs))))
@@ -176,7 +185,7 @@ class Summaries:
         R = self.kept_reports[r]
         X = np.expm1(R[i].astype(np.float64)) - np.expm1(R[j].astype(np.float64))
         X.sort()
-        hdi = az.hdi(X, hdi_prob=0.9)
+        hdi = arviz().hdi(X, hdi_prob=0.9)
         q = sorted_quantiles(X, [0.05, 0.25, 0.5, 0.75, 0.95])
         p = self.p_win[r]
         return {"p_outperform": p, "p_outperform_se": np.sqrt(p * (1 - p) / self.n),

@@ -8,10 +8,15 @@ them freely.
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 
 import pytest
 import yaml
+
+# The CLI keeps compiled kernels in ~/.cache/capsim/xla; tests leave the home folder alone (the cache has its
+# own test, in a temporary folder).
+os.environ["CAPSIM_CACHE_DIR"] = ""
 
 
 # --------------------------------------------------------------------------------------------

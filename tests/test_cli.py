@@ -482,6 +482,23 @@ class TestValidate:
         assert "regimes.recession.vol.small" in proc.stderr
 
 
+def test_compile_cache_is_kept_and_changes_nothing(tmp_path, make_scenario):
+    """`capsim run` keeps compiled kernels in CAPSIM_CACHE_DIR; a second run, served from it, writes the same
+    summary."""
+    path = dump(tmp_path, make_scenario(), "cached.yaml")
+    cache = tmp_path / "xla"
+    env = dict(os.environ, JAX_PLATFORMS="cpu", CAPSIM_CACHE_DIR=str(cache))
+    summaries = []
+    for i in range(2):
+        out = tmp_path / f"out{i}"
+        proc = subprocess.run([sys.executable, "-m", "simulator", "run", str(path), "--paths", "20000", "--quiet",
+                               "--out", str(out)], capture_output=True, text=True, timeout=300, env=env)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        summaries.append((out / "summary.csv").read_text())
+        assert any(cache.iterdir())
+    assert summaries[0] == summaries[1]
+
+
 # --------------------------------------------------------------------------------------------
 # check
 # --------------------------------------------------------------------------------------------
