@@ -7,7 +7,8 @@
   exact for the run; beyond it they carry the sampling error of ``keep`` paths (a q-quantile's standard
   error is sqrt(q (1 - q) / keep) / density).
 - The fan (every month end) from the first ``fan_paths`` paths (at most FAN_PATHS, fewer if the months
-  would pass FAN_BUDGET_BYTES).
+  would pass FAN_BUDGET_BYTES). They are the first blocks simulated, so the fan table is made in a background
+  thread while the engine simulates the rest.
 Memory is therefore flat in the number of paths.
 """
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 import functools
 import os
 import warnings
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -82,6 +83,7 @@ class Accumulator:
         self.kept_dd = np.zeros((R, A, self.keep), dtype)             # max log drawdown at each report horizon
         self.fan_shape, self.dtype = (M1, A, self.fan_paths), dtype
         self.fan_parts: dict[int, np.ndarray] = {}   # first path of a block -> its fan paths' month ends
+        self.fan_job: Future | None = None           # the fan table, made once every fan path is in
         self.sum_r = np.zeros((n_blocks, R, A))     # per block: sum of R_a at each report horizon
         self.loss = np.zeros((n_blocks, R, A))      # count of R_a < 0
         self.sum_x = np.zeros((n_blocks, R))        # sum of X
@@ -107,8 +109,13 @@ class Accumulator:
             hi = min(first + n_valid, self.keep)
             if hi > first:
                 kept[:, :, first:hi] = source[:, :, : hi - first]
-        if first < self.fan_paths:   # kept as it is (no copy) until the fan is asked for
+        if first < self.fan_paths:   # kept as it is (no copy) until the fan table is made
             self.fan_parts[first] = out.months[:, :, : min(first + n_valid, self.fan_paths) - first]
+            if sum(part.shape[-1] for part in self.fan_parts.values()) == self.fan_paths:
+                # every fan path is in (the first blocks): make the fan table while the engine goes on
+                pool = ThreadPoolExecutor(max_workers=1)
+                self.fan_job = pool.submit(lambda: fan_table(self.model, self.fan_months()))
+                pool.shutdown(wait=False)
 
     def fan_months(self) -> np.ndarray:
         """[M + 1, A, fan_paths] log wealth at every month end of the fan paths (a new array; zero where no
@@ -127,6 +134,7 @@ class Accumulator:
         """Take the merged ``arrays`` (as from ``arrays``) in place of this process's."""
         arrays = dict(arrays)
         self.fan_parts = {0: arrays.pop("fan_months")}   # one part holding every fan path
+        self.fan_job = None                               # made again from the merged paths
         for name, value in arrays.items():
             setattr(self, name, value)
 
@@ -142,7 +150,7 @@ class Summaries:
     def __init__(self, acc: Accumulator):
         self.model, self.n, self.keep, self.fan_paths = acc.model, acc.n_paths, acc.keep, acc.fan_paths
         self.kept_reports, self.kept_dd = acc.kept_reports, acc.kept_dd
-        self.fan_months = acc.fan_months   # builds [M + 1, A, fan_paths] on demand
+        self.fan_months, self.fan_job = acc.fan_months, acc.fan_job   # [M + 1, A, fan_paths] on demand
         n = float(self.n)
         total = {name: getattr(acc, name).sum(axis=0) for name in acc.STATS}   # in block order
         self.mean_r = total["sum_r"] / n
@@ -207,23 +215,26 @@ class Summaries:
 
     def fan(self) -> pd.DataFrame:
         """Quantiles and mean of each asset's total return and of the excess at every month (fan paths)."""
-        m = self.model
-        i, j = m.compare
-        R = self.fan_months()                                           # [M + 1, A, fan_paths] log wealth
-        np.expm1(R, out=R)                                              # now simple total returns
-        series = {**{key: R[:, a] for a, key in enumerate(m.asset_keys)}, "excess": R[:, i] - R[:, j]}
-        means = {name: values.mean(axis=1, dtype=np.float64) for name, values in series.items()}
-        workers = os.cpu_count() or 1
-        cuts = np.linspace(0, len(m.month_steps), workers + 1).astype(int)
-        bands = [values[lo:hi] for values in series.values() for lo, hi in zip(cuts[:-1], cuts[1:])]
-        with ThreadPoolExecutor(max_workers=workers) as pool:          # sort each row along paths, in place
-            list(pool.map(lambda band: band.sort(axis=1), bands))
-        frames = []
-        for name, values in series.items():                             # values: [M + 1, fan_paths], sorted
-            qs = sorted_quantiles(values, FAN_QUANTILES)                # [Q, M + 1]
-            frame = pd.DataFrame({f"q{int(round(100 * q)):02d}": qs[k] for k, q in enumerate(FAN_QUANTILES)})
-            frame.insert(0, "series", name)
-            frame.insert(0, "month", np.arange(len(m.month_steps)))
-            frame["mean"] = means[name]
-            frames.append(frame)
-        return pd.concat(frames).sort_values(["month", "series"], kind="stable").reset_index(drop=True)
+        return self.fan_job.result() if self.fan_job is not None else fan_table(self.model, self.fan_months())
+
+
+def fan_table(model: Model, months: np.ndarray) -> pd.DataFrame:
+    """The fan table from the fan paths' log wealth ``months`` [M + 1, A, fan_paths] (overwritten)."""
+    i, j = model.compare
+    R = np.expm1(months, out=months)                                    # simple total returns
+    series = {**{key: R[:, a] for a, key in enumerate(model.asset_keys)}, "excess": R[:, i] - R[:, j]}
+    means = {name: values.mean(axis=1, dtype=np.float64) for name, values in series.items()}
+    workers = os.cpu_count() or 1
+    cuts = np.linspace(0, len(model.month_steps), workers + 1).astype(int)
+    bands = [values[lo:hi] for values in series.values() for lo, hi in zip(cuts[:-1], cuts[1:])]
+    with ThreadPoolExecutor(max_workers=workers) as pool:              # sort each row along paths, in place
+        list(pool.map(lambda band: band.sort(axis=1), bands))
+    frames = []
+    for name, values in series.items():                                 # values: [M + 1, fan_paths], sorted
+        qs = sorted_quantiles(values, FAN_QUANTILES)                    # [Q, M + 1]
+        frame = pd.DataFrame({f"q{int(round(100 * q)):02d}": qs[k] for k, q in enumerate(FAN_QUANTILES)})
+        frame.insert(0, "series", name)
+        frame.insert(0, "month", np.arange(len(model.month_steps)))
+        frame["mean"] = means[name]
+        frames.append(frame)
+    return pd.concat(frames).sort_values(["month", "series"], kind="stable").reset_index(drop=True)
