@@ -6,9 +6,10 @@ so a path's values depend on the seed and its block index only, never on how man
 together (``blocks_per_call``) or on the devices they are spread over.
 
 One jitted function per run shape (``block_runner``): ``lax.scan`` over steps (or segments of whole months,
-for the exact method), vectorised over the paths of a block, ``lax.map`` over the blocks of a call,
-``shard_map`` over devices. Per-regime parameters are selected with chains of ``jnp.where`` and enter as scalars per asset row
-(small-table gathers, tiny matrix products and [A, 1] broadcasts are what make a naive scan slow on CPU).
+for the exact method), vectorised over the paths of a block, ``lax.map`` (CPU) or ``vmap`` (GPU) over the
+blocks of a call, ``shard_map`` over devices. Per-regime parameters are selected with chains of ``jnp.where``
+and enter as scalars per asset row (small-table gathers, tiny matrix products and [A, 1] broadcasts are what
+make a naive scan slow on CPU).
 """
 
 from __future__ import annotations
@@ -256,14 +257,15 @@ def simulate_block(params, key: jax.Array, n_valid: jax.Array, *, n_paths: int, 
     ``kernel`` 'step' scans StepParams over steps (``chi2_pairs``: see ``chi2``); 'segment' scans SegmentParams
     over segments (``count_bits``: see ``segment_step``). ``report_ends`` and ``chunk`` are in scan units: an
     outer scan runs over chunks of ``chunk`` units (every report end is a chunk end), an inner scan over a
-    chunk's units, so there is one loop body and the state is recorded at chunk ends only. Drawdowns are seen after every step with
-    ``drawdowns_each_step`` (step kernel only), else at chunk ends.
+    chunk's units, so there is one loop body and the state is recorded at chunk ends only. Drawdowns are seen
+    after every step with ``drawdowns_each_step`` (step kernel only), else at chunk ends.
     """
     state = init(n_paths, params.shift.shape[-1], params.drift.shape[1], n_months, keep_months, params.shift.dtype)
     valid = jnp.arange(n_paths) < n_valid
-    body = partial(step, key=key, has_tails=has_tails, chi2_pairs=chi2_pairs, drawdowns=drawdowns_each_step) \
-        if kernel == "step" else \
-        partial(segment_step, key=key, has_tails=has_tails, count_bits=count_bits)
+    if kernel == "step":
+        body = partial(step, key=key, has_tails=has_tails, chi2_pairs=chi2_pairs, drawdowns=drawdowns_each_step)
+    else:
+        body = partial(segment_step, key=key, has_tails=has_tails, count_bits=count_bits)
     xs = jax.tree.map(lambda x: x.reshape((report_ends[-1] // chunk, chunk) + x.shape[1:]),
                       (jnp.arange(params.shift.shape[0], dtype=jnp.uint32), params))
 
@@ -290,7 +292,9 @@ def block_runner(devices: tuple, side_by_side: bool = False, **static):
 
     def on_device(params, seed_key, block_ids, n_valid):
         run = partial(simulate_block, params, **static)
-        one = lambda b: run(jax.random.fold_in(seed_key, b[0]), b[1])   # noqa: E731
+        def one(b):
+            return run(jax.random.fold_in(seed_key, b[0]), b[1])
+
         return (jax.vmap(one) if side_by_side else partial(jax.lax.map, one))((block_ids, n_valid))
 
     return mesh, jax.jit(jax.shard_map(on_device, mesh=mesh, in_specs=(same, same, blocks, blocks),
