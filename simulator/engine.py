@@ -115,21 +115,20 @@ def chi2(key: jax.Array, dof: jax.Array, pairs: int = 0) -> jax.Array:
     """
     dof = jnp.asarray(dof)
     if pairs:
-        words = random_words(key, pairs + 1, dof.shape[0], dof.dtype)
+        u, z = draw(key, pairs, 1, dof.shape[0], dof.dtype)
         half_grid = 2.0 ** -(24 if dof.dtype == jnp.float32 else 53)
-        terms = -2.0 * jnp.log1p(-(uniforms(words[:pairs], dof.dtype) + half_grid))   # [pairs, P]
+        terms = -2.0 * jnp.log1p(-(u + half_grid))                      # [pairs, P]
         k = jnp.floor(dof / 2.0)
         total = sum(jnp.where(i < k, terms[i], 0.0) for i in range(pairs))
-        z = normals(uniforms(words[pairs], dof.dtype))
-        return total + (dof - 2.0 * k) * z * z
+        return total + (dof - 2.0 * k) * z[0] * z[0]
     d = dof / 2.0 - 1.0 / 3.0
     c = 1.0 / jnp.sqrt(9.0 * d)
     n = dof.shape[0]
     retry = min(n, max(1024, n // 8))
 
     def candidate(i, d, c):
-        words = random_words(jax.random.fold_in(key, i), 2, d.shape[0], dof.dtype)
-        u, x = uniforms(words[0], dof.dtype), normals(uniforms(words[1], dof.dtype))
+        u, x = draw(jax.random.fold_in(key, i), 1, 1, d.shape[0], dof.dtype)
+        u, x = u[0], x[0]
         v = (1.0 + c * x) ** 3
         log_v = jnp.log(jnp.where(v > 0, v, 1.0))
         ok = (v > 0) & (jnp.log(u) < 0.5 * x * x + d - d * v + d * log_v)
