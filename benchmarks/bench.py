@@ -42,7 +42,6 @@ import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -701,21 +700,6 @@ def targets(rows: list[Row], limit_rate: float) -> list[str]:
     return lines
 
 
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; a results file is for everyone
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def report(rows, limit, info, args, load_before, load_after, notes, elapsed) -> str:
     rate, chunk, urate = limit
     cells = build_table(rows, rate / 3)
@@ -930,7 +914,10 @@ def main(argv=None) -> int:
     for line in targets(rows, nrate / 3):
         print(line)
     if out_path is not None:
-        write_atomic(out_path, report(rows, limit, info, args, load_before, load_after, notes, elapsed))
+        from simulator.output import write_text_atomic
+
+        write_text_atomic(out_path, report(rows, limit, info, args, load_before, load_after, notes, elapsed),
+                          force=True)
         print(f"\n[bench] wrote {out_path}")
     return 0
 

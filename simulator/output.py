@@ -14,6 +14,14 @@ class OutputExistsError(ValueError):
     """The output folder exists and is not empty, and overwriting was not asked for."""
 
 
+def readable_by_all(tmp: Path) -> None:
+    """Give a temporary file or folder the mode a plain ``open`` or ``mkdir`` would (mkstemp and mkdtemp make
+    them private to the owner): results are for everyone the umask lets read them."""
+    umask = os.umask(0o022)   # the umask can only be read by setting it
+    os.umask(umask)
+    os.chmod(tmp, (0o777 if tmp.is_dir() else 0o666) & ~umask)
+
+
 def refuse_existing(out: str | os.PathLike, force: bool) -> None:
     """Raise ``OutputExistsError`` if ``out`` holds anything and ``force`` is off."""
     out = Path(out)
@@ -30,6 +38,7 @@ def write_folder(out: str | os.PathLike, write: Callable[[Path], None], force: b
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
+        readable_by_all(tmp)
         write(tmp)
         if out.exists():
             trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
@@ -62,6 +71,7 @@ def write_text_atomic(path: str | Path, text: str, force: bool = False) -> Path:
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
             fh.write(text)
+        readable_by_all(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

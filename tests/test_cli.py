@@ -482,6 +482,21 @@ class TestValidate:
         assert "regimes.recession.vol.small" in proc.stderr
 
 
+def test_results_are_readable_as_the_umask_allows(tmp_path):
+    """Atomic writes go through mkstemp/mkdtemp (owner-only); the results get the mode a plain write would."""
+    from simulator.output import write_folder, write_text_atomic
+
+    old = os.umask(0o022)
+    try:
+        folder = write_folder(tmp_path / "res", lambda tmp: (tmp / "a.csv").write_text("x\n"))
+        text = write_text_atomic(tmp_path / "s.yaml", "name: x\n")
+    finally:
+        os.umask(old)
+    assert folder.stat().st_mode & 0o777 == 0o755
+    assert (folder / "a.csv").stat().st_mode & 0o777 == 0o644
+    assert text.stat().st_mode & 0o777 == 0o644
+
+
 def test_compile_cache_is_kept_and_changes_nothing(tmp_path, make_scenario):
     """`capsim run` keeps compiled kernels in CAPSIM_CACHE_DIR; a second run, served from it, writes the same
     summary."""
