@@ -13,8 +13,9 @@ capsim's scenario format (SPEC section 2, per-step ``transitions`` matrix, ``sta
                     ``XLA_FLAGS=--xla_cpu_enable_concurrency_optimized_scheduler=false`` (its batched
                     Cholesky can deadlock on 2 cores without it);
 - ``limit``         the backend's raw random-number rate: the best JAX (threefry) float32 normal rate
-                    (chunks of 2^17..2^21 inside a jitted ``fori_loop``) divided by 3, since a per-step
-                    simulation draws one uniform and two normals per path-step.
+                    (chunks of 2^14..2^21 inside a jitted ``fori_loop``, on every CPU device at once: one
+                    device per core, as capsim runs) divided by 3, since a per-step simulation draws one
+                    uniform and two normals per path-step.
 
 Before a time counts, the output of the timed run is checked against exact moments of the model (mean
 and variance of the accumulated log return of each asset at the horizon; for capsim's summary the mean
@@ -413,45 +414,56 @@ _DRAW = {}
 
 
 def _draw_kernel(uniform: bool):
-    """Jitted (key, n_chunks, chunk) -> sum of n_chunks * chunk float32 draws (built once per kind)."""
+    """Jitted (keys [D], n_chunks, chunk) -> per-device sums of n_chunks * chunk float32 draws: each of the
+    D CPU devices (one per core, as capsim runs) draws its own chunks, side by side (built once per kind)."""
     if uniform not in _DRAW:
         from functools import partial
 
         import jax
         import jax.numpy as jnp
 
-        @partial(jax.jit, static_argnums=(1, 2))
-        def draw(key, n_chunks, chunk):
+        mesh = jax.sharding.Mesh(np.array(jax.devices("cpu")), ("d",))
+
+        def draw_one(keys, n_chunks, chunk):
             def body(i, acc):
-                k = jax.random.fold_in(key, i)
+                k = jax.random.fold_in(keys[0], i)
                 x = (jax.random.uniform(k, (chunk,), jnp.float32) if uniform
                      else jax.random.normal(k, (chunk,), jnp.float32))
                 return acc + x.sum()
-            return jax.lax.fori_loop(0, n_chunks, body, jnp.float32(0))
+            return jax.lax.fori_loop(0, n_chunks, body, jnp.float32(0))[None]
 
-        _DRAW[uniform] = draw
+        @partial(jax.jit, static_argnums=(1, 2))
+        def draw(keys, n_chunks, chunk):
+            spec = jax.sharding.PartitionSpec("d")
+            return jax.shard_map(partial(draw_one, n_chunks=n_chunks, chunk=chunk), mesh=mesh, in_specs=spec,
+                                 out_specs=spec, check_vma=False)(keys)
+
+        _DRAW[uniform] = (draw, mesh)
     return _DRAW[uniform]
 
 
-def normal_rate(total: int = 1 << 27, log2_chunks=(17, 19, 21), repeats: int = 3, uniform: bool = False):
+def normal_rate(total: int = 1 << 27, log2_chunks=(14, 17, 19, 21), repeats: int = 3, uniform: bool = False):
     """Best float32 jax.random (default threefry) rate, numbers per second: ``total`` numbers drawn in chunks
-    of 2^c inside a jitted ``fori_loop`` (each chunk summed so nothing is optimised away); median of
-    ``repeats`` per chunk size after a compile run, best chunk size. Returns (rate, log2 chunk)."""
+    of 2^c inside a jitted ``fori_loop`` on every CPU device at once (one per core: the way capsim uses the
+    CPU; each chunk summed so nothing is optimised away); median of ``repeats`` per chunk size after a
+    compile run, best chunk size. Returns (rate, log2 chunk)."""
     import jax
 
-    draw = _draw_kernel(uniform)
+    draw, mesh = _draw_kernel(uniform)
+    n_dev = mesh.devices.size
+    spread = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("d"))
     best = (0.0, None)
-    key = jax.random.key(0)
     for c in log2_chunks:
         chunk = 1 << c
-        n_chunks = max(1, total // chunk)
-        draw(key, n_chunks, chunk).block_until_ready()
+        n_chunks = max(1, total // (chunk * n_dev))
+        keys = [jax.device_put(jax.random.split(jax.random.key(r), n_dev), spread) for r in range(repeats + 1)]
+        draw(keys[0], n_chunks, chunk).block_until_ready()
         times = []
         for r in range(repeats):
             t0 = time.perf_counter()
-            draw(jax.random.fold_in(key, r + 1), n_chunks, chunk).block_until_ready()
+            draw(keys[r + 1], n_chunks, chunk).block_until_ready()
             times.append(time.perf_counter() - t0)
-        rate = n_chunks * chunk / statistics.median(times)
+        rate = n_dev * n_chunks * chunk / statistics.median(times)
         if rate > best[0]:
             best = (rate, c)
     return best
@@ -584,7 +596,7 @@ def machine_info() -> dict:
         versions["capsim"] = simulator.__version__
     except Exception as exc:  # noqa: BLE001
         versions["capsim"] = f"(import failed: {type(exc).__name__})"
-    return {"source": source_state(), "cpu": cpu, "cores": cores, "memory": mem, "versions": versions,
+    return {"source": source_state(), "cpu": cpu, "cores": cores, "cpu_devices": len(jax.devices("cpu")), "memory": mem, "versions": versions,
             "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "xla_flags": os.environ.get("XLA_FLAGS", ""), "jax_backend": jax.default_backend()}
 
@@ -720,8 +732,9 @@ def report(rows, limit, info, args, load_before, load_after, notes, elapsed) -> 
         f"`{DYNAMAX_ENV['XLA_FLAGS']}`",
         f"- load average before / after: {load_before} / {load_after} (other work on the machine skews timings; "
         "compare ratios from one run)",
-        f"- random-number limit at the start: JAX threefry float32 normals {rate / 1e6:.0f} M/s (best of chunks "
-        f"2^17, 2^19, 2^21: 2^{chunk}), uniforms {urate / 1e6:.0f} M/s; limit = normals/s / 3 = "
+        f"- JAX CPU devices: {info['cpu_devices']} (capsim gives JAX one per core; capsim and the limit use them all)",
+        f"- random-number limit at the start: JAX threefry float32 normals {rate / 1e6:.0f} M/s on every CPU device "
+        f"at once (best of chunks 2^14, 2^17, 2^19, 2^21: 2^{chunk}), uniforms {urate / 1e6:.0f} M/s; limit = normals/s / 3 = "
         f"{rate / 3:.3g} path-steps/s. Each cell's `limit` row is measured again right before that cell "
         "(same kernel and chunk) and its `x limit` ratios use that one.",
         "",
@@ -806,6 +819,8 @@ def main(argv=None) -> int:
             notes.append(f"{x}: not installed, skipped (pip install \".[bench]\")")
             print(f"[bench] {notes[-1]}", flush=True)
             peers.remove(x)
+
+    import simulator  # noqa: F401  one JAX CPU device per core, before any JAX call: for capsim and the limit
 
     started = time.perf_counter()
     load_before = loadavg()

@@ -2,7 +2,9 @@
 
 __version__ = "0.1.0"
 
-from .devices import DeviceError  # noqa: E402
+from .devices import DeviceError, use_cpu_cores  # noqa: E402
+
+use_cpu_cores()   # one CPU device per core, while JAX has not started (see devices.use_cpu_cores)
 from .output import OutputExistsError  # noqa: E402
 from .run import Result, simulate  # noqa: E402
 from .scenario import Scenario, ScenarioError, load_scenario, parse_scenario  # noqa: E402

@@ -145,8 +145,9 @@ def main():
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
 @click.option("--horizon", type=click.IntRange(min=1), default=None, help="Horizon in months (default: the file's).")
 @click.option("--device", type=click.Choice(["cpu", "gpu", "auto"]), default="cpu", show_default=True)
-@click.option("--devices", "n_devices", default="1", show_default=True,
-              help="How many devices of that backend share the paths: a number or 'all' (same numbers as one).")
+@click.option("--devices", "n_devices", default="all", show_default=True,
+              help="How many devices of that backend share the paths: a number or 'all' (on a CPU: one per "
+                   "core). The numbers are the same whatever the count.")
 @click.option("--precision", type=click.Choice(["32", "64"]), default="32", show_default=True)
 @click.option("--method", type=click.Choice(["step", "exact", "auto"]), default="step", show_default=True,
               help="step: every step simulated; exact: whole segments between report horizons drawn from "

@@ -76,11 +76,12 @@ class Result:
 
 
 def simulate(scenario: Scenario, n_paths: int = 1_000_000, seed: int = 0, *, horizon_months: int | None = None,
-             device: str = "cpu", devices: int | str = 1, precision: int = 32, method: str = "step",
+             device: str = "cpu", devices: int | str = "all", precision: int = 32, method: str = "step",
              batch_paths: int | None = None, progress=None) -> Result:
     """Simulate ``n_paths`` paths of ``scenario`` and summarise them.
 
-    ``devices``: how many devices of that backend share the blocks (a number or 'all'; same numbers as one).
+    ``devices``: how many devices of that backend share the blocks (a number or 'all': on a CPU, one device per
+    core; the same numbers whatever the count).
     ``method``: 'step' simulates every step (all outputs as SPEC section 4); 'exact' draws a whole segment of
     G months at once (G: the largest divisor of the report horizons' gcd it allows) from the exact joint law
     of its regime counts and Gaussian return (Gaussian regimes only; the same distribution at every report

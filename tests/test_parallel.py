@@ -48,7 +48,7 @@ def scenario_file(tmp_path: Path) -> Path:
 
 
 def one_device_summary(path: Path) -> pd.DataFrame:
-    return sim.simulate(sim.load_scenario(path), n_paths=N_PATHS, seed=5).summary()
+    return sim.simulate(sim.load_scenario(path), n_paths=N_PATHS, seed=5, devices=1).summary()
 
 
 def test_several_cpu_devices_match_one_device(scenario_file):
@@ -66,6 +66,17 @@ def test_several_cpu_devices_match_one_device(scenario_file):
     for count, (table, devices) in runs.items():
         assert len(devices) == (4 if count == "all" else int(count))
         pd.testing.assert_frame_equal(pd.DataFrame(table), expected, check_exact=True, check_dtype=False)
+
+
+def test_import_gives_one_cpu_device_per_core_unless_chosen():
+    code = "import jax, simulator, json; print(json.dumps([len(jax.devices('cpu')), simulator.devices.cpu_cores()]))"
+    devices, cores = json.loads(run_python(code, {"XLA_FLAGS": ""}))
+    assert devices == cores
+    devices, _ = json.loads(run_python(code, {"XLA_FLAGS": "--xla_force_host_platform_device_count=3"}))
+    assert devices == 3
+    late = "import jax; jax.numpy.zeros(1); " + code   # JAX started before capsim: its devices are kept
+    devices, _ = json.loads(run_python(late, {"XLA_FLAGS": ""}))
+    assert devices == 1
 
 
 def free_port() -> int:
