@@ -820,7 +820,8 @@ def main(argv=None) -> int:
             print(f"[bench] {notes[-1]}", flush=True)
             peers.remove(x)
 
-    import simulator  # noqa: F401  one JAX CPU device per core, before any JAX call: for capsim and the limit
+    from simulator import use_cpu_cores
+    use_cpu_cores()   # one JAX CPU device per core before any JAX call (import simulator does it): capsim's setup
 
     started = time.perf_counter()
     load_before = loadavg()

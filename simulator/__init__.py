@@ -14,4 +14,4 @@ from .calibrate import Calibration, FitError  # noqa: E402
 
 __all__ = ["Calibration", "DataError", "DeviceError", "FitError", "OutputExistsError", "Result", "Scenario",
            "ScenarioError", "__version__", "backtest", "calibrate", "load_scenario", "load_us_size_returns",
-           "parse_scenario", "read_returns", "simulate"]
+           "parse_scenario", "read_returns", "simulate", "use_cpu_cores"]
