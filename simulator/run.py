@@ -21,8 +21,8 @@ from .params import Model, build_model, exact_method_problem, exact_segment_mont
 from .scenario import Scenario
 from .summary import Accumulator, Summaries
 
-# Paths per jitted call and device (whole blocks): one block at a time is fastest on a CPU; an accelerator runs
-# 64 blocks (about a million paths) side by side.
+# Paths per jitted call and device (whole blocks): one block at a time is fastest on a CPU device (a core); an
+# accelerator runs 64 blocks (about a million paths) side by side.
 CPU_BATCH_PATHS, ACCELERATOR_BATCH_PATHS = BLOCK_PATHS, 64 * BLOCK_PATHS
 
 
