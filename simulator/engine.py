@@ -307,11 +307,12 @@ def run_blocks(model: Model, seed: int, n_paths: int, blocks, *, dtype, devices:
 
     Yields (block index, n_valid_paths, BlockOutput as numpy) per block. Blocks holding any of the first
     ``month_paths`` paths also return every month end (a separate compile; other blocks skip that buffer).
-    Each call gives every device ``blocks_per_call`` blocks (fewer if the group has fewer), one after the other
-    or all ``side_by_side`` (see ``block_runner``). ``method``: 'step' (per-step scan, any
-    scenario) or 'exact' (Gaussian regimes; see ``params.segment_tables``): segments of ``segment_months``
-    months, one month at a time in the blocks that keep month ends (one step at a time where a month is one
-    step: the same law, and the step kernel is faster), drawdowns seen at segment ends in all.
+    Each call gives every device ``blocks_per_call`` blocks (fewer if the group has fewer; a group of fewer
+    blocks than devices uses as many devices as blocks), one after the other or all ``side_by_side`` (see
+    ``block_runner``). ``method``: 'step' (per-step scan, any scenario) or 'exact' (Gaussian regimes; see
+    ``params.segment_tables``): segments of ``segment_months`` months, one month at a time in the blocks that
+    keep month ends (one step at a time where a month is one step: the same law, and the step kernel is
+    faster), drawdowns seen at segment ends in all.
     ``on_blocks(paths_done)`` reports progress.
     """
     G = segment_months
@@ -334,9 +335,10 @@ def run_blocks(model: Model, seed: int, n_paths: int, blocks, *, dtype, devices:
             if not group:
                 continue
             kernel, tables, count_bits, ends, chunk = shape(keep_months)
-            per_device = max(1, min(blocks_per_call, -(-len(group) // len(devices))))
-            per_call = per_device * len(devices)
-            mesh, runner = block_runner(tuple(devices), side_by_side, n_paths=BLOCK_PATHS,
+            used = tuple(devices)[:len(group)]   # no device left with only padding to simulate
+            per_device = max(1, min(blocks_per_call, -(-len(group) // len(used))))
+            per_call = per_device * len(used)
+            mesh, runner = block_runner(used, side_by_side, n_paths=BLOCK_PATHS,
                                         n_months=model.horizon_months, report_ends=tuple(ends), chunk=chunk,
                                         has_tails=model.has_tails, chi2_pairs=tail_pairs(model.steps.tails),
                                         keep_months=keep_months, kernel=kernel,
