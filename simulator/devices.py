@@ -30,11 +30,12 @@ def use_cpu_cores() -> int | None:
     if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "") \
             or jax.config.jax_num_cpu_devices >= 0:
         return None
+    n = cpu_cores()
     try:
-        jax.config.update("jax_num_cpu_devices", cpu_cores())
+        jax.config.update("jax_num_cpu_devices", n)
     except RuntimeError:   # the backends are already running: keep their devices
         return None
-    return cpu_cores()
+    return n
 
 
 def use_compile_cache(path: str | None = None) -> str | None:
