@@ -56,15 +56,15 @@ def test_several_cpu_devices_match_one_device(scenario_file):
         import json, simulator as sim
         sc = sim.load_scenario({str(scenario_file)!r})
         out = {{}}
-        for d in (2, 4, "all"):
-            res = sim.simulate(sc, n_paths={N_PATHS}, seed=5, devices=d)
+        for d in (2, 4, "all", "default"):
+            res = sim.simulate(sc, n_paths={N_PATHS}, seed=5, **({{}} if d == "default" else {{"devices": d}}))
             out[str(d)] = [res.summary().to_dict(orient="list"), res.meta["devices"]]  # floats by repr: exact
         print(json.dumps(out))
         """)
     runs = json.loads(run_python(code, {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}))
     expected = one_device_summary(scenario_file)
     for count, (table, devices) in runs.items():
-        assert len(devices) == (4 if count == "all" else int(count))
+        assert len(devices) == (4 if count in ("all", "default") else int(count))
         pd.testing.assert_frame_equal(pd.DataFrame(table), expected, check_exact=True, check_dtype=False)
 
 
