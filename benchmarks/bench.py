@@ -596,7 +596,8 @@ def machine_info() -> dict:
         versions["capsim"] = simulator.__version__
     except Exception as exc:  # noqa: BLE001
         versions["capsim"] = f"(import failed: {type(exc).__name__})"
-    return {"source": source_state(), "cpu": cpu, "cores": cores, "cpu_devices": len(jax.devices("cpu")), "memory": mem, "versions": versions,
+    return {"source": source_state(), "cpu": cpu, "cores": cores, "cpu_devices": len(jax.devices("cpu")),
+            "memory": mem, "versions": versions,
             "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "xla_flags": os.environ.get("XLA_FLAGS", ""), "jax_backend": jax.default_backend()}
 
@@ -734,8 +735,8 @@ def report(rows, limit, info, args, load_before, load_after, notes, elapsed) -> 
         "compare ratios from one run)",
         f"- JAX CPU devices: {info['cpu_devices']} (capsim gives JAX one per core; capsim and the limit use them all)",
         f"- random-number limit at the start: JAX threefry float32 normals {rate / 1e6:.0f} M/s on every CPU device "
-        f"at once (best of chunks 2^14, 2^17, 2^19, 2^21: 2^{chunk}), uniforms {urate / 1e6:.0f} M/s; limit = normals/s / 3 = "
-        f"{rate / 3:.3g} path-steps/s. Each cell's `limit` row is measured again right before that cell "
+        f"at once (best of chunks 2^14, 2^17, 2^19, 2^21: 2^{chunk}), uniforms {urate / 1e6:.0f} M/s; "
+        f"limit = normals/s / 3 = {rate / 3:.3g} path-steps/s. Each cell's `limit` row is measured again right before that cell "
         "(same kernel and chunk) and its `x limit` ratios use that one.",
         "",
         "## Results",
