@@ -567,6 +567,8 @@ def machine_info() -> dict:
     import jax
     import jaxlib
 
+    from simulator.devices import cpu_cores
+
     cpu = "?"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -582,7 +584,7 @@ def machine_info() -> dict:
                 mem = f"{int(line.split()[1]) / 2**20:.1f} GiB"
     except OSError:
         pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = cpu_cores()
     versions = {"python": platform.python_version(), "numpy": np.__version__, "jax": jax.__version__,
                 "jaxlib": jaxlib.__version__}
     for mod in ("hmmlearn", "dynamax"):
@@ -736,8 +738,8 @@ def report(rows, limit, info, args, load_before, load_after, notes, elapsed) -> 
         f"- JAX CPU devices: {info['cpu_devices']} (capsim gives JAX one per core; capsim and the limit use them all)",
         f"- random-number limit at the start: JAX threefry float32 normals {rate / 1e6:.0f} M/s on every CPU device "
         f"at once (best of chunks 2^14, 2^17, 2^19, 2^21: 2^{chunk}), uniforms {urate / 1e6:.0f} M/s; "
-        f"limit = normals/s / 3 = {rate / 3:.3g} path-steps/s. Each cell's `limit` row is measured again right before that cell "
-        "(same kernel and chunk) and its `x limit` ratios use that one.",
+        f"limit = normals/s / 3 = {rate / 3:.3g} path-steps/s. Each cell's `limit` row is measured again right "
+        "before that cell (same kernel and chunk) and its `x limit` ratios use that one.",
         "",
         "## Results",
         "",

@@ -15,13 +15,13 @@ Memory is therefore flat in the number of paths.
 from __future__ import annotations
 
 import functools
-import os
 import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
 
+from .devices import cpu_cores
 from .engine import BLOCK_PATHS
 from .params import Model
 
@@ -175,7 +175,7 @@ class Summaries:
         m = self.model
         pairs = [(r, a) for r in range(len(m.report_months)) for a in range(len(m.asset_keys))]
         arviz()
-        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        with ThreadPoolExecutor(max_workers=cpu_cores()) as pool:
             excess = list(pool.map(self._excess, range(len(m.report_months))))
             assets = dict(zip(pairs, pool.map(self._asset, *zip(*pairs))))
         rows = []
@@ -224,7 +224,7 @@ def fan_table(model: Model, months: np.ndarray) -> pd.DataFrame:
     R = np.expm1(months, out=months)                                    # simple total returns
     series = {**{key: R[:, a] for a, key in enumerate(model.asset_keys)}, "excess": R[:, i] - R[:, j]}
     means = {name: values.mean(axis=1, dtype=np.float64) for name, values in series.items()}
-    workers = os.cpu_count() or 1
+    workers = cpu_cores()
     cuts = np.linspace(0, len(model.month_steps), workers + 1).astype(int)
     bands = [values[lo:hi] for values in series.values() for lo, hi in zip(cuts[:-1], cuts[1:])]
     with ThreadPoolExecutor(max_workers=workers) as pool:              # sort each row along paths, in place
