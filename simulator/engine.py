@@ -198,12 +198,11 @@ def observe_drawdowns(state: PathState) -> PathState:
     return state._replace(peak=peak, max_dd=jnp.maximum(state.max_dd, peak - state.log_wealth))
 
 
-def segment_step(state: PathState, xs, *, key: jax.Array, has_tails: bool, count_bits: int):
+def segment_step(state: PathState, xs, *, key: jax.Array, count_bits: int):
     """Advance every path by one segment of whole months with the exact method (Gaussian regimes): draw the
     segment's (regime counts, end regime) outcome from its exact law by the alias method, then the Gaussian
     log return given it. ``xs`` = (s, SegmentParams slice for segment s); ``count_bits``: bits per count in
     the outcome codes (``params.outcome_code``). Drawdowns are left to the caller."""
-    del has_tails
     s, q = xs
     (K, N), A = q.accept.shape, q.drift.shape[-1]
     dtype = state.log_wealth.dtype
@@ -264,7 +263,7 @@ def simulate_block(params, key: jax.Array, n_valid: jax.Array, *, n_paths: int, 
     if kernel == "step":
         body = partial(step, key=key, has_tails=has_tails, chi2_pairs=chi2_pairs, drawdowns=drawdowns_each_step)
     else:
-        body = partial(segment_step, key=key, has_tails=has_tails, count_bits=count_bits)
+        body = partial(segment_step, key=key, count_bits=count_bits)
     xs = jax.tree.map(lambda x: x.reshape((report_ends[-1] // chunk, chunk) + x.shape[1:]),
                       (jnp.arange(params.shift.shape[0], dtype=jnp.uint32), params))
 
