@@ -1,7 +1,7 @@
 """capsim speed benchmark: capsim's engine against its peers and the random-number limit, in one run.
 
 Every method simulates the same model: a 3-regime, 2-asset Gaussian regime-switching chain given in
-capsim's scenario format (SPEC section 2, per-step ``transitions`` matrix, ``start: stationary``):
+capsim's scenario format (docs/scenarios.md, per-step ``transitions`` matrix, ``start: stationary``):
 
 - ``capsim``        ``simulator.simulate(sc, n_paths, seed)`` end to end, then ``.summary()`` and ``.fan()``
                     (all timed: the tables a run writes);
@@ -76,8 +76,10 @@ _TRANSITIONS = {
         "recession": {"expansion": 0.005, "slowdown": 0.0025, "recession": 0.9925},
     },
 }
-_SHAPE = {"monthly": dict(frequency="monthly", horizon_months=120, report_months=[12, 60, 120]),
-          "daily": dict(frequency="daily", horizon_months=12, report_months=[3, 6, 12])}
+_SHAPE = {
+    "monthly": dict(frequency="monthly", horizon_months=120, report_months=[12, 60, 120]),
+    "daily": dict(frequency="daily", horizon_months=12, report_months=[3, 6, 12]),
+}
 WORKLOADS = ("monthly", "daily")
 STEPS_PER_YEAR = {"monthly": 12, "weekly": 52, "daily": 252}
 
@@ -103,10 +105,10 @@ class HMM:
 
     Step t = 0..T-1: s_0 ~ p0, s_t ~ P[s_{t-1}]; log return r_t ~ N(mu[s_t], cov[s_t]) (per step)."""
 
-    P: np.ndarray        # [K, K] per-step transition matrix
-    p0: np.ndarray       # [K] law of s_0
-    mu: np.ndarray       # [K, A] mean log return per step
-    cov: np.ndarray      # [K, A, A] covariance of the log return per step
+    P: np.ndarray  # [K, K] per-step transition matrix
+    p0: np.ndarray  # [K] law of s_0
+    mu: np.ndarray  # [K, A] mean log return per step
+    cov: np.ndarray  # [K, A, A] covariance of the log return per step
     n_steps: int
     horizon_months: int
     assets: tuple[str, ...]
@@ -155,7 +157,7 @@ def exact_log_moments(m: HMM, a: int) -> tuple[float, float]:
     probs = [m.p0]
     for _ in range(T - 1):
         probs.append(probs[-1] @ P)
-    probs = np.array(probs)                       # [T, K]: law of s_t
+    probs = np.array(probs)  # [T, K]: law of s_t
     mean = float((probs @ mu).sum())
     # E[(sum_t mu_{s_t})^2] = sum_t E[mu_{s_t}^2] + 2 sum_t E[mu_{s_t} h_t(s_t)], h_t(i) = E[sum_{u>t} mu_{s_u} | s_t=i]
     h = np.zeros_like(mu)
@@ -209,7 +211,7 @@ def check_log_returns(m: HMM, L: np.ndarray) -> Check:
         xm = x.mean()
         dev = x - xm
         s2 = float((dev * dev).mean())
-        m4 = float((dev ** 4).mean())
+        m4 = float((dev**4).mean())
         zs.append(_z(f"mean L_{name}", float(xm), mean, math.sqrt(var / n), details))
         zs.append(_z(f"var L_{name}", s2, var, math.sqrt(max(m4 - s2 * s2, 0.0) / n), details))
     worst = max(zs) if zs else math.inf
@@ -224,8 +226,9 @@ def check_capsim(m: HMM, res) -> Check:
     details, zs = [], []
     for a, name in enumerate(m.assets):
         mean, var = exact_simple_moments(m, a)
-        zs.append(_z(f"{name}_mean (summary, {n} paths)", float(row[f"{name}_mean"]), mean, math.sqrt(var / n),
-                     details))
+        zs.append(
+            _z(f"{name}_mean (summary, {n} paths)", float(row[f"{name}_mean"]), mean, math.sqrt(var / n), details)
+        )
     kept = np.log1p(res.draws(m.horizon_months).to_numpy(dtype=np.float64))
     sub = check_log_returns(m, kept)
     details += [f"kept {kept.shape[0]} paths: {s}" for s in sub.details]
@@ -245,7 +248,7 @@ def numpy_paths(m: HMM, n_paths: int, seed: int, chunk: int = 1 << 16) -> np.nda
     f32 = np.float32
     rng = np.random.Generator(np.random.PCG64(seed))
     K, A = m.mu.shape
-    cum = np.cumsum(m.P, axis=1)[:, :-1].astype(f32)          # [K, K-1] thresholds of each row
+    cum = np.cumsum(m.P, axis=1)[:, :-1].astype(f32)  # [K, K-1] thresholds of each row
     cum0 = np.cumsum(m.p0)[:-1].astype(f32)
     mu = [np.ascontiguousarray(m.mu[:, a], dtype=f32) for a in range(A)]
     chol = m.chol
@@ -276,7 +279,7 @@ def numpy_paths(m: HMM, n_paths: int, seed: int, chunk: int = 1 << 16) -> np.nda
                 for b in range(a + 1):
                     np.multiply(load[a, b][s], z[b], out=tmp)
                     acc[a] += tmp
-        out[first:first + c] = acc.T
+        out[first : first + c] = acc.T
     return out
 
 
@@ -320,8 +323,10 @@ def dynamax_sampler(m: HMM, chunk: int):
     params = ParamsGaussianHMM(
         initial=ParamsStandardHMMInitialState(probs=jnp.asarray(m.p0, jnp.float32)),
         transitions=ParamsStandardHMMTransitions(transition_matrix=jnp.asarray(m.P, jnp.float32)),
-        emissions=ParamsGaussianHMMEmissions(means=jnp.asarray(m.mu, jnp.float32),
-                                             covs=jnp.asarray(m.cov, jnp.float32)))
+        emissions=ParamsGaussianHMMEmissions(
+            means=jnp.asarray(m.mu, jnp.float32), covs=jnp.asarray(m.cov, jnp.float32)
+        ),
+    )
     T = m.n_steps
 
     @jax.jit
@@ -370,19 +375,38 @@ def _dynamax_worker(args: dict) -> dict:
             del L
             if sum(times) > float(args["budget_s"]):
                 break
-        out[str(n)] = {"times": times, "compile_s": compile_s, "check_ok": check.ok, "check_z": check.worst_z,
-                       "check_details": check.details, "chunk": chunk}
+        out[str(n)] = {
+            "times": times,
+            "compile_s": compile_s,
+            "check_ok": check.ok,
+            "check_z": check.worst_z,
+            "check_details": check.details,
+            "chunk": chunk,
+        }
     return {"results": out, "version": getattr(dynamax, "__version__", "?"), "jax": jax.__version__}
 
 
-def start_dynamax_subprocess(scenario: dict, counts: list[int], seed: int, repeats: int, budget_s: float,
-                             chunk: int = 100_000) -> subprocess.Popen:
+def start_dynamax_subprocess(
+    scenario: dict, counts: list[int], seed: int, repeats: int, budget_s: float, chunk: int = 100_000
+) -> subprocess.Popen:
     """Start ``_dynamax_worker`` in a fresh Python with ``DYNAMAX_ENV`` (collect it with ``finish_dynamax``)."""
-    payload = json.dumps({"scenario": scenario, "counts": [int(n) for n in counts], "seed": seed,
-                          "repeats": repeats, "budget_s": budget_s, "chunk": chunk})
-    return subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--dynamax-worker", payload],
-                            env={**os.environ, **DYNAMAX_ENV}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    payload = json.dumps(
+        {
+            "scenario": scenario,
+            "counts": [int(n) for n in counts],
+            "seed": seed,
+            "repeats": repeats,
+            "budget_s": budget_s,
+            "chunk": chunk,
+        }
+    )
+    return subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve()), "--dynamax-worker", payload],
+        env={**os.environ, **DYNAMAX_ENV},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def finish_dynamax(proc: subprocess.Popen, timeout_s: float = 900) -> dict:
@@ -400,8 +424,15 @@ def finish_dynamax(proc: subprocess.Popen, timeout_s: float = 900) -> dict:
     return {"error": f"exit {proc.returncode}: " + " | ".join(tail)}
 
 
-def run_dynamax_subprocess(scenario: dict, counts: list[int], seed: int, repeats: int, budget_s: float,
-                           chunk: int = 100_000, timeout_s: float = 900) -> dict:
+def run_dynamax_subprocess(
+    scenario: dict,
+    counts: list[int],
+    seed: int,
+    repeats: int,
+    budget_s: float,
+    chunk: int = 100_000,
+    timeout_s: float = 900,
+) -> dict:
     """``_dynamax_worker`` in a subprocess: {'results': {str(n): {...}}, ...} or {'error': ...}."""
     return finish_dynamax(start_dynamax_subprocess(scenario, counts, seed, repeats, budget_s, chunk), timeout_s)
 
@@ -427,16 +458,25 @@ def _draw_kernel(uniform: bool):
         def draw_one(keys, n_chunks, chunk):
             def body(i, acc):
                 k = jax.random.fold_in(keys[0], i)
-                x = (jax.random.uniform(k, (chunk,), jnp.float32) if uniform
-                     else jax.random.normal(k, (chunk,), jnp.float32))
+                x = (
+                    jax.random.uniform(k, (chunk,), jnp.float32)
+                    if uniform
+                    else jax.random.normal(k, (chunk,), jnp.float32)
+                )
                 return acc + x.sum()
+
             return jax.lax.fori_loop(0, n_chunks, body, jnp.float32(0))[None]
 
         @partial(jax.jit, static_argnums=(1, 2))
         def draw(keys, n_chunks, chunk):
             spec = jax.sharding.PartitionSpec("d")
-            return jax.shard_map(partial(draw_one, n_chunks=n_chunks, chunk=chunk), mesh=mesh, in_specs=spec,
-                                 out_specs=spec, check_vma=False)(keys)
+            return jax.shard_map(
+                partial(draw_one, n_chunks=n_chunks, chunk=chunk),
+                mesh=mesh,
+                in_specs=spec,
+                out_specs=spec,
+                check_vma=False,
+            )(keys)
 
         _DRAW[uniform] = (draw, mesh)
     return _DRAW[uniform]
@@ -552,7 +592,7 @@ def timed_runs(fn, repeats: int, budget_s: float):
 
 def fmt_paths(n: int) -> str:
     e = int(round(math.log10(n))) if n > 0 else 0
-    return f"1e{e}" if n == 10 ** e else f"{n:,}"
+    return f"1e{e}" if n == 10**e else f"{n:,}"
 
 
 def fmt_ratio(x: float) -> str:
@@ -585,8 +625,12 @@ def machine_info() -> dict:
     except OSError:
         pass
     cores = cpu_cores()
-    versions = {"python": platform.python_version(), "numpy": np.__version__, "jax": jax.__version__,
-                "jaxlib": jaxlib.__version__}
+    versions = {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "jax": jax.__version__,
+        "jaxlib": jaxlib.__version__,
+    }
     for mod in ("hmmlearn", "dynamax"):
         if importlib.util.find_spec(mod) is not None:
             try:
@@ -595,22 +639,32 @@ def machine_info() -> dict:
                 versions[mod] = "broken install"
     try:
         import simulator
+
         versions["capsim"] = simulator.__version__
     except Exception as exc:  # noqa: BLE001
         versions["capsim"] = f"(import failed: {type(exc).__name__})"
-    return {"source": source_state(), "cpu": cpu, "cores": cores, "cpu_devices": len(jax.devices("cpu")),
-            "memory": mem, "versions": versions,
-            "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "xla_flags": os.environ.get("XLA_FLAGS", ""), "jax_backend": jax.default_backend()}
+    return {
+        "source": source_state(),
+        "cpu": cpu,
+        "cores": cores,
+        "cpu_devices": len(jax.devices("cpu")),
+        "memory": mem,
+        "versions": versions,
+        "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "jax_backend": jax.default_backend(),
+    }
 
 
 def source_state() -> str:
     """The commit of the working tree and whether simulator/ differs from it (read-only git)."""
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                              timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "simulator"], cwd=REPO, capture_output=True,
-                               text=True, timeout=10).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "simulator"], cwd=REPO, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     if not head:
@@ -644,18 +698,37 @@ def build_table(rows: list[Row], limit_rate: float) -> list[list[str]]:
         if r.times and not r.check_ok:
             rate = f"({rate})"
         measured = r.times and r.method != "limit"
-        out.append([r.workload, fmt_paths(r.paths), r.method,
-                    (fmt_paths(r.measured_paths) if measured else "") + mark,
-                    str(len(r.times)) if measured else "", f"{r.seconds:.3g}" if r.times else "", rate,
-                    fmt_ratio(r.rate / lim_rate) if r.valid and lim_rate > 0 else "",
-                    ratio(cap) if r.method != "capsim" else "1.00" if r.valid else "",
-                    ratio(ex) if r.method != "capsim exact" else "1.00" if r.valid else "",
-                    r.check or r.note])
+        out.append(
+            [
+                r.workload,
+                fmt_paths(r.paths),
+                r.method,
+                (fmt_paths(r.measured_paths) if measured else "") + mark,
+                str(len(r.times)) if measured else "",
+                f"{r.seconds:.3g}" if r.times else "",
+                rate,
+                fmt_ratio(r.rate / lim_rate) if r.valid and lim_rate > 0 else "",
+                ratio(cap) if r.method != "capsim" else "1.00" if r.valid else "",
+                ratio(ex) if r.method != "capsim exact" else "1.00" if r.valid else "",
+                r.check or r.note,
+            ]
+        )
     return out
 
 
-HEADER = ["workload", "paths", "method", "measured on", "runs", "s/run (median)", "path-steps/s", "x limit",
-          "capsim / row", "capsim exact / row", "check"]
+HEADER = [
+    "workload",
+    "paths",
+    "method",
+    "measured on",
+    "runs",
+    "s/run (median)",
+    "path-steps/s",
+    "x limit",
+    "capsim / row",
+    "capsim exact / row",
+    "check",
+]
 
 
 def markdown_table(cells: list[list[str]]) -> str:
@@ -671,7 +744,7 @@ def text_table(cells: list[list[str]]) -> str:
 
 
 def targets(rows: list[Row], limit_rate: float) -> list[str]:
-    """The issue's CPU targets, each met or not per workload, with the worst cell."""
+    """The project's CPU speed targets, each met or not per workload, with the worst cell."""
     by = {(r.workload, r.paths, r.method): r for r in rows}
     workloads = list(dict.fromkeys(r.workload for r in rows))
     lines = []
@@ -687,19 +760,23 @@ def targets(rows: list[Row], limit_rate: float) -> list[str]:
                         vals.append((v, fmt_paths(r.paths)))
             if vals:
                 worst, at = min(vals)
-                parts.append(f"{w} **{'met' if worst >= need else 'NOT met'}** (worst {worst:.2f}, at {at}; "
-                             f"{len(vals)} path count(s))")
+                parts.append(
+                    f"{w} **{'met' if worst >= need else 'NOT met'}** (worst {worst:.2f}, at {at}; "
+                    f"{len(vals)} path count(s))"
+                )
         lines.append(f"- {name}: " + ("; ".join(parts) if parts else "not measured in this run"))
 
     def vs(peer):  # capsim's rate over the peer's (or the limit's) in the same cell
         def ratio(r):
             p = by.get((r.workload, r.paths, peer))
             return r.rate / p.rate if p is not None and p.valid else None
+
         return ratio
 
     counts = sorted({r.paths for r in rows})
-    lines.append(f"Path counts in this run: {', '.join(fmt_paths(n) for n in counts)} (the issue asks for 1e5 to "
-                 "1e8 for the limit target).")
+    lines.append(
+        f"Path counts in this run: {', '.join(fmt_paths(n) for n in counts)} (the limit target is set for 1e5 to 1e8)."
+    )
     lines.append("")
     verdict("capsim `simulate` >= 0.75 x limit at every path count", vs("limit"), "capsim", 0.75)
     verdict("capsim >= 6 x numpy", vs("numpy"), "capsim", 6.0)
@@ -753,7 +830,7 @@ def report(rows, limit, info, args, load_before, load_after, notes, elapsed) -> 
         f"numpy and dynamax at {fmt_paths(args.numpy_cap)} / {fmt_paths(args.dynamax_cap)} paths, hmmlearn at "
         f"{args.hmmlearn_paths} paths).",
         "- `x limit`: the row's rate / the limit. `capsim / row`: capsim `simulate`'s rate / the row's, same "
-        "workload and path count; `capsim exact / row` likewise for `method=\"exact\"`.",
+        'workload and path count; `capsim exact / row` likewise for `method="exact"`.',
         "- A rate in parentheses failed its correctness check and is not used in any ratio.",
         "- capsim rows include everything `simulate` does (monthly values, drawdowns, occupancy, all summaries); "
         "the peers only produce each path's accumulated log return at the horizon.",
@@ -764,8 +841,8 @@ def report(rows, limit, info, args, load_before, load_after, notes, elapsed) -> 
         "",
         "## GPU",
         "",
-        "Not yet measured: no GPU was available to the sessions that built this (target: 1e11 path-steps/s "
-        "for the per-step model at 1e7+ paths). This script times the CPU backend only so far.",
+        "Not yet measured (target: 1e11 path-steps/s for the per-step model at 1e7+ paths). This script times "
+        "the CPU backend only so far.",
     ]
     if notes:
         lines += ["", "## Notes", "", *[f"- {n}" for n in notes]]
@@ -781,19 +858,25 @@ def main(argv=None) -> int:
     if argv[:1] == ["--dynamax-worker"]:
         print(json.dumps(_dynamax_worker(json.loads(argv[1]))))
         return 0
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--paths", default=None, help="path counts, comma separated (default 1e5,1e6,1e7)")
     p.add_argument("--workloads", default="monthly,daily", help="monthly (120 steps), daily (252 steps)")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per cell (median reported)")
     p.add_argument("--peers", default=",".join(PEERS), help="numpy,hmmlearn,dynamax (or 'none')")
-    p.add_argument("--quick", action="store_true", help="smoke run: small counts; prints, writes nothing "
-                   "unless --out is given")
+    p.add_argument(
+        "--quick", action="store_true", help="smoke run: small counts; prints, writes nothing unless --out is given"
+    )
     p.add_argument("--numpy-cap", type=float, default=1e6, help="most paths the NumPy baseline runs (default 1e6)")
     p.add_argument("--dynamax-cap", type=float, default=2e5, help="most paths dynamax runs (default 2e5)")
     p.add_argument("--hmmlearn-paths", type=int, default=200, help="paths hmmlearn is timed on (default 200)")
-    p.add_argument("--cell-budget", type=float, default=150.0,
-                   help="stop repeating a cell once its timed runs pass this many seconds (default 150)")
+    p.add_argument(
+        "--cell-budget",
+        type=float,
+        default=150.0,
+        help="stop repeating a cell once its timed runs pass this many seconds (default 150)",
+    )
     p.add_argument("--no-capsim", action="store_true", help="time the peers and the limit only")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out", default=None, help="results file (default benchmarks/RESULTS.md; none with --quick)")
@@ -819,25 +902,32 @@ def main(argv=None) -> int:
     notes = []
     for x in list(peers):
         if x != "numpy" and importlib.util.find_spec(x) is None:
-            notes.append(f"{x}: not installed, skipped (pip install \".[bench]\")")
+            notes.append(f'{x}: not installed, skipped (pip install ".[bench]")')
             print(f"[bench] {notes[-1]}", flush=True)
             peers.remove(x)
 
     from simulator import use_cpu_cores
-    use_cpu_cores()   # one JAX CPU device per core before any JAX call (import simulator does it): capsim's setup
+
+    use_cpu_cores()  # one JAX CPU device per core before any JAX call (import simulator does it): capsim's setup
 
     started = time.perf_counter()
     load_before = loadavg()
     info = machine_info()
-    print(f"[bench] {info['cpu']}, {info['cores']} cores, {info['memory']}; jax {info['versions']['jax']}; "
-          f"load {load_before}", flush=True)
+    print(
+        f"[bench] {info['cpu']}, {info['cores']} cores, {info['memory']}; jax {info['versions']['jax']}; "
+        f"load {load_before}",
+        flush=True,
+    )
 
     print("[bench] random-number limit ...", flush=True)
     nrate, nchunk = normal_rate()
     urate, _ = normal_rate(uniform=True, log2_chunks=(nchunk,))
     limit = (nrate, nchunk, urate)
-    print(f"[bench] normals {nrate / 1e6:.0f} M/s (chunk 2^{nchunk}), uniforms {urate / 1e6:.0f} M/s, "
-          f"limit {nrate / 3:.3g} path-steps/s", flush=True)
+    print(
+        f"[bench] normals {nrate / 1e6:.0f} M/s (chunk 2^{nchunk}), uniforms {urate / 1e6:.0f} M/s, "
+        f"limit {nrate / 3:.3g} path-steps/s",
+        flush=True,
+    )
 
     methods = [] if args.no_capsim else capsim_methods()
     if not args.no_capsim and "exact" not in methods:
@@ -859,16 +949,27 @@ def main(argv=None) -> int:
                     cache[(w, "dynamax", nm)] = ([], None, f"error: {res['error']}")
                 else:
                     r = res["results"][str(nm)]
-                    cache[(w, "dynamax", nm)] = (r["times"], Check(r["check_ok"], r["check_z"], r["check_details"]),
-                                                 f"chunks of {fmt_paths(r['chunk'])}")
+                    cache[(w, "dynamax", nm)] = (
+                        r["times"],
+                        Check(r["check_ok"], r["check_z"], r["check_details"]),
+                        f"chunks of {fmt_paths(r['chunk'])}",
+                    )
         for n in counts:
             # The limit again right before the cell's rows (2^26 normals, best chunk): the load on a shared
             # machine drifts, and each cell's "x limit" compares with the limit measured beside it.
             cell_rate, _ = normal_rate(total=1 << 26, log2_chunks=(nchunk,))
             cell_rates.append(cell_rate)
-            rows.append(Row(w, n, "limit", measured_paths=n, times=[n * m.n_steps / (cell_rate / 3)],
-                            n_steps=m.n_steps, check=f"{cell_rate / 1e6:.0f} M normals/s measured before this "
-                            "cell / 3 randoms per path-step"))
+            rows.append(
+                Row(
+                    w,
+                    n,
+                    "limit",
+                    measured_paths=n,
+                    times=[n * m.n_steps / (cell_rate / 3)],
+                    n_steps=m.n_steps,
+                    check=f"{cell_rate / 1e6:.0f} M normals/s measured before this cell / 3 randoms per path-step",
+                )
+            )
             for meth in methods:
                 name = "capsim" if meth == "per-step" else "capsim exact"
                 row = Row(w, n, name, measured_paths=n, n_steps=m.n_steps)
@@ -906,8 +1007,17 @@ def main(argv=None) -> int:
                     print(f"[bench] {w} {fmt_paths(nm)} {peer} ...", flush=True)
                     cache[key] = run_peer(peer, d, m, nm, args)
                 times, chk, note = cache[key]
-                row = Row(w, n, peer, measured_paths=nm, times=list(times), n_steps=m.n_steps,
-                          check=chk.text() if chk else "", check_ok=bool(chk and chk.ok), note=note)
+                row = Row(
+                    w,
+                    n,
+                    peer,
+                    measured_paths=nm,
+                    times=list(times),
+                    n_steps=m.n_steps,
+                    check=chk.text() if chk else "",
+                    check_ok=bool(chk and chk.ok),
+                    note=note,
+                )
                 rows.append(row)
                 print(f"[bench]   {fmt_rate(row.rate)} path-steps/s {row.check or row.note}", flush=True)
                 if chk is not None and not chk.ok and key not in failed:
@@ -916,16 +1026,25 @@ def main(argv=None) -> int:
     elapsed = time.perf_counter() - started
     load_after = loadavg()
     if cell_rates:
-        notes.insert(0, f"limit per cell (measured right before each workload x paths group): "
-                     f"{min(cell_rates) / 1e6:.0f} to {max(cell_rates) / 1e6:.0f} M normals/s; a wide range means "
-                     "the machine's load changed during the run")
+        notes.insert(
+            0,
+            f"limit per cell (measured right before each workload x paths group): "
+            f"{min(cell_rates) / 1e6:.0f} to {max(cell_rates) / 1e6:.0f} M normals/s; a wide range means "
+            "the machine's load changed during the run",
+        )
     if "hmmlearn" in peers:
-        notes.insert(0, f"hmmlearn: `GaussianHMM.sample` one path per call, timed on {args.hmmlearn_paths} paths "
-                     "and extrapolated (a Python loop over steps in float64; it draws each emission with "
-                     "`RandomState.multivariate_normal`, an SVD per step)")
+        notes.insert(
+            0,
+            f"hmmlearn: `GaussianHMM.sample` one path per call, timed on {args.hmmlearn_paths} paths "
+            "and extrapolated (a Python loop over steps in float64; it draws each emission with "
+            "`RandomState.multivariate_normal`, an SVD per step)",
+        )
     if "dynamax" in peers:
-        notes.insert(0, "dynamax: `GaussianHMM.sample` vmapped over chunks of 1e5 paths, jitted, in a subprocess "
-                     f"with `XLA_FLAGS={DYNAMAX_ENV['XLA_FLAGS']}`; compile time excluded")
+        notes.insert(
+            0,
+            "dynamax: `GaussianHMM.sample` vmapped over chunks of 1e5 paths, jitted, in a subprocess "
+            f"with `XLA_FLAGS={DYNAMAX_ENV['XLA_FLAGS']}`; compile time excluded",
+        )
     cells = build_table(rows, nrate / 3)
     print()
     print(text_table(cells))
@@ -935,8 +1054,9 @@ def main(argv=None) -> int:
     if out_path is not None:
         from simulator.output import write_text_atomic
 
-        write_text_atomic(out_path, report(rows, limit, info, args, load_before, load_after, notes, elapsed),
-                          force=True)
+        write_text_atomic(
+            out_path, report(rows, limit, info, args, load_before, load_after, notes, elapsed), force=True
+        )
         print(f"\n[bench] wrote {out_path}")
     return 0
 

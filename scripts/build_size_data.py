@@ -47,11 +47,13 @@ def build() -> pd.DataFrame:
     month = pd.PeriodIndex(pd.to_datetime(raw["Date"], format="%Y%m"), freq="M")
     large_pct = raw["Mkt-RF"] + raw["RF"]
     small_pct = large_pct + raw["SMB"]
-    return pd.DataFrame({
-        "date": month.to_timestamp(how="end").strftime("%Y-%m-%d"),
-        "small": (small_pct / 100).round(4),
-        "large": (large_pct / 100).round(4),
-    })
+    return pd.DataFrame(
+        {
+            "date": month.to_timestamp(how="end").strftime("%Y-%m-%d"),
+            "small": (small_pct / 100).round(4),
+            "large": (large_pct / 100).round(4),
+        }
+    )
 
 
 def main() -> None:
@@ -61,8 +63,10 @@ def main() -> None:
     df = build()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(args.out, index=False, float_format="%.4f", lineterminator="\n")
-    print(f"wrote {args.out}: {len(df)} months {df['date'].iloc[0]} .. {df['date'].iloc[-1]}, "
-          f"{args.out.stat().st_size / 1024:.1f} KB")
+    print(
+        f"wrote {args.out}: {len(df)} months {df['date'].iloc[0]} .. {df['date'].iloc[-1]}, "
+        f"{args.out.stat().st_size / 1024:.1f} KB"
+    )
 
 
 if __name__ == "__main__":

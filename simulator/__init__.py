@@ -3,15 +3,34 @@
 __version__ = "0.1.0"
 
 from .devices import DeviceError, use_cpu_cores  # noqa: E402
+from .errors import CapsimError  # noqa: E402
 
-use_cpu_cores()   # one CPU device per core, while JAX has not started (see devices.use_cpu_cores)
-from .output import OutputExistsError  # noqa: E402
-from .run import Result, simulate  # noqa: E402
-from .scenario import Scenario, ScenarioError, load_scenario, parse_scenario  # noqa: E402
-from .history import DataError, load_us_size_returns, read_returns  # noqa: E402
+use_cpu_cores()  # one CPU device per core, while JAX has not started (see devices.use_cpu_cores)
 from . import backtest, calibrate  # noqa: E402  (modules: sim.calibrate.calibrate(...), sim.backtest.backtest(...))
 from .calibrate import Calibration, FitError  # noqa: E402
+from .history import DataError, load_us_size_returns, read_returns  # noqa: E402
+from .output import OutputExistsError  # noqa: E402
+from .run import MethodError, Result, simulate  # noqa: E402
+from .scenario import Scenario, ScenarioError, load_scenario, parse_scenario  # noqa: E402
 
-__all__ = ["Calibration", "DataError", "DeviceError", "FitError", "OutputExistsError", "Result", "Scenario",
-           "ScenarioError", "__version__", "backtest", "calibrate", "load_scenario", "load_us_size_returns",
-           "parse_scenario", "read_returns", "simulate", "use_cpu_cores"]
+__all__ = [
+    "CapsimError",
+    "Calibration",
+    "DataError",
+    "DeviceError",
+    "FitError",
+    "MethodError",
+    "OutputExistsError",
+    "Result",
+    "Scenario",
+    "ScenarioError",
+    "__version__",
+    "backtest",
+    "calibrate",
+    "load_scenario",
+    "load_us_size_returns",
+    "parse_scenario",
+    "read_returns",
+    "simulate",
+    "use_cpu_cores",
+]

@@ -31,13 +31,16 @@ import pandas as pd
 from . import __version__
 from .calibrate import Calibration, calibrate, filter_probabilities, scenario_text, to_scenario
 from .engine import BLOCK_PATHS
+from .errors import CapsimError
 from .history import DataError, log_returns
-from .params import steps_to_month
 from .output import write_folder
+from .params import steps_to_month
 from .run import simulate
 
-METHOD = ("training-window fit, fixed parameters; start = regime probabilities filtered with those parameters "
-          "through the origin, moved one step on (no re-fitting)")
+METHOD = (
+    "training-window fit, fixed parameters; start = regime probabilities filtered with those parameters "
+    "through the origin, moved one step on (no re-fitting)"
+)
 BASELINE = "i.i.d. bootstrap of whole training rows, compounded over the horizon"
 NOMINAL = {"in50": 0.5, "in90": 0.9}
 
@@ -63,8 +66,13 @@ def pit_value(samples: np.ndarray, y: float) -> float:
 
 def score(samples: np.ndarray, y: float) -> dict:
     q05, q25, q50, q75, q95 = np.quantile(samples, [0.05, 0.25, 0.5, 0.75, 0.95])
-    return {"median": float(q50), "pit": pit_value(samples, y), "in50": bool(q25 <= y <= q75),
-            "in90": bool(q05 <= y <= q95), "crps": crps_samples(samples, y)}
+    return {
+        "median": float(q50),
+        "pit": pit_value(samples, y),
+        "in50": bool(q25 <= y <= q75),
+        "in90": bool(q05 <= y <= q95),
+        "crps": crps_samples(samples, y),
+    }
 
 
 def newey_west_se(x: np.ndarray, lags: int) -> float:
@@ -84,11 +92,11 @@ def newey_west_se(x: np.ndarray, lags: int) -> float:
 
 
 class BacktestResult(NamedTuple):
-    scores: pd.DataFrame    # one row per origin and series
-    summary: pd.DataFrame   # one row per method and series
+    scores: pd.DataFrame  # one row per origin and series
+    summary: pd.DataFrame  # one row per method and series
     verdict: str
-    training: Calibration   # the fit on data up to the cut
-    model_yaml: str         # that fit as a scenario file (start at the cut)
+    training: Calibration  # the fit on data up to the cut
+    model_yaml: str  # that fit as a scenario file (start at the cut)
     meta: dict
 
     def save(self, out_dir: str | Path, force: bool = False) -> Path:
@@ -104,9 +112,19 @@ class BacktestResult(NamedTuple):
         return write_folder(out_dir, write, force)
 
 
-def backtest(frame: pd.DataFrame, n_regimes: int, train_until, *, horizon_months: int = 12, step_months: int = 12,
-             n_paths: int = 20_000, seed: int = 0, n_starts: int = 10, device: str = "cpu",
-             progress=None) -> BacktestResult:
+def backtest(
+    frame: pd.DataFrame,
+    n_regimes: int,
+    train_until,
+    *,
+    horizon_months: int = 12,
+    step_months: int = 12,
+    n_paths: int = 20_000,
+    seed: int = 0,
+    n_starts: int = 10,
+    device: str = "cpu",
+    progress=None,
+) -> BacktestResult:
     """Fit on ``frame`` up to ``train_until``, forecast each origin's ``horizon_months`` returns, score them
     beside the bootstrap. ``progress(done, total)`` is called after each origin."""
     t0 = time.perf_counter()
@@ -114,7 +132,7 @@ def backtest(frame: pd.DataFrame, n_regimes: int, train_until, *, horizon_months
     if frame.shape[1] < 2:
         raise DataError(source, "a backtest needs at least two asset columns (small, large: excess = first - second)")
     if horizon_months < 1 or step_months < 1:
-        raise ValueError(f"horizon and step must be at least 1 month, got {horizon_months} and {step_months}")
+        raise CapsimError(f"horizon and step must be at least 1 month, got {horizon_months} and {step_months}")
     freq = frame.attrs.get("frequency", "monthly")
     f = {"monthly": 12, "weekly": 52, "daily": 252}[freq]
     H = steps_to_month(horizon_months, f)
@@ -126,8 +144,12 @@ def backtest(frame: pd.DataFrame, n_regimes: int, train_until, *, horizon_months
     last_origin = len(frame) - 1 - H
     origins = list(range(n_train - 1, last_origin + 1, S))
     if not origins:
-        raise DataError(source, f"the cut {cut.date()} leaves no whole {horizon_months}-month window to forecast: "
-                                f"the data end {frame.index[-1].date()}; cut earlier or shorten --horizon")
+        raise DataError(
+            source,
+            f"the cut {cut.date()} leaves no whole {horizon_months}-month window to forecast: "
+            f"the data end {frame.index[-1].date()}",
+            ("cut earlier or shorten horizon_months", "cut earlier or shorten --horizon"),
+        )
     train = frame.iloc[:n_train].copy()
     train.attrs.update(frame.attrs)
     cal = calibrate(train, n_regimes, n_starts=n_starts, seed=seed)
@@ -135,11 +157,11 @@ def backtest(frame: pd.DataFrame, n_regimes: int, train_until, *, horizon_months
     first, second = assets[0], assets[1]
     series = assets + ["excess"]
     y = log_returns(frame)
-    filtered = filter_probabilities(y, cal.fit.params)   # row t uses rows 0..t only
+    filtered = filter_probabilities(y, cal.fit.params)  # row t uses rows 0..t only
     P = cal.fit.params.transition
     train_log = y[:n_train]
     rng = np.random.default_rng(seed)
-    batch = -(-n_paths // BLOCK_PATHS) * BLOCK_PATHS   # every origin in one jitted call of one shape
+    batch = -(-n_paths // BLOCK_PATHS) * BLOCK_PATHS  # every origin in one jitted call of one shape
 
     rows = []
     for j, i in enumerate(origins):
@@ -150,15 +172,19 @@ def backtest(frame: pd.DataFrame, n_regimes: int, train_until, *, horizon_months
         model = {a: draws[a].to_numpy() for a in assets}
         model["excess"] = model[first] - model[second]
         idx = rng.integers(0, n_train, size=(n_paths, H))
-        boot_r = np.expm1(train_log[idx].sum(axis=1))            # [n_paths, A]
+        boot_r = np.expm1(train_log[idx].sum(axis=1))  # [n_paths, A]
         boot = {a: boot_r[:, k] for k, a in enumerate(assets)}
         boot["excess"] = boot[first] - boot[second]
-        real_r = np.expm1(y[i + 1:i + 1 + H].sum(axis=0))
+        real_r = np.expm1(y[i + 1 : i + 1 + H].sum(axis=0))
         real = dict(zip(assets, real_r))
         real["excess"] = real[first] - real[second]
         for s in series:
-            row = {"origin": frame.index[i].date(), "end": frame.index[i + H].date(), "series": s,
-                   "realised": float(real[s])}
+            row = {
+                "origin": frame.index[i].date(),
+                "end": frame.index[i + H].date(),
+                "series": s,
+                "realised": float(real[s]),
+            }
             row.update({f"model_{k}": v for k, v in score(model[s], real[s]).items()})
             row.update({f"bootstrap_{k}": v for k, v in score(boot[s], real[s]).items()})
             row.update({f"start_{r}": float(p) for r, p in zip(cal.regimes, start)})
@@ -169,14 +195,29 @@ def backtest(frame: pd.DataFrame, n_regimes: int, train_until, *, horizon_months
     lags = max(0, math.ceil(H / S) - 1)
     summary = summarise(scores, series, lags)
     meta = {
-        "version": __version__, "data": source, "frequency": freq, "assets": assets,
-        "compare": [first, second], "regimes": n_regimes, "train_until": str(cut.date()),
+        "version": __version__,
+        "data": source,
+        "frequency": freq,
+        "assets": assets,
+        "compare": [first, second],
+        "regimes": n_regimes,
+        "train_until": str(cut.date()),
         "training_sample": f"{frame.index[0].date()} .. {frame.index[n_train - 1].date()} ({n_train} rows)",
-        "training_loglik": cal.fit.loglik, "training_bic": cal.fit.bic,
-        "horizon_months": horizon_months, "step_months": step_months, "origins": len(origins),
-        "first_origin": str(frame.index[origins[0]].date()), "last_origin": str(frame.index[origins[-1]].date()),
-        "overlapping_windows": S < H, "newey_west_lags": lags, "n_paths": n_paths, "seed": seed,
-        "n_starts": n_starts, "method": METHOD, "baseline": BASELINE, "device": device,
+        "training_loglik": cal.fit.loglik,
+        "training_bic": cal.fit.bic,
+        "horizon_months": horizon_months,
+        "step_months": step_months,
+        "origins": len(origins),
+        "first_origin": str(frame.index[origins[0]].date()),
+        "last_origin": str(frame.index[origins[-1]].date()),
+        "overlapping_windows": S < H,
+        "newey_west_lags": lags,
+        "n_paths": n_paths,
+        "seed": seed,
+        "n_starts": n_starts,
+        "method": METHOD,
+        "baseline": BASELINE,
+        "device": device,
         "wall_seconds": round(time.perf_counter() - t0, 2),
     }
     model_yaml = scenario_text(cal, name="backtest-training-fit", horizon_months=horizon_months)
@@ -186,7 +227,7 @@ def backtest(frame: pd.DataFrame, n_regimes: int, train_until, *, horizon_months
 def summarise(scores: pd.DataFrame, series: list[str], lags: int) -> pd.DataFrame:
     """Per method and series: n, mean CRPS, CRPS skill against the bootstrap with the t statistic of the mean
     CRPS difference, coverage of the 50% and 90% intervals, PIT mean and KS p-value."""
-    from scipy import stats   # here: scipy.stats takes 0.5 s to import, and only a backtest needs it
+    from scipy import stats  # here: scipy.stats is slow to import, and only a backtest needs it
 
     out = []
     for s in series:
@@ -197,14 +238,21 @@ def summarise(scores: pd.DataFrame, series: list[str], lags: int) -> pd.DataFram
         for m in ("model", "bootstrap"):
             pit = d[f"{m}_pit"].to_numpy()
             crps = d[f"{m}_crps"].mean()
-            out.append({
-                "method": m, "series": s, "n_origins": len(d), "crps_mean": crps,
-                "crps_skill_vs_bootstrap": 1 - crps / boot_crps if boot_crps > 0 else float("nan"),
-                "crps_diff_t": (diff.mean() / se if se > 0 else float("nan")) if m == "model" else float("nan"),
-                "coverage50": d[f"{m}_in50"].mean(), "coverage90": d[f"{m}_in90"].mean(),
-                "pit_mean": pit.mean(), "pit_sd": pit.std(ddof=1) if len(pit) > 1 else float("nan"),
-                "pit_ks_pvalue": stats.kstest(pit, "uniform").pvalue if len(pit) else float("nan"),
-            })
+            out.append(
+                {
+                    "method": m,
+                    "series": s,
+                    "n_origins": len(d),
+                    "crps_mean": crps,
+                    "crps_skill_vs_bootstrap": 1 - crps / boot_crps if boot_crps > 0 else float("nan"),
+                    "crps_diff_t": (diff.mean() / se if se > 0 else float("nan")) if m == "model" else float("nan"),
+                    "coverage50": d[f"{m}_in50"].mean(),
+                    "coverage90": d[f"{m}_in90"].mean(),
+                    "pit_mean": pit.mean(),
+                    "pit_sd": pit.std(ddof=1) if len(pit) > 1 else float("nan"),
+                    "pit_ks_pvalue": stats.kstest(pit, "uniform").pvalue if len(pit) else float("nan"),
+                }
+            )
     return pd.DataFrame(out)
 
 
@@ -223,21 +271,29 @@ def verdict(summary: pd.DataFrame, meta: dict) -> str:
     wins = [s for s in model.index if model.at[s, "crps_mean"] < boot.at[s, "crps_mean"]]
     sig = [s for s in model.index if abs(model.at[s, "crps_diff_t"]) > 2]
     parts = ", ".join(f"{s} {100 * model.at[s, 'crps_skill_vs_bootstrap']:+.1f}%" for s in model.index)
-    head = ("model beats the bootstrap" if len(wins) > len(model) / 2 else
-            "the bootstrap beats the model" if len(wins) < len(model) / 2 else "model and bootstrap tie")
+    head = (
+        "model beats the bootstrap"
+        if len(wins) > len(model) / 2
+        else "the bootstrap beats the model"
+        if len(wins) < len(model) / 2
+        else "model and bootstrap tie"
+    )
 
     def coverage(frame):
-        ok = all(near_nominal(frame.at[s, f"coverage{c}"], NOMINAL[f"in{c}"], n_eff)
-                 for s in frame.index for c in (50, 90))
+        ok = all(
+            near_nominal(frame.at[s, f"coverage{c}"], NOMINAL[f"in{c}"], n_eff) for s in frame.index for c in (50, 90)
+        )
         c50 = "/".join(f"{frame.at[s, 'coverage50']:.2f}" for s in frame.index)
         c90 = "/".join(f"{frame.at[s, 'coverage90']:.2f}" for s in frame.index)
         return f"{'near' if ok else 'NOT near'} nominal (50%: {c50}; 90%: {c90})"
 
-    return (f"verdict: {head} on mean CRPS for {len(wins)} of {len(model)} series (skill {parts}; "
-            f"{'significant at 2 SE for ' + ', '.join(sig) if sig else 'no difference beyond 2 SE'}); "
-            f"coverage model {coverage(model)}, bootstrap {coverage(boot)} [{n} origins from "
-            f"{meta['first_origin']}, cut {meta['train_until']}, {meta['horizon_months']}-month horizon, series "
-            f"{'/'.join(model.index)}]")
+    return (
+        f"verdict: {head} on mean CRPS for {len(wins)} of {len(model)} series (skill {parts}; "
+        f"{'significant at 2 SE for ' + ', '.join(sig) if sig else 'no difference beyond 2 SE'}); "
+        f"coverage model {coverage(model)}, bootstrap {coverage(boot)} [{n} origins from "
+        f"{meta['first_origin']}, cut {meta['train_until']}, {meta['horizon_months']}-month horizon, series "
+        f"{'/'.join(model.index)}]"
+    )
 
 
 def pit_figure(scores: pd.DataFrame, summary: pd.DataFrame, meta: dict):
@@ -257,20 +313,35 @@ def pit_figure(scores: pd.DataFrame, summary: pd.DataFrame, meta: dict):
             ax.hist(pit, bins=bins, density=True, color=color, alpha=0.75, edgecolor="white")
             ax.axhline(1.0, color="k", linewidth=0.9, linestyle="--")
             row = summary[(summary["method"] == m) & (summary["series"] == s)].iloc[0]
-            ax.set_title(f"{m}: {s}\nCRPS {row['crps_mean']:.4f}, KS p {row['pit_ks_pvalue']:.2f}, "
-                         f"cov50/90 {row['coverage50']:.2f}/{row['coverage90']:.2f}", fontsize=9)
+            ax.set_title(
+                f"{m}: {s}\nCRPS {row['crps_mean']:.4f}, KS p {row['pit_ks_pvalue']:.2f}, "
+                f"cov50/90 {row['coverage50']:.2f}/{row['coverage90']:.2f}",
+                fontsize=9,
+            )
             ax.set_xlim(0, 1)
             ax.grid(alpha=0.3)
             if c == 0:
                 ax.set_ylabel("density")
             if r == 1:
                 ax.set_xlabel("PIT")
-    fig.suptitle(f"PIT of {meta['horizon_months']}-month returns: {meta['origins']} origins "
-                 f"{meta['first_origin']} .. {meta['last_origin']} (fit up to {meta['train_until']}, "
-                 f"{meta['regimes']} regimes)", fontsize=10)
+    fig.suptitle(
+        f"PIT of {meta['horizon_months']}-month returns: {meta['origins']} origins "
+        f"{meta['first_origin']} .. {meta['last_origin']} (fit up to {meta['train_until']}, "
+        f"{meta['regimes']} regimes)",
+        fontsize=10,
+    )
     fig.tight_layout()
     return fig
 
 
-__all__ = ["BASELINE", "METHOD", "BacktestResult", "backtest", "crps_samples", "newey_west_se", "pit_value",
-           "summarise", "verdict"]
+__all__ = [
+    "BASELINE",
+    "METHOD",
+    "BacktestResult",
+    "backtest",
+    "crps_samples",
+    "newey_west_se",
+    "pit_value",
+    "summarise",
+    "verdict",
+]

@@ -16,7 +16,7 @@ affine equivariant; this only conditions the optimisation) and the results mappe
 
 Degenerate fits (a regime whose covariance collapses, a regime that holds almost no observations, EM or BFGS
 that does not converge) raise ``FitError`` and nothing is written. ``scenario_text`` renders a fit as a
-scenario file (SPEC section 2, ``transitions`` form) and validates it with ``parse_scenario`` before any
+scenario file (docs/scenarios.md, ``transitions`` form) and validates it with ``parse_scenario`` before any
 caller writes it.
 """
 
@@ -33,15 +33,16 @@ import yaml
 from scipy import linalg, optimize
 
 from . import __version__
+from .errors import CapsimError
 from .history import DataError, check_enough_rows, log_returns
-from .scenario import STEPS_PER_YEAR, NAME_RE, Scenario, parse_scenario, stationary_distribution
+from .scenario import NAME_RE, STEPS_PER_YEAR, Scenario, parse_scenario, stationary_distribution
 
 LOG_2PI = float(np.log(2 * np.pi))
-VAR_FLOOR = 1e-4        # smallest eigenvalue of a regime covariance relative to the sample covariance (whitened)
-EM_TOL = 1e-9           # EM stops when the log-likelihood changes by less than this, relative
+VAR_FLOOR = 1e-4  # smallest eigenvalue of a regime covariance relative to the sample covariance (whitened)
+EM_TOL = 1e-9  # EM stops when the log-likelihood changes by less than this, relative
 EM_MAX_ITER = 1000
-GRAD_TOL = 1e-5         # converged when every |d loglik / d theta| per observation is below this (standardised data)
-MIN_OBS_PER_PARAM = 5   # rows needed per free parameter
+GRAD_TOL = 1e-5  # converged when every |d loglik / d theta| per observation is below this (standardised data)
+MIN_OBS_PER_PARAM = 5  # rows needed per free parameter
 
 
 class FitError(DataError):
@@ -56,31 +57,31 @@ class FitError(DataError):
 class MSParams(NamedTuple):
     """Parameters of a K-regime model of A assets' per-step log returns."""
 
-    means: np.ndarray       # [K, A] per-step mean of the log return
-    covs: np.ndarray        # [K, A, A] per-step covariance of the log return
+    means: np.ndarray  # [K, A] per-step mean of the log return
+    covs: np.ndarray  # [K, A, A] per-step covariance of the log return
     transition: np.ndarray  # [K, K] per-step matrix, rows sum to 1 (row: from, column: to)
 
 
 class Posterior(NamedTuple):
     loglik: float
-    filtered: np.ndarray    # [T, K] P(s_t = k | y_0..y_t)
-    smoothed: np.ndarray    # [T, K] P(s_t = k | y_0..y_{T-1})
+    filtered: np.ndarray  # [T, K] P(s_t = k | y_0..y_t)
+    smoothed: np.ndarray  # [T, K] P(s_t = k | y_0..y_{T-1})
     pair_counts: np.ndarray  # [K, K] sum over t >= 1 of P(s_{t-1} = i, s_t = j | all data)
 
 
 class StandardErrors(NamedTuple):
     """Standard errors (observed information, delta method), per step; NaN where not available."""
 
-    means: np.ndarray       # [K, A]
-    sds: np.ndarray         # [K, A] of the per-step standard deviation sqrt(Sigma_aa)
-    corrs: np.ndarray       # [K, A, A]
+    means: np.ndarray  # [K, A]
+    sds: np.ndarray  # [K, A] of the per-step standard deviation sqrt(Sigma_aa)
+    corrs: np.ndarray  # [K, A, A]
     transition: np.ndarray  # [K, K]
 
 
 class StartReport(NamedTuple):
     """What each EM start reached: log-likelihood (NaN when degenerate) and a status word."""
 
-    logliks: np.ndarray     # [n_starts]
+    logliks: np.ndarray  # [n_starts]
     status: tuple[str, ...]  # "ok" | "degenerate: ..." | "not converged"
     iterations: tuple[int, ...]
 
@@ -94,11 +95,11 @@ class MSFit(NamedTuple):
     n_params: int
     aic: float
     bic: float
-    filtered: np.ndarray    # [T, K]
-    smoothed: np.ndarray    # [T, K]
+    filtered: np.ndarray  # [T, K]
+    smoothed: np.ndarray  # [T, K]
     se: StandardErrors
     converged: bool
-    grad_max: float         # largest |d loglik / d theta| per observation at the optimum (standardised data)
+    grad_max: float  # largest |d loglik / d theta| per observation at the optimum (standardised data)
     starts: StartReport
     best_start: int
 
@@ -133,12 +134,19 @@ class Calibration(NamedTuple):
         rows = []
         for k, name in enumerate(self.regimes):
             for a, asset in enumerate(self.assets):
-                rows.append({"regime": name, "asset": asset,
-                             "drift": p.means[k, a] * f, "drift_se": se.means[k, a] * f,
-                             "vol": np.sqrt(p.covs[k, a, a] * f), "vol_se": se.sds[k, a] * np.sqrt(f),
-                             "duration_months": expected_duration_months(p.transition, f)[k],
-                             "smoothed_share": self.fit.smoothed[:, k].mean(),
-                             "stationary_share": self.fit.stationary[k]})
+                rows.append(
+                    {
+                        "regime": name,
+                        "asset": asset,
+                        "drift": p.means[k, a] * f,
+                        "drift_se": se.means[k, a] * f,
+                        "vol": np.sqrt(p.covs[k, a, a] * f),
+                        "vol_se": se.sds[k, a] * np.sqrt(f),
+                        "duration_months": expected_duration_months(p.transition, f)[k],
+                        "smoothed_share": self.fit.smoothed[:, k].mean(),
+                        "stationary_share": self.fit.stationary[k],
+                    }
+                )
         return pd.DataFrame(rows)
 
 
@@ -149,7 +157,8 @@ def n_free_params(K: int, A: int) -> int:
 
 def regime_names(K: int) -> tuple[str, ...]:
     return {1: ("single",), 2: ("bear", "bull"), 3: ("bear", "neutral", "bull")}.get(
-        K, tuple(f"regime_{k + 1}" for k in range(K)))
+        K, tuple(f"regime_{k + 1}" for k in range(K))
+    )
 
 
 def expected_duration_months(P: np.ndarray, steps_per_year: int) -> np.ndarray:
@@ -170,7 +179,7 @@ def log_emissions(y: np.ndarray, means: np.ndarray, covs: np.ndarray) -> np.ndar
     out = np.empty((T, len(means)))
     for k in range(len(means)):  # K is small; each line is vectorised over time
         L = np.linalg.cholesky(covs[k])
-        z = (y - means[k]) @ np.linalg.inv(L).T      # A x A inverse: cheaper than a solve with T right sides
+        z = (y - means[k]) @ np.linalg.inv(L).T  # A x A inverse: cheaper than a solve with T right sides
         out[:, k] = -0.5 * (A * LOG_2PI + 2 * np.log(np.diag(L)).sum() + (z * z).sum(axis=1))
     return out
 
@@ -195,8 +204,7 @@ def _prefix_products(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return X, logscale
 
 
-def forward_backward(y: np.ndarray, params: MSParams, init: np.ndarray | None = None,
-                     smooth: bool = True) -> Posterior:
+def forward_backward(y: np.ndarray, params: MSParams, init: np.ndarray | None = None, smooth: bool = True) -> Posterior:
     """Log-likelihood, filtered and smoothed regime probabilities and expected transition counts.
 
     ``init`` is the law of s_0 (default: the stationary distribution of the transition matrix).
@@ -211,10 +219,10 @@ def forward_backward(y: np.ndarray, params: MSParams, init: np.ndarray | None = 
     b = np.exp(logb - shift[:, None])
     delta = stationary_distribution(P) if init is None else np.asarray(init, float)
     T = len(y)
-    M = P[:, :, None] * b.T[None, :, :]               # [K, K, T]: M_t = P diag(b_t)
-    M[:, :, 0] = (delta * b[0])[None, :]              # every row = alpha_0, so each prefix row = alpha_t
+    M = P[:, :, None] * b.T[None, :, :]  # [K, K, T]: M_t = P diag(b_t)
+    M[:, :, 0] = (delta * b[0])[None, :]  # every row = alpha_0, so each prefix row = alpha_t
     Xf, sf = _prefix_products(M)
-    alpha = Xf[0].T                                   # [T, K]
+    alpha = Xf[0].T  # [T, K]
     norm = alpha.sum(axis=1)
     loglik = float(np.log(norm[-1]) + sf[-1] + shift.sum())
     filtered = alpha / norm[:, None]
@@ -222,14 +230,14 @@ def forward_backward(y: np.ndarray, params: MSParams, init: np.ndarray | None = 
         return Posterior(loglik, filtered, filtered, np.zeros((K, K)))
     beta = np.ones((T, K))
     if T > 1:
-        N = M[:, :, :0:-1].transpose(1, 0, 2)         # N_u = M_{T-1-u}^T, u = 0..T-2
+        N = M[:, :, :0:-1].transpose(1, 0, 2)  # N_u = M_{T-1-u}^T, u = 0..T-2
         Xb, _ = _prefix_products(N)
-        beta[:-1] = Xb.sum(axis=0)[:, ::-1].T         # beta_t = (1^T N_0 ... N_{T-2-t})^T, up to scale
+        beta[:-1] = Xb.sum(axis=0)[:, ::-1].T  # beta_t = (1^T N_0 ... N_{T-2-t})^T, up to scale
         beta[:-1] /= beta[:-1].max(axis=1, keepdims=True)
     g = filtered * beta
     smoothed = g / g.sum(axis=1, keepdims=True)
     if T > 1:
-        w = b[1:] * beta[1:]                          # [T-1, K]
+        w = b[1:] * beta[1:]  # [T-1, K]
         xi = filtered[:-1, :, None] * P[None] * w[:, None, :]
         xi /= xi.sum(axis=(1, 2), keepdims=True)
         pairs = xi.sum(axis=0)
@@ -259,7 +267,7 @@ def m_step(y: np.ndarray, post: Posterior) -> MSParams:
     w = post.smoothed
     n = w.sum(axis=0)
     means = (w.T @ y) / n[:, None]
-    d = y[None] - means[:, None, :]                                   # [K, T, A]
+    d = y[None] - means[:, None, :]  # [K, T, A]
     covs = np.einsum("kt,kta,ktb->kab", w.T, d, d) / n[:, None, None]
     covs = 0.5 * (covs + np.swapaxes(covs, 1, 2))
     rows = post.pair_counts.sum(axis=1, keepdims=True)
@@ -277,13 +285,22 @@ def _degeneracy(params: MSParams, counts: np.ndarray, min_obs: float, var_floor:
             return f"empty regime (regime {k + 1} holds {counts[k]:.2f} expected observations, fewer than {min_obs:g})"
         ev = np.linalg.eigvalsh(params.covs[k]).min()
         if ev < var_floor:
-            return (f"collapsing variance (regime {k + 1}: smallest eigenvalue of its covariance relative to the "
-                    f"sample's {max(ev, 0.0):.2g}, below {var_floor:g})")
+            return (
+                f"collapsing variance (regime {k + 1}: smallest eigenvalue of its covariance relative to the "
+                f"sample's {max(ev, 0.0):.2g}, below {var_floor:g})"
+            )
     return None
 
 
-def run_em(y: np.ndarray, params: MSParams, *, max_iter: int = EM_MAX_ITER, tol: float = EM_TOL,
-           min_obs: float = 1.0, var_floor: float = 1e-8) -> tuple[MSParams, Posterior, int, str]:
+def run_em(
+    y: np.ndarray,
+    params: MSParams,
+    *,
+    max_iter: int = EM_MAX_ITER,
+    tol: float = EM_TOL,
+    min_obs: float = 1.0,
+    var_floor: float = 1e-8,
+) -> tuple[MSParams, Posterior, int, str]:
     """EM from ``params``: returns (params, posterior at them, iterations, status)."""
     prev = -np.inf
     post = None
@@ -326,7 +343,7 @@ def initial_params(z: np.ndarray, K: int, start: int, rng: np.random.Generator) 
     edges = np.concatenate([[0], np.round(cuts * T).astype(int), [T]])
     means, covs = np.empty((K, A)), np.empty((K, A, A))
     for k in range(K):
-        grp = z[order[edges[k]:edges[k + 1]]]
+        grp = z[order[edges[k] : edges[k + 1]]]
         if len(grp) < 2:
             grp = z
         means[k] = grp.mean(axis=0)
@@ -367,17 +384,17 @@ def unpack(theta: np.ndarray, K: int, A: int) -> tuple[MSParams, np.ndarray]:
     """(params, Cholesky factors [K, A, A]) from ``pack``'s vector."""
     r, c = _tril(A)
     m = A * (A + 1) // 2
-    means = theta[:K * A].reshape(K, A)
+    means = theta[: K * A].reshape(K, A)
     Ls = np.zeros((K, A, A))
     pos = K * A
     for k in range(K):
-        v = theta[pos:pos + m].copy()
+        v = theta[pos : pos + m].copy()
         v[r == c] = np.exp(v[r == c])
         Ls[k][r, c] = v
         pos += m
     P = np.empty((K, K))
     for i in range(K):
-        eta = np.insert(theta[pos:pos + K - 1], i, 0.0)
+        eta = np.insert(theta[pos : pos + K - 1], i, 0.0)
         e = np.exp(eta - eta.max())
         P[i] = e / e.sum()
         pos += K - 1
@@ -460,8 +477,9 @@ def _natural(theta: np.ndarray, K: int, A: int, loc: np.ndarray, scale: np.ndarr
     return np.concatenate([means.ravel(), (sd * scale).ravel(), corr[:, iu[0], iu[1]].ravel(), p.transition.ravel()])
 
 
-def standard_errors(y: np.ndarray, params: MSParams, loc: np.ndarray, scale: np.ndarray,
-                    h: float = 1e-4) -> StandardErrors:
+def standard_errors(
+    y: np.ndarray, params: MSParams, loc: np.ndarray, scale: np.ndarray, h: float = 1e-4
+) -> StandardErrors:
     """From the observed information: Hessian of the log-likelihood in theta by central differences of the
     analytic gradient, inverted, mapped to the reported parameters by the delta method. Transition
     probabilities within 1e-6 of 0 sit on the boundary: their logits are held fixed and their SEs are NaN."""
@@ -472,7 +490,7 @@ def standard_errors(y: np.ndarray, params: MSParams, loc: np.ndarray, scale: np.
     free = np.ones(n, bool)
     if K > 1:
         off = np.array([P_ij for i in range(K) for P_ij in np.delete(params.transition[i], i)])
-        free[n - K * (K - 1):] = off > 1e-6
+        free[n - K * (K - 1) :] = off > 1e-6
     idx = np.nonzero(free)[0]
     H = np.zeros((len(idx), len(idx)))
     for col, i in enumerate(idx):
@@ -497,18 +515,18 @@ def standard_errors(y: np.ndarray, params: MSParams, loc: np.ndarray, scale: np.
     except np.linalg.LinAlgError:
         se = np.full(n_nat, np.nan)
     pos = 0
-    se_means = se[pos:pos + K * A].reshape(K, A)
+    se_means = se[pos : pos + K * A].reshape(K, A)
     pos += K * A
-    se_sds = se[pos:pos + K * A].reshape(K, A)
+    se_sds = se[pos : pos + K * A].reshape(K, A)
     pos += K * A
     se_corrs = np.full((K, A, A), np.nan)
     m = len(iu[0])
     for k in range(K):
-        se_corrs[k][iu] = se[pos + k * m:pos + (k + 1) * m]
-        se_corrs[k][(iu[1], iu[0])] = se[pos + k * m:pos + (k + 1) * m]
+        se_corrs[k][iu] = se[pos + k * m : pos + (k + 1) * m]
+        se_corrs[k][(iu[1], iu[0])] = se[pos + k * m : pos + (k + 1) * m]
         np.fill_diagonal(se_corrs[k], 0.0)
     pos += K * m
-    se_P = se[pos:pos + K * K].reshape(K, K).copy()
+    se_P = se[pos : pos + K * K].reshape(K, K).copy()
     se_P[params.transition <= 1e-6] = np.nan
     return StandardErrors(se_means, se_sds, se_corrs, se_P)
 
@@ -517,9 +535,20 @@ def standard_errors(y: np.ndarray, params: MSParams, loc: np.ndarray, scale: np.
 # The fit
 
 
-def fit_ms(y: np.ndarray, n_regimes: int, *, n_starts: int = 10, seed: int = 0, max_iter: int = EM_MAX_ITER,
-           tol: float = EM_TOL, polish_fit: bool = True, min_regime_obs: float | None = None,
-           var_floor: float = VAR_FLOOR, with_se: bool = True, source: str = "<data>") -> MSFit:
+def fit_ms(
+    y: np.ndarray,
+    n_regimes: int,
+    *,
+    n_starts: int = 10,
+    seed: int = 0,
+    max_iter: int = EM_MAX_ITER,
+    tol: float = EM_TOL,
+    polish_fit: bool = True,
+    min_regime_obs: float | None = None,
+    var_floor: float = VAR_FLOOR,
+    with_se: bool = True,
+    source: str = "<data>",
+) -> MSFit:
     """Maximum-likelihood fit of a K-regime Markov-switching Gaussian model to log returns ``y`` [T, A].
 
     Every start runs EM to ``tol``; the best non-degenerate one is polished by BFGS. Raises ``FitError``
@@ -533,16 +562,16 @@ def fit_ms(y: np.ndarray, n_regimes: int, *, n_starts: int = 10, seed: int = 0, 
     T, A = y.shape
     K = int(n_regimes)
     if K < 1:
-        raise ValueError(f"the number of regimes must be at least 1, got {n_regimes}")
+        raise CapsimError(f"the number of regimes must be at least 1, got {n_regimes}")
     if n_starts < 1:
-        raise ValueError(f"n_starts must be at least 1, got {n_starts}")
+        raise CapsimError(f"n_starts must be at least 1, got {n_starts}")
     if min_regime_obs is None:
         min_regime_obs = 2.0 * (A + A * (A + 1) / 2)
     loc, scale = y.mean(axis=0), y.std(axis=0)
     if np.any(scale <= 0):
         raise FitError(source, "a constant series cannot be fitted")
     z = (y - loc) / scale
-    W = np.linalg.cholesky(np.cov(z.T, bias=True).reshape(A, A))   # whitening: sample covariance = W W^T
+    W = np.linalg.cholesky(np.cov(z.T, bias=True).reshape(A, A))  # whitening: sample covariance = W W^T
     zw = linalg.solve_triangular(W, z.T, lower=True).T
     rng = np.random.default_rng(seed)
 
@@ -566,8 +595,11 @@ def fit_ms(y: np.ndarray, n_regimes: int, *, n_starts: int = 10, seed: int = 0, 
             detail = st.removeprefix("degenerate: ")
             kinds.setdefault(detail.split(" (")[0], []).append(detail)
         summary = "; ".join(f"{kind} in {len(v)} start(s), e.g. {v[0]}" for kind, v in sorted(kinds.items()))
-        raise FitError(source, f"every one of {n_starts} starts gave a degenerate {K}-regime fit: {summary}; "
-                       "try fewer regimes or more data")
+        raise FitError(
+            source,
+            f"every one of {n_starts} starts gave a degenerate {K}-regime fit: {summary}; "
+            "try fewer regimes or more data",
+        )
     best = max(usable, key=lambda i: logliks[i])
     p, post = results[best]
     em_ok = status[best] == "ok"
@@ -582,36 +614,63 @@ def fit_ms(y: np.ndarray, n_regimes: int, *, n_starts: int = 10, seed: int = 0, 
     if why:
         raise FitError(source, f"degenerate {K}-regime fit: {why}; try fewer regimes or more data")
     if not converged:
-        raise FitError(source, f"the {K}-regime fit did not converge (EM: {status[best]} after {iters[best]} "
-                       f"iterations; largest gradient per observation {grad_max:.2g} > {GRAD_TOL:g})")
+        raise FitError(
+            source,
+            f"the {K}-regime fit did not converge (EM: {status[best]} after {iters[best]} "
+            f"iterations; largest gradient per observation {grad_max:.2g} > {GRAD_TOL:g})",
+        )
 
     # order regimes by mean log return (averaged over assets), map back to data units
-    means_w = p.means @ W.T                       # standardised units
+    means_w = p.means @ W.T  # standardised units
     order = np.argsort((loc + means_w * scale).mean(axis=1), kind="stable")
     pz = MSParams(means_w[order], (W @ p.covs @ W.T)[order], p.transition[np.ix_(order, order)])
     params = MSParams(loc + pz.means * scale, pz.covs * scale[:, None] * scale[None, :], pz.transition)
     shift = -T * float(np.log(np.abs(np.linalg.det(W)))) - T * float(np.log(scale).sum())  # Jacobian of z -> y
     loglik = post.loglik + shift
-    se = standard_errors(z, pz, loc, scale) if with_se else StandardErrors(
-        np.full((K, A), np.nan), np.full((K, A), np.nan), np.full((K, A, A), np.nan), np.full((K, K), np.nan))
+    se = (
+        standard_errors(z, pz, loc, scale)
+        if with_se
+        else StandardErrors(
+            np.full((K, A), np.nan), np.full((K, A), np.nan), np.full((K, A, A), np.nan), np.full((K, K), np.nan)
+        )
+    )
     k_par = n_free_params(K, A)
-    return MSFit(params=params, loglik=loglik, n_obs=T, n_params=k_par, aic=2 * k_par - 2 * loglik,
-                 bic=k_par * np.log(T) - 2 * loglik, filtered=post.filtered[:, order],
-                 smoothed=post.smoothed[:, order], se=se, converged=converged, grad_max=grad_max,
-                 starts=StartReport(logliks + shift, tuple(status), tuple(iters)), best_start=best)
+    return MSFit(
+        params=params,
+        loglik=loglik,
+        n_obs=T,
+        n_params=k_par,
+        aic=2 * k_par - 2 * loglik,
+        bic=k_par * np.log(T) - 2 * loglik,
+        filtered=post.filtered[:, order],
+        smoothed=post.smoothed[:, order],
+        se=se,
+        converged=converged,
+        grad_max=grad_max,
+        starts=StartReport(logliks + shift, tuple(status), tuple(iters)),
+        best_start=best,
+    )
 
 
-def calibrate(frame: pd.DataFrame, n_regimes: int, *, n_starts: int = 10, seed: int = 0,
-              **kwargs) -> Calibration:
+def calibrate(frame: pd.DataFrame, n_regimes: int, *, n_starts: int = 10, seed: int = 0, **kwargs) -> Calibration:
     """Fit ``n_regimes`` regimes to a validated returns frame (``history.read_returns``)."""
     K, A = int(n_regimes), frame.shape[1]
     need = max(MIN_OBS_PER_PARAM * n_free_params(K, A), 2)
-    check_enough_rows(frame, need, f"fit {K} regime(s) to {A} asset(s) ({n_free_params(K, A)} free parameters, "
-                                   f"{MIN_OBS_PER_PARAM} rows each)")
+    check_enough_rows(
+        frame,
+        need,
+        f"fit {K} regime(s) to {A} asset(s) ({n_free_params(K, A)} free parameters, {MIN_OBS_PER_PARAM} rows each)",
+    )
     source = frame.attrs.get("source", "<data>")
     fit = fit_ms(log_returns(frame), K, n_starts=n_starts, seed=seed, source=source, **kwargs)
-    return Calibration(fit=fit, regimes=regime_names(K), assets=tuple(map(str, frame.columns)), dates=frame.index,
-                       frequency=frame.attrs.get("frequency", "monthly"), source=source)
+    return Calibration(
+        fit=fit,
+        regimes=regime_names(K),
+        assets=tuple(map(str, frame.columns)),
+        dates=frame.index,
+        frequency=frame.attrs.get("frequency", "monthly"),
+        source=source,
+    )
 
 
 def start_probabilities(cal: Calibration) -> np.ndarray:
@@ -633,10 +692,17 @@ def _round_probs(p: np.ndarray, decimals: int) -> list[float]:
     return [float(v) for v in q]
 
 
-def scenario_dict(cal: Calibration, *, name: str, horizon_months: int = 24, start: np.ndarray | None = None,
-                  description: str | None = None, sources: list[str] | None = None,
-                  labels: dict[str, str] | None = None) -> dict:
-    """The scenario (SPEC section 2, ``transitions`` form) as a mapping; annualised drift/vol/corr rounded to
+def scenario_dict(
+    cal: Calibration,
+    *,
+    name: str,
+    horizon_months: int = 24,
+    start: np.ndarray | None = None,
+    description: str | None = None,
+    sources: list[str] | None = None,
+    labels: dict[str, str] | None = None,
+) -> dict:
+    """The scenario (docs/scenarios.md, ``transitions`` form) as a mapping; annualised drift/vol/corr rounded to
     six decimals, transition probabilities to eight, start probabilities to six."""
     fit, f = cal.fit, cal.steps_per_year
     p = fit.params
@@ -645,8 +711,11 @@ def scenario_dict(cal: Calibration, *, name: str, horizon_months: int = 24, star
     for k, rname in enumerate(cal.regimes):
         sd = np.sqrt(np.diag(p.covs[k]))
         C = p.covs[k] / np.outer(sd, sd)
-        corr = round(float(C[0, 1]), 6) if A == 2 else [[1.0 if i == j else round(float(C[i, j]), 6)
-                                                           for j in range(A)] for i in range(A)]
+        corr = (
+            round(float(C[0, 1]), 6)
+            if A == 2
+            else [[1.0 if i == j else round(float(C[i, j]), 6) for j in range(A)] for i in range(A)]
+        )
         regimes[rname] = {
             "drift": {a: round(float(p.means[k, i] * f), 6) for i, a in enumerate(cal.assets)},
             "vol": {a: round(float(sd[i] * np.sqrt(f)), 6) for i, a in enumerate(cal.assets)},
@@ -662,17 +731,18 @@ def scenario_dict(cal: Calibration, *, name: str, horizon_months: int = 24, star
         "assets": {a: (labels or {}).get(a, a) for a in cal.assets},
         "compare": list(cal.assets[:2]),
         "regimes": regimes,
-        "transitions": {r: dict(zip(cal.regimes, _round_probs(p.transition[k], 8)))
-                        for k, r in enumerate(cal.regimes)},
+        "transitions": {r: dict(zip(cal.regimes, _round_probs(p.transition[k], 8))) for k, r in enumerate(cal.regimes)},
         "start": dict(zip(cal.regimes, _round_probs(start, 6))),
     }
 
 
 def default_description(cal: Calibration) -> str:
     K = len(cal.regimes)
-    return (f"{K}-regime Markov-switching Gaussian model of the log returns of {', '.join(cal.assets)}, fitted by "
-            f"maximum likelihood to {cal.frequency} data {_day(cal.dates[0])} .. {_day(cal.dates[-1])}; "
-            "regimes ordered by mean return; started from the regime probabilities filtered at the last date.")
+    return (
+        f"{K}-regime Markov-switching Gaussian model of the log returns of {', '.join(cal.assets)}, fitted by "
+        f"maximum likelihood to {cal.frequency} data {_day(cal.dates[0])} .. {_day(cal.dates[-1])}; "
+        "regimes ordered by mean return; started from the regime probabilities filtered at the last date."
+    )
 
 
 def default_sources(cal: Calibration) -> list[str]:
@@ -702,32 +772,45 @@ def comment_block(cal: Calibration, command: str | None = None) -> str:
         f"model: {K}-regime Markov-switching Gaussian, regime-specific mean vector and full covariance; "
         "s_0 from the stationary law",
         f"fit: maximum likelihood, {cal.method}; converged (every |score| per observation < {GRAD_TOL:g})",
-        f"log-likelihood: {fit.loglik:.4f}   free parameters: {fit.n_params}   AIC: {fit.aic:.2f}   "
-        f"BIC: {fit.bic:.2f}",
+        f"log-likelihood: {fit.loglik:.4f}   free parameters: {fit.n_params}   AIC: {fit.aic:.2f}   BIC: {fit.bic:.2f}",
         f"starts: {len(fit.starts.logliks)} (seed fixed), {int((~ok).sum())} degenerate; log-likelihood after EM "
-        + (f"min {lls.min():.4f} / median {np.median(lls):.4f} / max {lls.max():.4f}, {same} start(s) within 0.01 "
-           f"of the max; BFGS from the best (start {fit.best_start}) adds {fit.loglik - lls.max():.4f}"
-           if len(lls) else ""),
+        + (
+            f"min {lls.min():.4f} / median {np.median(lls):.4f} / max {lls.max():.4f}, {same} start(s) within 0.01 "
+            f"of the max; BFGS from the best (start {fit.best_start}) adds {fit.loglik - lls.max():.4f}"
+            if len(lls)
+            else ""
+        ),
         "",
-        "regime       asset       drift/yr (se)        vol/yr (se)        duration (months)  smoothed share  stationary",
+        "regime       asset       drift/yr (se)        vol/yr (se)        duration (months)  smoothed share  stationary",  # noqa: E501
     ]
     previous = None
     for row in cal.annualised().itertuples():
         first = row.regime != previous
         previous = row.regime
         head = f"{row.regime:<12} " if first else " " * 13
-        tail = (f"   {row.duration_months:>10.1f}        {row.smoothed_share:>8.3f}      "
-                f"{row.stationary_share:>8.3f}") if first else ""
-        lines.append(f"{head}{row.asset:<11} {row.drift:>8.4f} {fmt_se(row.drift_se)}   "
-                     f"{row.vol:>7.4f} {fmt_se(row.vol_se)}{tail}")
+        tail = (
+            (f"   {row.duration_months:>10.1f}        {row.smoothed_share:>8.3f}      {row.stationary_share:>8.3f}")
+            if first
+            else ""
+        )
+        lines.append(
+            f"{head}{row.asset:<11} {row.drift:>8.4f} {fmt_se(row.drift_se)}   "
+            f"{row.vol:>7.4f} {fmt_se(row.vol_se)}{tail}"
+        )
     lines.append("")
-    lines.append("transition matrix per step, rows from, columns to (se): " + "; ".join(
-        f"{r}: " + ", ".join(f"{p.transition[k, j]:.4f} {fmt_se(se.transition[k, j])}" for j in range(K))
-        for k, r in enumerate(cal.regimes)))
+    lines.append(
+        "transition matrix per step, rows from, columns to (se): "
+        + "; ".join(
+            f"{r}: " + ", ".join(f"{p.transition[k, j]:.4f} {fmt_se(se.transition[k, j])}" for j in range(K))
+            for k, r in enumerate(cal.regimes)
+        )
+    )
     last = fit.filtered[-1]
-    lines.append(f"filtered regime probabilities at {_day(cal.dates[-1])}: "
-                 + ", ".join(f"{r} {last[k]:.4f}" for k, r in enumerate(cal.regimes))
-                 + "; `start` = these moved one step on (the first simulated step follows the last date)")
+    lines.append(
+        f"filtered regime probabilities at {_day(cal.dates[-1])}: "
+        + ", ".join(f"{r} {last[k]:.4f}" for k, r in enumerate(cal.regimes))
+        + "; `start` = these moved one step on (the first simulated step follows the last date)"
+    )
     return "".join(f"# {ln}".rstrip() + "\n" for ln in lines)
 
 
@@ -735,8 +818,9 @@ def period_text_from(cal: Calibration) -> str:
     return f"{_day(cal.dates[0])} .. {_day(cal.dates[-1])} ({cal.fit.n_obs} {cal.frequency} observations)"
 
 
-def scenario_text(cal: Calibration, *, name: str, horizon_months: int = 24, command: str | None = None,
-                  **kwargs) -> str:
+def scenario_text(
+    cal: Calibration, *, name: str, horizon_months: int = 24, command: str | None = None, **kwargs
+) -> str:
     """The scenario file's text (comment block + YAML), validated by ``parse_scenario``; raises
     ``ScenarioError`` if the result would not be a valid scenario (nothing is written). ``command``, when
     given, is recorded in the comment block (how to reproduce the file)."""
@@ -750,6 +834,7 @@ def scenario_text(cal: Calibration, *, name: str, horizon_months: int = 24, comm
 
 def render_yaml(data: dict) -> str:
     """A calibrated scenario mapping as readable YAML: block lists, one regime field per line in flow style."""
+
     def flow(v) -> str:
         if not isinstance(v, (dict, list)):
             return flow([v])[1:-1]
@@ -775,8 +860,9 @@ def render_yaml(data: dict) -> str:
 
 def to_scenario(cal: Calibration, *, name: str = "calibrated", horizon_months: int = 24, **kwargs) -> Scenario:
     """The calibrated scenario, validated, without going through a file."""
-    return parse_scenario(scenario_dict(cal, name=name, horizon_months=horizon_months, **kwargs),
-                          source=f"<calibrated scenario {name}>")
+    return parse_scenario(
+        scenario_dict(cal, name=name, horizon_months=horizon_months, **kwargs), source=f"<calibrated scenario {name}>"
+    )
 
 
 def scenario_name(path: str | Path) -> str:
@@ -790,7 +876,25 @@ def _day(x) -> str:
     return str(pd.Timestamp(x).date())
 
 
-__all__ = ["Calibration", "DataError", "FitError", "MSFit", "MSParams", "Posterior", "StandardErrors",
-           "calibrate", "expected_duration_months", "filter_probabilities", "fit_ms", "forward_backward",
-           "loglikelihood", "n_free_params", "regime_names", "scenario_dict", "scenario_name", "scenario_text",
-           "start_probabilities", "to_scenario"]
+__all__ = [
+    "Calibration",
+    "DataError",
+    "FitError",
+    "MSFit",
+    "MSParams",
+    "Posterior",
+    "StandardErrors",
+    "calibrate",
+    "expected_duration_months",
+    "filter_probabilities",
+    "fit_ms",
+    "forward_backward",
+    "loglikelihood",
+    "n_free_params",
+    "regime_names",
+    "scenario_dict",
+    "scenario_name",
+    "scenario_text",
+    "start_probabilities",
+    "to_scenario",
+]

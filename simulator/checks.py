@@ -13,9 +13,9 @@ from .scenario import Expect
 
 class CheckResult(NamedTuple):
     scenario: str
-    name: str        # e.g. "p_outperform@12m between [0.55, 0.8]"
+    name: str  # e.g. "p_outperform@12m between [0.55, 0.8]"
     passed: bool
-    detail: str      # what was observed
+    detail: str  # what was observed
 
 
 def evaluate(scenario: str, expects: list[Expect], summary: pd.DataFrame) -> list[CheckResult]:

@@ -1,4 +1,4 @@
-"""The `capsim` command line: thin Click commands over the library (SPEC section 5).
+"""The `capsim` command line: thin Click commands over the library (docs/cli.md).
 
 Exit codes: 0 success, 1 a check failed, 2 bad input or usage (a message on stderr, never a traceback).
 """
@@ -16,13 +16,12 @@ import jax
 
 from . import __version__
 from .checks import CheckResult, evaluate, write_junit
-from .devices import DeviceError, init_processes, use_compile_cache, wants_processes
-from .output import OutputExistsError, refuse_existing, refuse_existing_file, write_text_atomic
-from .run import MethodError, simulate
+from .devices import init_processes, use_compile_cache, wants_processes
+from .errors import CapsimError
+from .output import refuse_existing, refuse_existing_file, write_text_atomic
+from .run import simulate
 from .scenario import ScenarioError, load_scenario
-from .history import DataError  # calibrate/backtest input errors (a FitError is one)
-
-USER_ERRORS = (ScenarioError, OutputExistsError, DeviceError, MethodError, FileNotFoundError, DataError)
+from .shipped import find_shipped, init_folder, schema_text, shipped_files
 
 
 class UserError(click.ClickException):
@@ -30,18 +29,22 @@ class UserError(click.ClickException):
 
 
 def user_errors(fn):
-    """Turn the library's input errors into exit code 2 with their message."""
+    """Turn the library's input errors (``CapsimError``, and only those) into exit code 2 with their message,
+    its fix given as flags."""
+
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except USER_ERRORS as exc:
-            raise UserError(str(exc)) from None
+        except CapsimError as exc:
+            raise UserError(exc.cli_message()) from None
+
     return wrapper
 
 
 def scenario_files(paths) -> list[Path]:
-    """Expand folders into their *.yaml / *.yml files (sorted); keep files as given."""
+    """Expand folders into their *.yaml / *.yml files (sorted); keep files as given; a name that is no file
+    or folder is a shipped scenario's ('rate_cut' or 'rate-cut')."""
     files = []
     for p in map(Path, paths):
         if p.is_dir():
@@ -51,8 +54,11 @@ def scenario_files(paths) -> list[Path]:
             files += found
         elif p.exists():
             files.append(p)
+        elif (shipped := find_shipped(str(p))) is not None:
+            files.append(shipped)
         else:
-            raise UserError(f"{p}: no such file or folder")
+            names = ", ".join(f.stem for f in shipped_files())
+            raise UserError(f"{p}: no such file or folder, nor a shipped scenario ({names}; see `capsim scenarios`)")
     return files
 
 
@@ -79,8 +85,15 @@ def progress_bar(total: int, quiet: bool, label: str):
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("paths {task.fields[rate]}"),
-                   TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+    bar = Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("paths {task.fields[rate]}"),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
     task = bar.add_task(label, total=total, rate="")
     start = time.perf_counter()
 
@@ -98,9 +111,11 @@ def print_summary(res) -> None:
 
     df = res.summary()
     first, second = (res.model.asset_keys[i] for i in res.model.compare)
-    table = Table(title=f"{res.name}: {res.meta['n_paths']:,} paths, seed {res.meta['seed']} "
-                        f"({res.meta['backend']}, float{res.meta['precision']}, {res.meta['wall_seconds']:.1f} s)",
-                  title_justify="left")
+    table = Table(
+        title=f"{res.name}: {res.meta['n_paths']:,} paths, seed {res.meta['seed']} "
+        f"({res.meta['backend']}, float{res.meta['precision']}, {res.meta['wall_seconds']:.1f} s)",
+        title_justify="left",
+    )
     table.add_column("figure", no_wrap=True)
     for h in df["horizon_months"]:
         table.add_column(f"{h}m", justify="right", no_wrap=True)
@@ -109,22 +124,26 @@ def print_summary(res) -> None:
     def add(label, fmt, col):
         table.add_row(label, *[fmt(v) for v in df[col]])
 
-    table.add_row(f"P({first} beats {second})",
-                  *[f"{p:.3f} ± {se:.4f}" for p, se in zip(df["p_outperform"], df["p_outperform_se"])])
+    table.add_row(
+        f"P({first} beats {second})",
+        *[f"{p:.3f} ± {se:.4f}" for p, se in zip(df["p_outperform"], df["p_outperform_se"])],
+    )
     add("excess mean", pct, "excess_mean")
     add("excess median", pct, "excess_median")
     table.add_row("excess 5% .. 95%", *[f"{pct(a)} .. {pct(b)}" for a, b in zip(df["excess_q05"], df["excess_q95"])])
-    table.add_row("excess 90% HDI",
-                  *[f"{pct(a)} .. {pct(b)}" for a, b in zip(df["excess_hdi90_low"], df["excess_hdi90_high"])])
+    table.add_row(
+        "excess 90% HDI", *[f"{pct(a)} .. {pct(b)}" for a, b in zip(df["excess_hdi90_low"], df["excess_hdi90_high"])]
+    )
     for a in res.model.asset_keys:
         table.add_section()
         add(f"{a} mean", pct, f"{a}_mean")
         add(f"{a} median", pct, f"{a}_median")
-        table.add_row(f"{a} VaR95 / ES95",
-                      *[f"{pct(v)} / {pct(e)}" for v, e in zip(df[f"{a}_var95"], df[f"{a}_es95"])])
+        table.add_row(f"{a} VaR95 / ES95", *[f"{pct(v)} / {pct(e)}" for v, e in zip(df[f"{a}_var95"], df[f"{a}_es95"])])
         add(f"{a} P(loss)", pct, f"{a}_p_loss")
-        table.add_row(f"{a} max drawdown median / q95",
-                      *[f"{pct(m)} / {pct(q)}" for m, q in zip(df[f"{a}_mdd_median"], df[f"{a}_mdd_q95"])])
+        table.add_row(
+            f"{a} max drawdown median / q95",
+            *[f"{pct(m)} / {pct(q)}" for m, q in zip(df[f"{a}_mdd_median"], df[f"{a}_mdd_q95"])],
+        )
     table.add_section()
     for k in res.model.regime_names:
         add(f"time in {k}", pct, f"occupancy_{k}")
@@ -140,21 +159,41 @@ def main():
 
 @main.command()
 @click.argument("scenarios", nargs=-1, required=True, type=click.Path())
-@click.option("--paths", "n_paths", type=click.IntRange(min=2), default=1_000_000, show_default=True,
-              help="Number of simulated paths.")
+@click.option(
+    "--paths",
+    "n_paths",
+    type=click.IntRange(min=2),
+    default=1_000_000,
+    show_default=True,
+    help="Number of simulated paths.",
+)
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
 @click.option("--horizon", type=click.IntRange(min=1), default=None, help="Horizon in months (default: the file's).")
 @click.option("--device", type=click.Choice(["cpu", "gpu", "auto"]), default="cpu", show_default=True)
-@click.option("--devices", "n_devices", default="all", show_default=True,
-              help="How many devices of that backend share the paths: a number or 'all' (on a CPU: one per "
-                   "core). The numbers are the same whatever the count.")
+@click.option(
+    "--devices",
+    "n_devices",
+    default="all",
+    show_default=True,
+    help="How many devices of that backend share the paths: a number or 'all' (on a CPU: one per "
+    "core). The numbers are the same whatever the count.",
+)
 @click.option("--precision", type=click.Choice(["32", "64"]), default="32", show_default=True)
-@click.option("--method", type=click.Choice(["step", "exact", "auto"]), default="step", show_default=True,
-              help="step: every step simulated; exact: whole segments between report horizons drawn from "
-                   "their exact law (Gaussian regimes; drawdowns seen at segment ends only); auto: exact where "
-                   "allowed and a segment has several steps.")
-@click.option("--out", type=click.Path(file_okay=False), default=None,
-              help="Output folder (default results/<name>; with several scenarios, OUT/<name>).")
+@click.option(
+    "--method",
+    type=click.Choice(["step", "exact", "auto"]),
+    default="step",
+    show_default=True,
+    help="step: every step simulated; exact: whole segments between report horizons drawn from "
+    "their exact law (Gaussian regimes; drawdowns seen at segment ends only); auto: exact where "
+    "allowed and a segment has several steps.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Output folder (default results/<name>; with several scenarios, OUT/<name>).",
+)
 @click.option("--force", is_flag=True, help="Replace an existing non-empty output folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON instead of a table.")
 @click.option("--quiet", is_flag=True, help="No progress bar and no table.")
@@ -162,8 +201,23 @@ def main():
 @click.option("--num-processes", type=click.IntRange(min=1), default=None, help="Several hosts: process count.")
 @click.option("--process-id", type=click.IntRange(min=0), default=None, help="Several hosts: this process's id.")
 @user_errors
-def run(scenarios, n_paths, seed, horizon, device, n_devices, precision, method, out, force, as_json, quiet,
-        coordinator, num_processes, process_id):
+def run(
+    scenarios,
+    n_paths,
+    seed,
+    horizon,
+    device,
+    n_devices,
+    precision,
+    method,
+    out,
+    force,
+    as_json,
+    quiet,
+    coordinator,
+    num_processes,
+    process_id,
+):
     """Simulate scenario files, print a summary and write a results folder for each.
 
     Several hosts: start the same command on every host with --coordinator/--num-processes/--process-id
@@ -176,8 +230,10 @@ def run(scenarios, n_paths, seed, horizon, device, n_devices, precision, method,
     loaded = load_all(scenarios)
     outs = [Path(out) if out and len(loaded) == 1 else Path(out or "results") / sc.name for sc in loaded]
     if len(set(outs)) < len(outs):
-        raise UserError("two scenarios share a name and would write the same folder: "
-                        + ", ".join(sorted({str(o) for o in outs if outs.count(o) > 1})))
+        raise UserError(
+            "two scenarios share a name and would write the same folder: "
+            + ", ".join(sorted({str(o) for o in outs if outs.count(o) > 1}))
+        )
     for o in outs:  # refuse before spending any time simulating
         if lead:
             refuse_existing(o, force)
@@ -185,8 +241,17 @@ def run(scenarios, n_paths, seed, horizon, device, n_devices, precision, method,
     for sc, o in zip(loaded, outs):
         bar, callback = progress_bar(n_paths, quiet or not lead, sc.name)
         with bar:
-            res = simulate(sc, n_paths=n_paths, seed=seed, horizon_months=horizon, device=device,
-                           devices=n_devices, precision=int(precision), method=method, progress=callback)
+            res = simulate(
+                sc,
+                n_paths=n_paths,
+                seed=seed,
+                horizon_months=horizon,
+                device=device,
+                devices=n_devices,
+                precision=int(precision),
+                method=method,
+                progress=callback,
+            )
         if not lead:
             continue
         res.save(o, force=force)
@@ -242,11 +307,46 @@ def check(paths, n_paths, seed, junit):
     if junit:
         write_junit(results, junit, errors)
     failed = sum(not r.passed for r in results)
-    click.echo(f"{len(results) - failed} passed, {failed} failed" + (f", {len(errors)} invalid file(s)" if errors else ""))
+    click.echo(
+        f"{len(results) - failed} passed, {failed} failed" + (f", {len(errors)} invalid file(s)" if errors else "")
+    )
     if errors:
         sys.exit(2)
     if failed:
         sys.exit(1)
+
+
+@main.command()
+def schema():
+    """Print the JSON Schema of scenario files (for editors and other tools)."""
+    click.echo(schema_text(), nl=False)
+
+
+@main.command()
+def scenarios():
+    """List the scenarios shipped with capsim (run one by name: capsim run rate_cut)."""
+    import shutil
+    import textwrap
+
+    width = min(100, shutil.get_terminal_size().columns)
+    for f in shipped_files():
+        sc = load_scenario(f)
+        click.echo(
+            f"{f.stem}  ({sc.name}: {sc.frequency}, {sc.horizon_months} months, regimes {', '.join(sc.regimes)})"
+        )
+        click.echo(textwrap.fill(sc.description, width, initial_indent="    ", subsequent_indent="    "))
+    click.echo(
+        f"\nfiles in {shipped_files()[0].parent}; run one with `capsim run NAME`, copy them with `capsim init DIR`"
+    )
+
+
+@main.command()
+@click.argument("out_dir", metavar="DIR", type=click.Path(file_okay=False))
+@user_errors
+def init(out_dir):
+    """Copy the shipped scenarios and their JSON Schema into DIR (new or empty) as a starting point."""
+    init_folder(out_dir)
+    click.echo(f"wrote {out_dir}/: " + ", ".join(sorted(p.name for p in Path(out_dir).iterdir())))
 
 
 @main.command()
@@ -264,7 +364,7 @@ def devices():
 
 
 # --------------------------------------------------------------------------------------------
-# calibrate and backtest (issue 4): thin commands over simulator.calibrate and simulator.backtest
+# calibrate and backtest: thin commands over simulator.calibrate and simulator.backtest
 
 
 def _split_columns(value: str | None) -> list[str] | None:
@@ -279,12 +379,14 @@ def _split_columns(value: str | None) -> list[str] | None:
 def _read_data(data, columns, percent, frequency, start_date, end_date):
     from .history import read_returns
 
-    return read_returns(data, _split_columns(columns), percent=percent, frequency=frequency,
-                        start_date=start_date, end_date=end_date)
+    return read_returns(
+        data, _split_columns(columns), percent=percent, frequency=frequency, start_date=start_date, end_date=end_date
+    )
 
 
 def _date(end: bool):
     """Click callback: YYYY-MM-DD, or YYYY-MM meaning the month's first day (``end``: its last day)."""
+
     def parse(ctx, param, value):
         if value is None:
             return None
@@ -302,28 +404,57 @@ def _date(end: bool):
         except ValueError:
             pass
         raise click.BadParameter(f"{value!r} is not a date: use YYYY-MM-DD or YYYY-MM")
+
     return parse
 
 
 def _data_options(fn):
     """Options shared by calibrate and backtest: which columns, units, frequency and sample window."""
-    for opt in reversed([
-        click.option("--regimes", "n_regimes", type=click.IntRange(1, 9), required=True,
-                     help="Number of regimes K (2: bear/bull, 3: bear/neutral/bull)."),
-        click.option("--columns", default=None,
-                     help="Comma-separated asset columns, in order (default: every column but date); "
-                          "the first two are compared (excess = first - second)."),
-        click.option("--percent", is_flag=True, help="Returns in the file are in percent, not decimals."),
-        click.option("--frequency", type=click.Choice(["monthly", "weekly", "daily"]), default=None,
-                     help="Data frequency (default: inferred from the dates)."),
-        click.option("--start-date", default=None, callback=_date(end=False),
-                     help="First date of the sample (inclusive; YYYY-MM-DD, or YYYY-MM for the month's start)."),
-        click.option("--end-date", default=None, callback=_date(end=True),
-                     help="Last date of the sample (inclusive; YYYY-MM-DD, or YYYY-MM for the month's end)."),
-        click.option("--starts", "n_starts", type=click.IntRange(min=1), default=10, show_default=True,
-                     help="Random starts of EM (fixed seed); the best likelihood is kept."),
-        click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True),
-    ]):
+    for opt in reversed(
+        [
+            click.option(
+                "--regimes",
+                "n_regimes",
+                type=click.IntRange(1, 9),
+                required=True,
+                help="Number of regimes K (2: bear/bull, 3: bear/neutral/bull).",
+            ),
+            click.option(
+                "--columns",
+                default=None,
+                help="Comma-separated asset columns, in order (default: every column but date); "
+                "the first two are compared (excess = first - second).",
+            ),
+            click.option("--percent", is_flag=True, help="Returns in the file are in percent, not decimals."),
+            click.option(
+                "--frequency",
+                type=click.Choice(["monthly", "weekly", "daily"]),
+                default=None,
+                help="Data frequency (default: inferred from the dates).",
+            ),
+            click.option(
+                "--start-date",
+                default=None,
+                callback=_date(end=False),
+                help="First date of the sample (inclusive; YYYY-MM-DD, or YYYY-MM for the month's start).",
+            ),
+            click.option(
+                "--end-date",
+                default=None,
+                callback=_date(end=True),
+                help="Last date of the sample (inclusive; YYYY-MM-DD, or YYYY-MM for the month's end).",
+            ),
+            click.option(
+                "--starts",
+                "n_starts",
+                type=click.IntRange(min=1),
+                default=10,
+                show_default=True,
+                help="Random starts of EM (fixed seed); the best likelihood is kept.",
+            ),
+            click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True),
+        ]
+    ):
         fn = opt(fn)
     return fn
 
@@ -333,12 +464,18 @@ def _data_options(fn):
 @_data_options
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="Scenario file to write (YAML).")
 @click.option("--name", default=None, help="Scenario name (default: from the --out file name).")
-@click.option("--horizon", type=click.IntRange(min=1), default=24, show_default=True,
-              help="horizon_months of the written scenario.")
+@click.option(
+    "--horizon",
+    type=click.IntRange(min=1),
+    default=24,
+    show_default=True,
+    help="horizon_months of the written scenario.",
+)
 @click.option("--force", is_flag=True, help="Replace an existing --out file.")
 @user_errors
-def calibrate_cmd(data, n_regimes, columns, percent, frequency, start_date, end_date, n_starts, seed, out, name,
-                  horizon, force):
+def calibrate_cmd(
+    data, n_regimes, columns, percent, frequency, start_date, end_date, n_starts, seed, out, name, horizon, force
+):
     """Fit a K-regime Markov-switching model to historical returns and write it as a scenario file.
 
     DATA is a CSV with a `date` column and one column per asset of simple periodic returns. The fit is
@@ -349,18 +486,25 @@ def calibrate_cmd(data, n_regimes, columns, percent, frequency, start_date, end_
 
     frame = _read_data(data, columns, percent, frequency, start_date, end_date)
     if frame.shape[1] < 2:
-        raise UserError(f"{data}: a scenario compares two assets; the data give one column "
-                        f"({list(frame.columns)}): add a column or pick two with --columns")
-    refuse_existing_file(out, force)   # before spending time fitting
+        raise UserError(
+            f"{data}: a scenario compares two assets; the data give one column "
+            f"({list(frame.columns)}): add a column or pick two with --columns"
+        )
+    refuse_existing_file(out, force)  # before spending time fitting
     cal = calibrate(frame, n_regimes, n_starts=n_starts, seed=seed)
-    command = " ".join(["capsim calibrate", str(data), f"--regimes {n_regimes}"]
-                       + ([f"--columns {columns}"] if columns else []) + (["--percent"] if percent else [])
-                       + ([f"--frequency {frequency}"] if frequency else [])
-                       + ([f"--start-date {start_date:%Y-%m-%d}"] if start_date else [])
-                       + ([f"--end-date {end_date:%Y-%m-%d}"] if end_date else [])
-                       + ([f"--starts {n_starts}"] if n_starts != 10 else []) + ([f"--seed {seed}"] if seed else [])
-                       + ([f"--name {name}"] if name else []) + ([f"--horizon {horizon}"] if horizon != 24 else [])
-                       + [f"--out {out}"])
+    command = " ".join(
+        ["capsim calibrate", str(data), f"--regimes {n_regimes}"]
+        + ([f"--columns {columns}"] if columns else [])
+        + (["--percent"] if percent else [])
+        + ([f"--frequency {frequency}"] if frequency else [])
+        + ([f"--start-date {start_date:%Y-%m-%d}"] if start_date else [])
+        + ([f"--end-date {end_date:%Y-%m-%d}"] if end_date else [])
+        + ([f"--starts {n_starts}"] if n_starts != 10 else [])
+        + ([f"--seed {seed}"] if seed else [])
+        + ([f"--name {name}"] if name else [])
+        + ([f"--horizon {horizon}"] if horizon != 24 else [])
+        + [f"--out {out}"]
+    )
     text = scenario_text(cal, name=name or scenario_name(out), horizon_months=horizon, command=command)
     write_text_atomic(out, text, force=force)
     for line in text.splitlines():
@@ -373,22 +517,55 @@ def calibrate_cmd(data, n_regimes, columns, percent, frequency, start_date, end_
 @main.command("backtest")
 @click.argument("data", type=click.Path(dir_okay=False))
 @_data_options
-@click.option("--train-until", required=True, callback=_date(end=True),
-              help="Last date of the training sample, the cut (YYYY-MM-DD, or YYYY-MM for the month's end).")
-@click.option("--horizon", type=click.IntRange(min=1), default=12, show_default=True,
-              help="Forecast horizon in months.")
-@click.option("--step", type=click.IntRange(min=1), default=12, show_default=True,
-              help="Months between forecast origins.")
-@click.option("--paths", "n_paths", type=click.IntRange(min=100), default=20_000, show_default=True,
-              help="Simulated paths per origin (and bootstrap draws).")
+@click.option(
+    "--train-until",
+    required=True,
+    callback=_date(end=True),
+    help="Last date of the training sample, the cut (YYYY-MM-DD, or YYYY-MM for the month's end).",
+)
+@click.option(
+    "--horizon", type=click.IntRange(min=1), default=12, show_default=True, help="Forecast horizon in months."
+)
+@click.option(
+    "--step", type=click.IntRange(min=1), default=12, show_default=True, help="Months between forecast origins."
+)
+@click.option(
+    "--paths",
+    "n_paths",
+    type=click.IntRange(min=100),
+    default=20_000,
+    show_default=True,
+    help="Simulated paths per origin (and bootstrap draws).",
+)
 @click.option("--device", type=click.Choice(["cpu", "gpu", "auto"]), default="cpu", show_default=True)
-@click.option("--out", type=click.Path(file_okay=False), default=None,
-              help="Output folder (default results/backtest-<data>-k<K>-<cut>).")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Output folder (default results/backtest-<data>-k<K>-<cut>).",
+)
 @click.option("--force", is_flag=True, help="Replace an existing non-empty output folder.")
 @click.option("--quiet", is_flag=True, help="Print the verdict line only.")
 @user_errors
-def backtest_cmd(data, n_regimes, columns, percent, frequency, start_date, end_date, n_starts, seed, train_until,
-                 horizon, step, n_paths, device, out, force, quiet):
+def backtest_cmd(
+    data,
+    n_regimes,
+    columns,
+    percent,
+    frequency,
+    start_date,
+    end_date,
+    n_starts,
+    seed,
+    train_until,
+    horizon,
+    step,
+    n_paths,
+    device,
+    out,
+    force,
+    quiet,
+):
     """Calibrate on DATA up to --train-until, forecast every later origin, score against what happened.
 
     The model is fitted once on the training rows; each origin's forecast starts from the regime
@@ -401,15 +578,35 @@ def backtest_cmd(data, n_regimes, columns, percent, frequency, start_date, end_d
     frame = _read_data(data, columns, percent, frequency, start_date, end_date)
     out = Path(out) if out else Path("results") / f"backtest-{Path(data).stem}-k{n_regimes}-{train_until:%Y-%m-%d}"
     refuse_existing(out, force)
-    res = backtest(frame, n_regimes, train_until, horizon_months=horizon, step_months=step, n_paths=n_paths,
-                   seed=seed, n_starts=n_starts, device=device)
+    res = backtest(
+        frame,
+        n_regimes,
+        train_until,
+        horizon_months=horizon,
+        step_months=step,
+        n_paths=n_paths,
+        seed=seed,
+        n_starts=n_starts,
+        device=device,
+    )
     res.save(out, force=force)
     if not quiet:
         m = res.meta
-        click.echo(f"training fit: {m['training_sample']}, {n_regimes} regimes, log-likelihood "
-                   f"{m['training_loglik']:.4f}; method: {m['method']}")
-        cols = ["method", "series", "n_origins", "crps_mean", "crps_skill_vs_bootstrap", "crps_diff_t",
-                "coverage50", "coverage90", "pit_ks_pvalue"]
+        click.echo(
+            f"training fit: {m['training_sample']}, {n_regimes} regimes, log-likelihood "
+            f"{m['training_loglik']:.4f}; method: {m['method']}"
+        )
+        cols = [
+            "method",
+            "series",
+            "n_origins",
+            "crps_mean",
+            "crps_skill_vs_bootstrap",
+            "crps_diff_t",
+            "coverage50",
+            "coverage90",
+            "pit_ks_pvalue",
+        ]
         click.echo(res.summary[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
         click.echo(f"wrote {out}/")
     click.echo(res.verdict)

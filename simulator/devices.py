@@ -8,8 +8,10 @@ import os
 import jax
 import numpy as np
 
+from .errors import CapsimError
 
-class DeviceError(ValueError):
+
+class DeviceError(CapsimError):
     """A device, device count or process setting that cannot be honoured here."""
 
 
@@ -21,27 +23,26 @@ def cpu_cores() -> int:
 def use_cpu_cores() -> int | None:
     """Give JAX's CPU backend one device per core (``jax_num_cpu_devices``), so that a CPU run simulates one
     block per core side by side. One XLA CPU device spreads a block's small per-step operations over the cores,
-    and the threads mostly wait on each other: on a 2-core CPU the per-step engine runs at 23 ns per path-step
-    on one device and 10 ns on two. The numbers are the same either way.
+    and the threads mostly wait on each other; one device per core is about twice as fast (benchmarks/README.md
+    has the figures). The numbers are the same either way.
 
     Only possible before JAX starts its backends (``import simulator`` does it first), and left alone when the
     count is already chosen (``XLA_FLAGS=--xla_force_host_platform_device_count=N`` or ``jax_num_cpu_devices``).
     Returns the count set, or None."""
-    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "") \
-            or jax.config.jax_num_cpu_devices >= 0:
+    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "") or jax.config.jax_num_cpu_devices >= 0:
         return None
     n = cpu_cores()
     try:
         jax.config.update("jax_num_cpu_devices", n)
-    except RuntimeError:   # the backends are already running: keep their devices
+    except RuntimeError:  # the backends are already running: keep their devices
         return None
     return n
 
 
 def use_compile_cache(path: str | None = None) -> str | None:
     """Keep compiled kernels on disk (JAX's persistent compilation cache), so that the next run of the same
-    scenario shape skips XLA's compile: about 1.3 s of a short `capsim run` on a 2-core CPU. The numbers are the
-    same either way. ``path``: else CAPSIM_CACHE_DIR (set but empty: no cache), else
+    scenario shape skips XLA's compile, most of a short `capsim run`'s fixed cost. The numbers are the same
+    either way. ``path``: else CAPSIM_CACHE_DIR (set but empty: no cache), else
     $XDG_CACHE_HOME/capsim/xla (~/.cache/capsim/xla). Returns the folder, or None when off or not creatable."""
     if path is None:
         path = os.environ.get("CAPSIM_CACHE_DIR")
@@ -70,7 +71,8 @@ def resolve_device(device: str = "cpu") -> jax.Device:
                 raise DeviceError(
                     "a GPU was requested but JAX sees none on this machine (backends: "
                     f"{', '.join(sorted({d.platform for d in jax.devices()}))}). Install a CUDA build of jax "
-                    "(pip install 'jax[cuda12]') on a machine with an NVIDIA GPU, or use --device cpu."
+                    "(pip install 'jax[cuda12]') on a machine with an NVIDIA GPU",
+                    ("or pass device='cpu'", "or use --device cpu"),
                 ) from None
     return jax.local_devices(backend="cpu")[0]
 
@@ -88,24 +90,34 @@ def resolve_devices(device: str = "cpu", count: int | str = "all") -> tuple[jax.
     except (TypeError, ValueError):
         n = 0
     if not 1 <= n <= len(local):
-        raise DeviceError(f"devices must be a number in 1..{len(local)} or 'all' on this {first.platform} "
-                          f"backend ({len(local)} device(s) visible), got {count!r}")
+        raise DeviceError(
+            f"the device count must be a number in 1..{len(local)} or 'all' on this {first.platform} "
+            f"backend ({len(local)} device(s) visible), got {count!r}",
+            (f"pass devices='all' or devices=1..{len(local)}", f"use --devices all or 1..{len(local)}"),
+        )
     return tuple(local[:n])
 
 
-def init_processes(coordinator: str | None = None, num_processes: int | None = None,
-                   process_id: int | None = None) -> None:
+def init_processes(
+    coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None
+) -> None:
     """Join a multi-process run with ``jax.distributed`` (arguments, else JAX's usual environment variables
     such as JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID, else cluster auto-detection).
     Must run before any other JAX call. CPU processes exchange statistics through gloo collectives."""
     given = [coordinator, num_processes, process_id]
     if any(v is not None for v in given) and not all(v is not None for v in given):
-        raise DeviceError("give all three of --coordinator, --num-processes and --process-id, or none "
-                          "(and set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID instead)")
+        raise DeviceError(
+            "a multi-process run needs its coordinator, process count and process id together",
+            (
+                "give all three of coordinator, num_processes and process_id, or none (and set "
+                "JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID instead)",
+                "give all three of --coordinator, --num-processes and --process-id, or none (and set "
+                "JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID instead)",
+            ),
+        )
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     try:
-        jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
-                                   process_id=process_id)
+        jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes, process_id=process_id)
     except (RuntimeError, ValueError) as exc:
         raise DeviceError(f"could not join the multi-process run: {exc}") from None
 

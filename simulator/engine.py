@@ -1,4 +1,4 @@
-"""The JAX regime-switching engine: simulate path blocks of per-step log returns (SPEC section 3).
+"""The JAX regime-switching engine: simulate path blocks of per-step log returns (docs/model.md).
 
 Paths come in logical blocks of ``BLOCK_PATHS``. Block b's random numbers come from
 ``fold_in(fold_in(key(seed), b), t)`` at step t (threefry, non-partitionable form: the faster one on CPU),
@@ -31,26 +31,31 @@ BLOCK_PATHS = 1 << 14  # paths per logical block: the unit of randomness; a mult
 class PathState(NamedTuple):
     """Per-path state of one block (P paths, A assets; assets-major so each asset is one contiguous vector)."""
 
-    regime: jax.Array      # [P] int32: regime of the last step
+    regime: jax.Array  # [P] int32: regime of the last step
     log_wealth: jax.Array  # [A, P] cumulative log return
-    peak: jax.Array        # [A, P] running maximum of log_wealth (starts at 0)
-    max_dd: jax.Array      # [A, P] running maximum of peak - log_wealth (log drawdown)
-    steps_in: jax.Array    # [K, P] int32: steps spent in each regime so far
-    months: jax.Array      # [M + 1, A, P] log_wealth at each month end (slot 0: month 0); [0, A, P] if not kept
+    peak: jax.Array  # [A, P] running maximum of log_wealth (starts at 0)
+    max_dd: jax.Array  # [A, P] running maximum of peak - log_wealth (log drawdown)
+    steps_in: jax.Array  # [K, P] int32: steps spent in each regime so far
+    months: jax.Array  # [M + 1, A, P] log_wealth at each month end (slot 0: month 0); [0, A, P] if not kept
 
 
 class BlockOutput(NamedTuple):
-    reports: jax.Array     # [R, A, P] cumulative log return at each report horizon
-    report_dd: jax.Array   # [R, A, P] maximum log drawdown up to each report horizon
-    months: jax.Array      # [M + 1, A, P] cumulative log return at every month end (empty unless kept)
-    occupancy: jax.Array   # [R, K] int32: (valid) path-steps in each regime up to each report horizon
+    reports: jax.Array  # [R, A, P] cumulative log return at each report horizon
+    report_dd: jax.Array  # [R, A, P] maximum log drawdown up to each report horizon
+    months: jax.Array  # [M + 1, A, P] cumulative log return at every month end (empty unless kept)
+    occupancy: jax.Array  # [R, K] int32: (valid) path-steps in each regime up to each report horizon
 
 
 def init(n_paths: int, n_assets: int, n_regimes: int, n_months: int, keep_months: bool, dtype) -> PathState:
     zeros = jnp.zeros((n_assets, n_paths), dtype)
-    return PathState(regime=jnp.zeros(n_paths, jnp.int32), log_wealth=zeros, peak=zeros, max_dd=zeros,
-                     steps_in=jnp.zeros((n_regimes, n_paths), jnp.int32),
-                     months=jnp.zeros((n_months + 1 if keep_months else 0, n_assets, n_paths), dtype))
+    return PathState(
+        regime=jnp.zeros(n_paths, jnp.int32),
+        log_wealth=zeros,
+        peak=zeros,
+        max_dd=zeros,
+        steps_in=jnp.zeros((n_regimes, n_paths), jnp.int32),
+        months=jnp.zeros((n_months + 1 if keep_months else 0, n_assets, n_paths), dtype),
+    )
 
 
 def uniforms(bits: jax.Array, dtype) -> jax.Array:
@@ -87,7 +92,7 @@ def select(masks: list[jax.Array], table: jax.Array) -> jax.Array:
     return value
 
 
-MAX_INTEGER_TAILS = 10   # integer degrees of freedom up to this draw chi-square without rejection
+MAX_INTEGER_TAILS = 10  # integer degrees of freedom up to this draw chi-square without rejection
 
 
 def tail_pairs(tails: np.ndarray) -> int:
@@ -105,8 +110,8 @@ def chi2(key: jax.Array, dof: jax.Array, pairs: int = 0) -> jax.Array:
 
     ``pairs`` > 0 (every dof an integer, none above 2 * pairs + 1): the exact sum of floor(dof / 2)
     exponentials of mean 2, -2 log(1 - U), plus Z^2 for odd dof. The uniforms are taken at the midpoints of
-    their 2^-23 (2^-52) grid, so no term is zero or infinite. Per path on this 2-core CPU: 17 ns (dof 4) to
-    30 ns (dof 10), against 42-48 ns for the rejection sampler.
+    their 2^-23 (2^-52) grid, so no term is zero or infinite. No rejection: faster than the sampler below for
+    these small dof (benchmarks/README.md).
 
     ``pairs`` = 0: 2 * Gamma(dof / 2) by Marsaglia-Tsang (shape >= 1, acceptance > 95% per candidate).
     Round 0 draws a candidate for every path; each later round i redraws, with ``fold_in(key, i)``, for the
@@ -117,7 +122,7 @@ def chi2(key: jax.Array, dof: jax.Array, pairs: int = 0) -> jax.Array:
     if pairs:
         u, z = draw(key, pairs, 1, dof.shape[0], dof.dtype)
         half_grid = 2.0 ** -(24 if dof.dtype == jnp.float32 else 53)
-        terms = -2.0 * jnp.log1p(-(u + half_grid))                      # [pairs, P]
+        terms = -2.0 * jnp.log1p(-(u + half_grid))  # [pairs, P]
         k = jnp.floor(dof / 2.0)
         total = sum(jnp.where(i < k, terms[i], 0.0) for i in range(pairs))
         return total + (dof - 2.0 * k) * z[0] * z[0]
@@ -136,7 +141,7 @@ def chi2(key: jax.Array, dof: jax.Array, pairs: int = 0) -> jax.Array:
 
     def body(carry):
         ok, g, i = carry
-        waiting = jnp.nonzero(~ok, size=retry, fill_value=n)[0]   # n: padding, dropped by the scatters
+        waiting = jnp.nonzero(~ok, size=retry, fill_value=n)[0]  # n: padding, dropped by the scatters
         ok_i, g_i = candidate(i, d[waiting], c[waiting])
         return ok.at[waiting].set(ok_i, mode="drop"), g.at[waiting].set(g_i, mode="drop"), i + 1
 
@@ -216,8 +221,9 @@ def segment_step(state: PathState, xs, *, key: jax.Array, count_bits: int):
     u = uniforms(words[0] << slot_bits if n_alias == 1 else words[1], dtype)
     z = normals(uniforms(words[n_alias:], dtype))
     row = state.regime * N + slot
-    code = jnp.where(u < jnp.take(q.accept.reshape(-1), row), jnp.take(q.code, slot),
-                     jnp.take(q.alias.reshape(-1), row))
+    code = jnp.where(
+        u < jnp.take(q.accept.reshape(-1), row), jnp.take(q.code, slot), jnp.take(q.alias.reshape(-1), row)
+    )
     low = end_bits(K)
     counts = [(code >> (low + k * count_bits)) & ((1 << count_bits) - 1) for k in range(K)]
     n = [c.astype(dtype) for c in counts]
@@ -247,9 +253,22 @@ def lower_cholesky(cov: list[list[jax.Array]]) -> list[list[jax.Array]]:
     return L
 
 
-def simulate_block(params, key: jax.Array, n_valid: jax.Array, *, n_paths: int, n_months: int,
-                   report_ends: tuple[int, ...], chunk: int, has_tails: bool, keep_months: bool, kernel: str,
-                   drawdowns_each_step: bool, chi2_pairs: int = 0, count_bits: int = 0) -> BlockOutput:
+def simulate_block(
+    params,
+    key: jax.Array,
+    n_valid: jax.Array,
+    *,
+    n_paths: int,
+    n_months: int,
+    report_ends: tuple[int, ...],
+    chunk: int,
+    has_tails: bool,
+    keep_months: bool,
+    kernel: str,
+    drawdowns_each_step: bool,
+    chi2_pairs: int = 0,
+    count_bits: int = 0,
+) -> BlockOutput:
     """One logical block of ``n_paths`` paths; only the first ``n_valid`` count towards occupancy.
 
     ``kernel`` 'step' scans StepParams over steps (``chi2_pairs``: see ``chi2``); 'segment' scans SegmentParams
@@ -264,12 +283,14 @@ def simulate_block(params, key: jax.Array, n_valid: jax.Array, *, n_paths: int, 
         body = partial(step, key=key, has_tails=has_tails, chi2_pairs=chi2_pairs, drawdowns=drawdowns_each_step)
     else:
         body = partial(segment_step, key=key, count_bits=count_bits)
-    xs = jax.tree.map(lambda x: x.reshape((report_ends[-1] // chunk, chunk) + x.shape[1:]),
-                      (jnp.arange(params.shift.shape[0], dtype=jnp.uint32), params))
+    xs = jax.tree.map(
+        lambda x: x.reshape((report_ends[-1] // chunk, chunk) + x.shape[1:]),
+        (jnp.arange(params.shift.shape[0], dtype=jnp.uint32), params),
+    )
 
     def run_chunk(state, xs_chunk):
         state, _ = jax.lax.scan(body, state, xs_chunk)
-        occupancy = jnp.sum(jnp.where(valid, state.steps_in, 0), axis=1)   # [K] valid path-steps so far
+        occupancy = jnp.sum(jnp.where(valid, state.steps_in, 0), axis=1)  # [K] valid path-steps so far
         if not drawdowns_each_step:
             state = observe_drawdowns(state)
         return state, (state.log_wealth, state.max_dd, occupancy)
@@ -290,18 +311,32 @@ def block_runner(devices: tuple, side_by_side: bool = False, **static):
 
     def on_device(params, seed_key, block_ids, n_valid):
         run = partial(simulate_block, params, **static)
+
         def one(b):
             return run(jax.random.fold_in(seed_key, b[0]), b[1])
 
         return (jax.vmap(one) if side_by_side else partial(jax.lax.map, one))((block_ids, n_valid))
 
-    return mesh, jax.jit(jax.shard_map(on_device, mesh=mesh, in_specs=(same, same, blocks, blocks),
-                                       out_specs=blocks, check_vma=False))
+    return mesh, jax.jit(
+        jax.shard_map(on_device, mesh=mesh, in_specs=(same, same, blocks, blocks), out_specs=blocks, check_vma=False)
+    )
 
 
-def run_blocks(model: Model, seed: int, n_paths: int, blocks, *, dtype, devices: tuple, blocks_per_call: int,
-               month_paths: int, method: str = "step", segment_months: int = 1, side_by_side: bool = False,
-               on_blocks=None):
+def run_blocks(
+    model: Model,
+    seed: int,
+    n_paths: int,
+    blocks,
+    *,
+    dtype,
+    devices: tuple,
+    blocks_per_call: int,
+    month_paths: int,
+    method: str = "step",
+    segment_months: int = 1,
+    side_by_side: bool = False,
+    on_blocks=None,
+):
     """Simulate the logical ``blocks`` (indices into the ceil(n_paths / BLOCK_PATHS) blocks of the run).
 
     Yields (block index, n_valid_paths, BlockOutput as numpy) per block. Blocks holding any of the first
@@ -320,7 +355,7 @@ def run_blocks(model: Model, seed: int, n_paths: int, blocks, *, dtype, devices:
         """kernel, tables, count_bits, report ends and chunk (in scan units) of a group of blocks."""
         if method == "step":
             return "step", model.steps, 0, model.report_steps, math.gcd(*model.report_steps)
-        if keep_months and model.n_steps == model.horizon_months:   # a month is one step
+        if keep_months and model.n_steps == model.horizon_months:  # a month is one step
             return "step", model.steps, 0, model.report_steps, G
         if keep_months:
             return ("segment", *segment_tables(model, 1), model.report_months, G)
@@ -329,37 +364,53 @@ def run_blocks(model: Model, seed: int, n_paths: int, blocks, *, dtype, devices:
     month_blocks = -(-month_paths // BLOCK_PATHS)
     done = 0
     with jax.threefry_partitionable(False):  # the faster threefry on CPU; a block is never split
-        for group, keep_months in (([b for b in blocks if b < month_blocks], True),
-                                   ([b for b in blocks if b >= month_blocks], False)):
+        for group, keep_months in (
+            ([b for b in blocks if b < month_blocks], True),
+            ([b for b in blocks if b >= month_blocks], False),
+        ):
             if not group:
                 continue
             kernel, tables, count_bits, ends, chunk = shape(keep_months)
-            used = tuple(devices)[:len(group)]   # no device left with only padding to simulate
+            used = tuple(devices)[: len(group)]  # no device left with only padding to simulate
             per_device = max(1, min(blocks_per_call, -(-len(group) // len(used))))
             per_call = per_device * len(used)
-            mesh, runner = block_runner(used, side_by_side, n_paths=BLOCK_PATHS,
-                                        n_months=model.horizon_months, report_ends=tuple(ends), chunk=chunk,
-                                        has_tails=model.has_tails, chi2_pairs=tail_pairs(model.steps.tails),
-                                        keep_months=keep_months, kernel=kernel,
-                                        drawdowns_each_step=method == "step", count_bits=count_bits)
+            mesh, runner = block_runner(
+                used,
+                side_by_side,
+                n_paths=BLOCK_PATHS,
+                n_months=model.horizon_months,
+                report_ends=tuple(ends),
+                chunk=chunk,
+                has_tails=model.has_tails,
+                chi2_pairs=tail_pairs(model.steps.tails),
+                keep_months=keep_months,
+                kernel=kernel,
+                drawdowns_each_step=method == "step",
+                count_bits=count_bits,
+            )
             same = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
             spread = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("blocks"))
-            params = jax.device_put(type(tables)(*[np.asarray(a, dtype=dtype if a.dtype.kind == "f" else a.dtype)
-                                                   for a in tables]), same)
+            params = jax.device_put(
+                type(tables)(*[np.asarray(a, dtype=dtype if a.dtype.kind == "f" else a.dtype) for a in tables]), same
+            )
             seed_key = jax.device_put(jax.random.key(seed), same)
 
             def dispatch(i):
-                ids = np.asarray(group[i:i + per_call])
+                ids = np.asarray(group[i : i + per_call])
                 ids = np.concatenate([ids, np.full(per_call - len(ids), ids[-1])])  # fixed shape: one compile
                 valid = np.clip(n_paths - ids * BLOCK_PATHS, 0, BLOCK_PATHS)
-                out = runner(params, seed_key, jax.device_put(ids.astype(np.uint32), spread),
-                             jax.device_put(valid.astype(np.int32), spread))
-                return group[i:i + per_call], valid, out
+                out = runner(
+                    params,
+                    seed_key,
+                    jax.device_put(ids.astype(np.uint32), spread),
+                    jax.device_put(valid.astype(np.int32), spread),
+                )
+                return group[i : i + per_call], valid, out
 
             pending = dispatch(0)
             for i in range(per_call, len(group) + per_call, per_call):
-                queued = dispatch(i) if i < len(group) else None   # queued before the host waits on pending:
-                call_blocks, valid, out = pending                   # the device works while the host merges
+                queued = dispatch(i) if i < len(group) else None  # queued before the host waits on pending:
+                call_blocks, valid, out = pending  # the device works while the host merges
                 out = jax.tree.map(np.asarray, out)
                 for j, b in enumerate(call_blocks):
                     done += int(valid[j])

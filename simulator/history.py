@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .errors import CapsimError
 from .scenario import STEPS_PER_YEAR
 
 # Typical spacing of consecutive dates (days) and the largest gap that is not a hole in the series.
@@ -25,10 +26,10 @@ MAX_LISTED = 8  # problems listed per error message
 US_SIZE_FILE = "us_size_monthly.csv"
 
 
-class DataError(ValueError):
+class DataError(CapsimError):
     """A returns file that cannot be used; ``problems`` lists ``(where, message)`` pairs."""
 
-    def __init__(self, source: str, problems: list[tuple[str, str]] | str):
+    def __init__(self, source: str, problems: list[tuple[str, str]] | str, fix: tuple[str, str] | None = None):
         self.source = str(source)
         self.problems = [("", problems)] if isinstance(problems, str) else list(problems)
         shown = self.problems[:MAX_LISTED]
@@ -36,15 +37,23 @@ class DataError(ValueError):
             where, msg = shown[0]
             text = f"{self.source}: {where + ': ' if where else ''}{msg}"
         else:
-            text = "\n".join([f"{self.source}: {len(self.problems)} problem(s) in the data:"]
-                             + [f"  - {w + ': ' if w else ''}{m}" for w, m in shown]
-                             + ([f"  - ... and {len(self.problems) - MAX_LISTED} more"]
-                                if len(self.problems) > MAX_LISTED else []))
-        super().__init__(text)
+            text = "\n".join(
+                [f"{self.source}: {len(self.problems)} problem(s) in the data:"]
+                + [f"  - {w + ': ' if w else ''}{m}" for w, m in shown]
+                + ([f"  - ... and {len(self.problems) - MAX_LISTED} more"] if len(self.problems) > MAX_LISTED else [])
+            )
+        super().__init__(text, fix)
 
 
-def read_returns(path: str | Path, columns: list[str] | None = None, *, percent: bool = False,
-                 frequency: str | None = None, start_date=None, end_date=None) -> pd.DataFrame:
+def read_returns(
+    path: str | Path,
+    columns: list[str] | None = None,
+    *,
+    percent: bool = False,
+    frequency: str | None = None,
+    start_date=None,
+    end_date=None,
+) -> pd.DataFrame:
     """Read a returns CSV, validate it and return simple returns in decimals indexed by date.
 
     ``columns`` picks (and orders) the asset columns (default: every column but ``date``).
@@ -54,8 +63,7 @@ def read_returns(path: str | Path, columns: list[str] | None = None, *, percent:
     path = Path(path)
     src = str(path)
     try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False, skip_blank_lines=False,
-                          skipinitialspace=True)
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False, skip_blank_lines=False, skipinitialspace=True)
     except FileNotFoundError:
         raise DataError(src, "no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -64,12 +72,21 @@ def read_returns(path: str | Path, columns: list[str] | None = None, *, percent:
         raise DataError(src, "the file is empty (expected a header line: date,<asset>,...)") from None
     except pd.errors.ParserError as exc:
         raise DataError(src, f"not a well-formed CSV file: {exc}") from None
-    return validate_returns(raw, src, columns, percent=percent, frequency=frequency,
-                            start_date=start_date, end_date=end_date)
+    return validate_returns(
+        raw, src, columns, percent=percent, frequency=frequency, start_date=start_date, end_date=end_date
+    )
 
 
-def validate_returns(raw: pd.DataFrame, source: str, columns: list[str] | None = None, *, percent: bool = False,
-                     frequency: str | None = None, start_date=None, end_date=None) -> pd.DataFrame:
+def validate_returns(
+    raw: pd.DataFrame,
+    source: str,
+    columns: list[str] | None = None,
+    *,
+    percent: bool = False,
+    frequency: str | None = None,
+    start_date=None,
+    end_date=None,
+) -> pd.DataFrame:
     """The checks of ``read_returns`` on a table of strings as read from ``source`` (row i = file line i+2)."""
     raw = raw.rename(columns=lambda c: str(c).strip())
     # trailing empty lines are not data
@@ -78,8 +95,9 @@ def validate_returns(raw: pd.DataFrame, source: str, columns: list[str] | None =
     raw = raw.iloc[:last]
     date_cols = [c for c in raw.columns if c.lower() == "date"]
     if len(date_cols) != 1:
-        raise DataError(source, [("header", f"needs exactly one `date` column, found {len(date_cols)} among "
-                                            f"{list(raw.columns)}")])
+        raise DataError(
+            source, [("header", f"needs exactly one `date` column, found {len(date_cols)} among {list(raw.columns)}")]
+        )
     date_col = date_cols[0]
     others = [c for c in raw.columns if c != date_col]
     dupes = sorted({c for c in raw.columns if list(raw.columns).count(c) > 1})
@@ -91,8 +109,9 @@ def validate_returns(raw: pd.DataFrame, source: str, columns: list[str] | None =
         columns = [str(c).strip() for c in columns]
         unknown = [c for c in columns if c not in others]
         if unknown:
-            raise DataError(source, [(f"column {c!r}", f"not in the file; its asset columns are {others}")
-                                     for c in unknown])
+            raise DataError(
+                source, [(f"column {c!r}", f"not in the file; its asset columns are {others}") for c in unknown]
+            )
         if len(set(columns)) < len(columns):
             raise DataError(source, [("columns", f"a column is picked twice: {columns}")])
     if not columns:
@@ -108,8 +127,12 @@ def validate_returns(raw: pd.DataFrame, source: str, columns: list[str] | None =
     dates = pd.to_datetime(text, format="ISO8601", errors="coerce")
     for i in np.nonzero(dates.isna().to_numpy())[0][:MAX_LISTED]:
         shown = text.iloc[i]
-        problems.append((where(i, date_col), "missing date" if shown.lower() in MISSING_TOKENS
-                         else f"{shown!r} is not a date (use YYYY-MM-DD)"))
+        problems.append(
+            (
+                where(i, date_col),
+                "missing date" if shown.lower() in MISSING_TOKENS else f"{shown!r} is not a date (use YYYY-MM-DD)",
+            )
+        )
     # values
     values = {}
     for c in columns:
@@ -134,8 +157,16 @@ def validate_returns(raw: pd.DataFrame, source: str, columns: list[str] | None =
     if len(bad_order):
         i = bad_order[0] + 1
         kind = "repeats" if gaps[i - 1] == 0 else "comes before"
-        raise DataError(source, [(where(i, date_col), f"date {_day(d[i])} {kind} the previous row's {_day(d[i - 1])}: "
-                                  "rows must be sorted by date, oldest first, each date once")])
+        raise DataError(
+            source,
+            [
+                (
+                    where(i, date_col),
+                    f"date {_day(d[i])} {kind} the previous row's {_day(d[i - 1])}: "
+                    "rows must be sorted by date, oldest first, each date once",
+                )
+            ],
+        )
 
     frame = pd.DataFrame(values, index=pd.DatetimeIndex(d, name="date"))[columns]
     if percent:
@@ -143,16 +174,33 @@ def validate_returns(raw: pd.DataFrame, source: str, columns: list[str] | None =
     low = frame.to_numpy() <= -1
     if low.any():
         i, j = (int(x[0]) for x in np.nonzero(low))
-        hint = "" if percent else "; if the file holds percent, pass --percent"
-        raise DataError(source, [(where(i, columns[j]),
-                                  f"a simple return of {frame.iat[i, j]:g} is a loss of 100% or more (the log return "
-                                  f"is undefined){hint}")])
+        raise DataError(
+            source,
+            [
+                (
+                    where(i, columns[j]),
+                    f"a simple return of {frame.iat[i, j]:g} is a loss of 100% or more (the log return is undefined)",
+                )
+            ],
+            None
+            if percent
+            else ("if the file holds percent, pass percent=True", "if the file holds percent, pass --percent"),
+        )
     if not percent:
         med = frame.abs().median()
         big = [c for c in columns if med[c] > 0.5]
         if big:
-            raise DataError(source, [(f"column {c!r}", f"median absolute return {med[c]:.3g} (over 50% a period) "
-                                      "looks like percent, not decimals: pass --percent") for c in big])
+            raise DataError(
+                source,
+                [
+                    (
+                        f"column {c!r}",
+                        f"median absolute return {med[c]:.3g} (over 50% a period) looks like percent, not decimals",
+                    )
+                    for c in big
+                ],
+                ("pass percent=True", "pass --percent"),
+            )
 
     # frequency and holes
     if len(frame) >= 2:
@@ -160,20 +208,34 @@ def validate_returns(raw: pd.DataFrame, source: str, columns: list[str] | None =
         guessed = next((f for f, (lo, hi, _) in NOMINAL_GAP_DAYS.items() if lo <= median_gap <= hi), None)
         if frequency is None:
             if guessed is None:
-                raise DataError(source, f"cannot tell the frequency from the dates (median spacing {median_gap:.1f} "
-                                        "days); give --frequency monthly|weekly|daily")
+                raise DataError(
+                    source,
+                    f"cannot tell the frequency from the dates (median spacing {median_gap:.1f} days)",
+                    ("pass frequency='monthly', 'weekly' or 'daily'", "give --frequency monthly|weekly|daily"),
+                )
             frequency = guessed
         elif frequency not in STEPS_PER_YEAR:
-            raise ValueError(f"frequency must be one of {list(STEPS_PER_YEAR)}, got {frequency!r}")
+            raise CapsimError(f"frequency must be one of {list(STEPS_PER_YEAR)}, got {frequency!r}")
         elif guessed != frequency:
-            raise DataError(source, f"--frequency {frequency} does not match the dates (median spacing "
-                                    f"{median_gap:.1f} days{', i.e. ' + guessed if guessed else ''})")
+            raise DataError(
+                source,
+                f"frequency {frequency} does not match the dates (median spacing "
+                f"{median_gap:.1f} days{', i.e. ' + guessed if guessed else ''})",
+            )
         hole = np.nonzero(gaps > NOMINAL_GAP_DAYS[frequency][2])[0]
         if len(hole):
             i = hole[0] + 1
-            raise DataError(source, [(where(i, date_col), f"{gaps[i - 1]:.0f} days after the previous date "
-                                      f"{_day(d[i - 1])}: {frequency} returns must be consecutive, with no missing "
-                                      "periods")])
+            raise DataError(
+                source,
+                [
+                    (
+                        where(i, date_col),
+                        f"{gaps[i - 1]:.0f} days after the previous date "
+                        f"{_day(d[i - 1])}: {frequency} returns must be consecutive, with no missing "
+                        "periods",
+                    )
+                ],
+            )
     elif frequency is None:
         frequency = "monthly"
 
@@ -185,13 +247,22 @@ def validate_returns(raw: pd.DataFrame, source: str, columns: list[str] | None =
             raise DataError(source, f"start date {lo.date()} is after end date {hi.date()}")
         frame = frame.loc[(frame.index >= lo) & (frame.index <= hi)]
         if frame.empty:
-            raise DataError(source, f"no rows between {lo.date()} and {hi.date()} (the file runs "
-                                    f"{_day(d[0])} .. {_day(d[-1])})")
+            raise DataError(
+                source, f"no rows between {lo.date()} and {hi.date()} (the file runs {_day(d[0])} .. {_day(d[-1])})"
+            )
     for c in columns:
         col = frame[c].to_numpy()
         if len(col) > 1 and np.ptp(col) <= 1e-15 * max(1.0, abs(col[0])):
-            raise DataError(source, [(f"column {c!r}", f"constant ({col[0]:g} in every row of the sample): "
-                                      "a return series with no variation cannot be fitted")])
+            raise DataError(
+                source,
+                [
+                    (
+                        f"column {c!r}",
+                        f"constant ({col[0]:g} in every row of the sample): "
+                        "a return series with no variation cannot be fitted",
+                    )
+                ],
+            )
     frame.attrs.update(source=source, frequency=frequency)
     return frame
 
@@ -200,8 +271,10 @@ def check_enough_rows(frame: pd.DataFrame, needed: int, what: str) -> None:
     """DataError naming the file and the sample when ``frame`` has fewer than ``needed`` rows."""
     if len(frame) < needed:
         period = f" ({_day(frame.index[0])} .. {_day(frame.index[-1])})" if len(frame) else ""
-        raise DataError(frame.attrs.get("source", "<data>"),
-                        f"{len(frame)} rows{period} are too few to {what}; need at least {needed}")
+        raise DataError(
+            frame.attrs.get("source", "<data>"),
+            f"{len(frame)} rows{period} are too few to {what}; need at least {needed}",
+        )
 
 
 def log_returns(frame: pd.DataFrame) -> np.ndarray:
@@ -238,5 +311,14 @@ def period_text(frame: pd.DataFrame) -> str:
     return f"{_day(frame.index[0])} .. {_day(frame.index[-1])} ({n} {frame.attrs.get('frequency', '')} observations)"
 
 
-__all__ = ["DataError", "check_enough_rows", "load_us_size_returns", "log_returns", "period_text", "read_returns",
-           "steps_per_year", "us_size_path", "validate_returns"]
+__all__ = [
+    "DataError",
+    "check_enough_rows",
+    "load_us_size_returns",
+    "log_returns",
+    "period_text",
+    "read_returns",
+    "steps_per_year",
+    "us_size_path",
+    "validate_returns",
+]

@@ -6,18 +6,20 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
+
+from .errors import CapsimError
 
 
-class OutputExistsError(ValueError):
+class OutputExistsError(CapsimError):
     """The output folder exists and is not empty, and overwriting was not asked for."""
 
 
 def readable_by_all(tmp: Path) -> None:
     """Give a temporary file or folder the mode a plain ``open`` or ``mkdir`` would (mkstemp and mkdtemp make
     them private to the owner): results are for everyone the umask lets read them."""
-    umask = os.umask(0o022)   # the umask can only be read by setting it
+    umask = os.umask(0o022)  # the umask can only be read by setting it
     os.umask(umask)
     os.chmod(tmp, (0o777 if tmp.is_dir() else 0o666) & ~umask)
 
@@ -26,8 +28,13 @@ def refuse_existing(out: str | os.PathLike, force: bool) -> None:
     """Raise ``OutputExistsError`` if ``out`` holds anything and ``force`` is off."""
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
-        raise OutputExistsError(f"{out}: output folder exists and is not empty; use --force (force=True) to "
-                                "replace it, or choose another --out")
+        raise OutputExistsError(
+            f"{out}: output folder exists and is not empty",
+            (
+                "pass force=True to replace it, or choose another folder",
+                "use --force to replace it, or choose another --out",
+            ),
+        )
 
 
 def write_folder(out: str | os.PathLike, write: Callable[[Path], None], force: bool = False) -> Path:
@@ -57,9 +64,9 @@ def refuse_existing_file(path: str | os.PathLike, force: bool) -> None:
     """Raise ``OutputExistsError`` if ``path`` exists and ``force`` is off, or if it is a folder."""
     path = Path(path)
     if path.exists() and not force:
-        raise OutputExistsError(f"{path}: file exists; use --force to replace it")
+        raise OutputExistsError(f"{path}: file exists", ("pass force=True to replace it", "use --force to replace it"))
     if path.is_dir():
-        raise OutputExistsError(f"{path}: is a folder; give a file name for the scenario")
+        raise OutputExistsError(f"{path}: is a folder; give a file name")
 
 
 def write_text_atomic(path: str | Path, text: str, force: bool = False) -> Path:

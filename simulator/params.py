@@ -1,4 +1,4 @@
-"""Model parameters: a validated scenario resolved into per-step arrays for the engine (SPEC section 3).
+"""Model parameters: a validated scenario resolved into per-step arrays for the engine (docs/model.md).
 
 Step t covers months [t/m, (t+1)/m) with m = steps per month; phase overrides apply to the steps whose
 start month t/m lies in the phase window. Every array is indexed by step first, so the engine scans over
@@ -12,17 +12,18 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .scenario import (Scenario, base_matrix, corr_matrix, merge_override, phase_matrix, stationary_distribution)
+from .errors import CapsimError
+from .scenario import Scenario, base_matrix, corr_matrix, merge_override, phase_matrix, stationary_distribution
 
 
 class StepParams(NamedTuple):
     """Per-step arrays (leading axis: step t = 0..T-1). Float arrays are float64 here; the engine casts."""
 
-    cum_trans: np.ndarray   # [T, K, K] cumulative rows of the move INTO step t (row t=0: the start law)
-    drift: np.ndarray       # [T, K, A] drift * dt: mean log return per step
-    loading: np.ndarray     # [T, K, A, A] vol * sqrt(dt) * Cholesky factor of corr: log return = drift + loading @ e
-    tails: np.ndarray       # [T, K] Student-t degrees of freedom; inf = Gaussian
-    shift: np.ndarray       # [T, A] rate-overlay log return: sensitivity * (rate(t+1) - rate(t))
+    cum_trans: np.ndarray  # [T, K, K] cumulative rows of the move INTO step t (row t=0: the start law)
+    drift: np.ndarray  # [T, K, A] drift * dt: mean log return per step
+    loading: np.ndarray  # [T, K, A, A] vol * sqrt(dt) * Cholesky factor of corr: log return = drift + loading @ e
+    tails: np.ndarray  # [T, K] Student-t degrees of freedom; inf = Gaussian
+    shift: np.ndarray  # [T, A] rate-overlay log return: sensitivity * (rate(t+1) - rate(t))
     month_slot: np.ndarray  # [T] int: index of the first month end at or after the end of step t
 
 
@@ -36,13 +37,13 @@ class SegmentParams(NamedTuple):
     ``accept[s, k, i]``, else ``alias[s, k, i]``; k is the regime before the segment.
     """
 
-    accept: np.ndarray    # [S, K, N] probability of keeping slot i's own outcome
-    alias: np.ndarray     # [S, K, N] int32: outcome code slot i gives when not kept
-    code: np.ndarray      # [S, N] int32: outcome code of slot i
-    drift: np.ndarray     # [S, K, A] mean log return per step in regime k
-    cov: np.ndarray       # [S, K, A, A] covariance of the log return per step in regime k
-    shift: np.ndarray     # [S, A] rate-overlay log return of the segment
-    month_slot: np.ndarray   # [S] int32: month end at the segment's end, (s + 1) * G
+    accept: np.ndarray  # [S, K, N] probability of keeping slot i's own outcome
+    alias: np.ndarray  # [S, K, N] int32: outcome code slot i gives when not kept
+    code: np.ndarray  # [S, N] int32: outcome code of slot i
+    drift: np.ndarray  # [S, K, A] mean log return per step in regime k
+    cov: np.ndarray  # [S, K, A, A] covariance of the log return per step in regime k
+    shift: np.ndarray  # [S, A] rate-overlay log return of the segment
+    month_slot: np.ndarray  # [S] int32: month end at the segment's end, (s + 1) * G
 
 
 class Model(NamedTuple):
@@ -52,15 +53,15 @@ class Model(NamedTuple):
     steps_per_year: int
     horizon_months: int
     report_months: tuple[int, ...]
-    report_steps: tuple[int, ...]   # steps up to each report horizon
-    month_steps: tuple[int, ...]    # steps up to each month 0..horizon
+    report_steps: tuple[int, ...]  # steps up to each report horizon
+    month_steps: tuple[int, ...]  # steps up to each month 0..horizon
     asset_keys: tuple[str, ...]
     regime_names: tuple[str, ...]
-    compare: tuple[int, int]        # indices of (first, second) asset: excess = R_first - R_second
+    compare: tuple[int, int]  # indices of (first, second) asset: excess = R_first - R_second
     has_tails: bool
-    start_probs: np.ndarray         # [K]
-    base_matrix: np.ndarray         # [K, K] per-step matrix without phase overrides
-    step_matrices: np.ndarray       # [T, K, K] per-step transition matrices (row t=0: the start law)
+    start_probs: np.ndarray  # [K]
+    base_matrix: np.ndarray  # [K, K] per-step matrix without phase overrides
+    step_matrices: np.ndarray  # [T, K, K] per-step transition matrices (row t=0: the start law)
 
     @property
     def n_steps(self) -> int:
@@ -88,7 +89,7 @@ def cumulative_rows(P: np.ndarray) -> np.ndarray:
     """Cumulative sums of each row; entries whose remaining mass is zero are set to 2 so that a
     uniform draw in [0, 1) can never select a zero-probability regime through rounding."""
     cum = np.cumsum(P, axis=-1)
-    tail = np.cumsum(P[..., ::-1], axis=-1)[..., ::-1]   # mass at or after each column
+    tail = np.cumsum(P[..., ::-1], axis=-1)[..., ::-1]  # mass at or after each column
     remaining = np.concatenate([tail[..., 1:], np.zeros(P.shape[:-1] + (1,))], axis=-1)
     return np.where(remaining <= 0, 2.0, cum)
 
@@ -119,7 +120,7 @@ def build_model(sc: Scenario, horizon_months: int | None = None) -> Model:
     """Resolve ``sc`` into per-step arrays for a run of ``horizon_months`` (default: the file's)."""
     H = int(horizon_months or sc.horizon_months)
     if H < 1:
-        raise ValueError(f"horizon_months must be at least 1, got {H}")
+        raise CapsimError(f"horizon_months must be at least 1, got {H}")
     f = sc.steps_per_year
     dt = 1.0 / f
     assets, names = sc.asset_keys, sc.regime_names
@@ -143,7 +144,7 @@ def build_model(sc: Scenario, horizon_months: int | None = None) -> Model:
     phase_of_step = np.where(phase_of_step < len(bounds), phase_of_step + 1, 0)
 
     n_set = len(settings)
-    trans = np.stack([P for P, _ in settings])                                   # [S, K, K]
+    trans = np.stack([P for P, _ in settings])  # [S, K, K]
     drift = np.array([[[reg[k].drift[a] * dt for a in assets] for k in names] for _, reg in settings])
     loading = np.array([[regime_loading(reg[k], assets, dt) for k in names] for _, reg in settings])
     tails = np.array([[reg[k].tails if reg[k].tails is not None else np.inf for k in names] for _, reg in settings])
@@ -164,23 +165,34 @@ def build_model(sc: Scenario, horizon_months: int | None = None) -> Model:
     )
     first, second = sc.compare_pair
     return Model(
-        steps=steps, steps_per_year=f, horizon_months=H, report_months=reports, report_steps=report_steps,
-        month_steps=month_steps, asset_keys=tuple(assets), regime_names=tuple(names),
-        compare=(assets.index(first), assets.index(second)), has_tails=bool(np.isfinite(tails).any()),
-        start_probs=start, base_matrix=base, step_matrices=step_trans,
+        steps=steps,
+        steps_per_year=f,
+        horizon_months=H,
+        report_months=reports,
+        report_steps=report_steps,
+        month_steps=month_steps,
+        asset_keys=tuple(assets),
+        regime_names=tuple(names),
+        compare=(assets.index(first), assets.index(second)),
+        has_tails=bool(np.isfinite(tails).any()),
+        start_probs=start,
+        base_matrix=base,
+        step_matrices=step_trans,
     )
 
 
 MAX_SEGMENT_OUTCOMES = 1 << 17  # (regime counts, end regime) outcomes a segment may have before pruning
-PRUNED_MASS = 1e-13             # largest total probability of the outcomes dropped from one table row
+PRUNED_MASS = 1e-13  # largest total probability of the outcomes dropped from one table row
 
 
 def exact_method_problem(model: Model) -> str | None:
     """Why the exact method cannot run ``model`` even month by month (None when it can)."""
     if model.has_tails:
         names = [k for k, t in zip(model.regime_names, np.isfinite(model.steps.tails).any(axis=0)) if t]
-        return (f"Student-t regimes (tails in: {', '.join(names)}): a segment's return given the regime counts "
-                "is not Gaussian")
+        return (
+            f"Student-t regimes (tails in: {', '.join(names)}): a segment's return given the regime counts "
+            "is not Gaussian"
+        )
     return segment_problem(model, 1)
 
 
@@ -192,8 +204,10 @@ def segment_problem(model: Model, months: int) -> str | None:
         if not (np.all(p.drift[t0:t1] == p.drift[t0]) and np.all(p.loading[t0:t1] == p.loading[t0])):
             where = f"month {s}" if months == 1 else f"months {s * months}-{(s + 1) * months}"
             return f"regime returns change inside {where} (a phase boundary that is not a whole month)"
-        if (math.comb(t1 - t0 + K - 1, K - 1) * K > MAX_SEGMENT_OUTCOMES
-                or end_bits(K) + K * (t1 - t0).bit_length() > 31):
+        if (
+            math.comb(t1 - t0 + K - 1, K - 1) * K > MAX_SEGMENT_OUTCOMES
+            or end_bits(K) + K * (t1 - t0).bit_length() > 31
+        ):
             return f"too many (regime counts, end regime) outcomes per {months}-month segment for {K} regimes"
     return None
 
@@ -231,14 +245,14 @@ def segment_tables(model: Model, months: int) -> tuple[SegmentParams, int]:
     rest renormalised."""
     reason = exact_method_problem(model) or segment_problem(model, months)
     if reason:
-        raise ValueError(f"the exact method cannot run this scenario: {reason}; use the per-step method")
+        raise CapsimError(f"the exact method cannot run this scenario: {reason}; use the per-step method")
     K = len(model.regime_names)
     bounds = model.month_steps[::months]
     spans = list(zip(bounds[:-1], bounds[1:]))
     steps = np.diff(bounds).astype(np.int32)
     count_bits = int(steps.max()).bit_length()
-    keys = [model.step_matrices[t0:t1].tobytes() for t0, t1 in spans]   # segments with the same matrices
-    laws = {}                                                             # share one law
+    keys = [model.step_matrices[t0:t1].tobytes() for t0, t1 in spans]  # segments with the same matrices
+    laws = {}  # share one law
     for key, (t0, t1) in zip(keys, spans):
         if key not in laws:
             laws[key] = segment_outcomes(model.step_matrices[t0:t1])
@@ -246,15 +260,16 @@ def segment_tables(model: Model, months: int) -> tuple[SegmentParams, int]:
     tables = {}
     for key, (prob, counts, end) in laws.items():
         code = np.zeros(N, np.int32)
-        code[:len(end)] = outcome_code(counts, end, count_bits)
+        code[: len(end)] = outcome_code(counts, end, count_bits)
         rows = [alias_table(prob[k], N) for k in range(K)]
         tables[key] = (np.stack([a for a, _ in rows]), np.stack([code[i] for _, i in rows]), code)
     accept, alias, code = (np.stack(x) for x in zip(*[tables[key] for key in keys]))
     first = np.asarray(bounds[:-1])
     cov = np.einsum("tkab,tkcb->tkac", model.steps.loading[first], model.steps.loading[first])
     shift = np.stack([model.steps.shift[t0:t1].sum(axis=0) for t0, t1 in spans])
-    params = SegmentParams(accept, alias, code, model.steps.drift[first], cov, shift,
-                           np.arange(1, len(steps) + 1, dtype=np.int32) * months)
+    params = SegmentParams(
+        accept, alias, code, model.steps.drift[first], cov, shift, np.arange(1, len(steps) + 1, dtype=np.int32) * months
+    )
     return params, count_bits
 
 
@@ -269,19 +284,18 @@ def segment_outcomes(matrices: np.ndarray):
     for k in range(K):
         state[(k,) + (0,) * (K - 1) + (k,)] = 1.0
     for P in matrices:
-        state = state @ P                  # move: [..., i] x P[i, k] -> [..., k]
-        for k in range(K - 1):             # a step in regime k adds one to its count (never wraps: count < L)
+        state = state @ P  # move: [..., i] x P[i, k] -> [..., k]
+        for k in range(K - 1):  # a step in regime k adds one to its count (never wraps: count < L)
             state[..., k] = np.roll(state[..., k], 1, axis=1 + k)
-    grid = np.indices((L + 1,) * (K - 1)).reshape(K - 1, (L + 1) ** (K - 1)).T   # [counts_1..K-1 combos, K-1]
+    grid = np.indices((L + 1,) * (K - 1)).reshape(K - 1, (L + 1) ** (K - 1)).T  # [counts_1..K-1 combos, K-1]
     possible = grid.sum(axis=1) <= L
     cnt = np.concatenate([grid[possible], L - grid[possible].sum(axis=1, keepdims=True)], axis=1)
-    prob = state.reshape(K, -1, K)[:, possible].reshape(K, -1)   # outcome i = count index * K + end regime
+    prob = state.reshape(K, -1, K)[:, possible].reshape(K, -1)  # outcome i = count index * K + end regime
     counts, end = np.repeat(cnt, K, axis=0), np.tile(np.arange(K), len(cnt))
     # keep an outcome unless it lies in the smallest PRUNED_MASS of every row
     order = np.argsort(prob, axis=1)
     dropped = np.zeros(prob.shape, bool)
-    np.put_along_axis(dropped, order, np.cumsum(np.take_along_axis(prob, order, axis=1), axis=1) <= PRUNED_MASS,
-                      axis=1)
+    np.put_along_axis(dropped, order, np.cumsum(np.take_along_axis(prob, order, axis=1), axis=1) <= PRUNED_MASS, axis=1)
     keep = ~dropped.all(axis=0)
     prob = prob[:, keep]
     return prob / prob.sum(axis=1, keepdims=True), counts[keep], end[keep]
@@ -291,15 +305,15 @@ def alias_table(prob: np.ndarray, n_slots: int) -> tuple[np.ndarray, np.ndarray]
     """Walker's alias table (Vose's construction) of the law ``prob`` [m] over ``n_slots`` >= m slots: draw
     slot i uniformly, keep it with probability accept[i], else take alias[i]. Slots past m have probability 0."""
     q = np.zeros(n_slots)
-    q[:len(prob)] = prob * (n_slots / prob.sum())
+    q[: len(prob)] = prob * (n_slots / prob.sum())
     small, large = np.flatnonzero(q < 1.0).tolist(), np.flatnonzero(q >= 1.0).tolist()
-    q, alias = q.tolist(), list(range(n_slots))   # Python floats and lists: the loop is scalar work
+    q, alias = q.tolist(), list(range(n_slots))  # Python floats and lists: the loop is scalar work
     while small and large:
         i, j = small.pop(), large[-1]
         alias[i] = j
         q[j] -= 1.0 - q[i]
         if q[j] < 1.0:
             small.append(large.pop())
-    for i in large + small:   # slots left in either list keep accept 1 (rounding leftovers)
+    for i in large + small:  # slots left in either list keep accept 1 (rounding leftovers)
         q[i] = 1.0
-    return np.asarray(q), np.asarray(alias, np.int32)   # accept[i] = q[i] when slot i left the small list
+    return np.asarray(q), np.asarray(alias, np.int32)  # accept[i] = q[i] when slot i left the small list

@@ -14,9 +14,10 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
-from .output import write_folder
 from .devices import process_blocks, resolve_devices, sum_over_processes
 from .engine import BLOCK_PATHS, run_blocks
+from .errors import CapsimError
+from .output import write_folder
 from .params import Model, build_model, exact_method_problem, exact_segment_months
 from .scenario import Scenario
 from .summary import Accumulator, Summaries
@@ -27,7 +28,7 @@ CPU_BATCH_PATHS, ACCELERATOR_BATCH_PATHS = BLOCK_PATHS, 64 * BLOCK_PATHS
 
 
 class Result:
-    """One simulated scenario. Tables follow SPEC section 4; returns are simple total returns (decimals)."""
+    """One simulated scenario. Tables follow docs/outputs.md; returns are simple total returns (decimals)."""
 
     def __init__(self, scenario: Scenario, model: Model, stats: Summaries, meta: dict):
         self.scenario, self.model, self._stats, self.meta = scenario, model, stats, meta
@@ -75,14 +76,24 @@ class Result:
         return f"{self.name}: {self.meta['n_paths']:,} paths, seed {self.meta['seed']}"
 
 
-def simulate(scenario: Scenario, n_paths: int = 1_000_000, seed: int = 0, *, horizon_months: int | None = None,
-             device: str = "cpu", devices: int | str = "all", precision: int = 32, method: str = "step",
-             batch_paths: int | None = None, progress=None) -> Result:
+def simulate(
+    scenario: Scenario,
+    n_paths: int = 1_000_000,
+    seed: int = 0,
+    *,
+    horizon_months: int | None = None,
+    device: str = "cpu",
+    devices: int | str = "all",
+    precision: int = 32,
+    method: str = "step",
+    batch_paths: int | None = None,
+    progress=None,
+) -> Result:
     """Simulate ``n_paths`` paths of ``scenario`` and summarise them.
 
     ``devices``: how many devices of that backend share the blocks (a number or 'all': on a CPU, one device per
     core; the same numbers whatever the count).
-    ``method``: 'step' simulates every step (all outputs as SPEC section 4); 'exact' draws a whole segment of
+    ``method``: 'step' simulates every step (all outputs as docs/outputs.md); 'exact' draws a whole segment of
     G months at once (G: the largest divisor of the report horizons' gcd it allows) from the exact joint law
     of its regime counts and Gaussian return (Gaussian regimes only; the same distribution at every report
     horizon and month end, much faster, but drawdowns are observed at segment ends only: ``meta``
@@ -94,11 +105,11 @@ def simulate(scenario: Scenario, n_paths: int = 1_000_000, seed: int = 0, *, hor
     ``progress(paths_done)`` is called as blocks finish.
     """
     if int(n_paths) < 2:
-        raise ValueError(f"n_paths must be at least 2, got {n_paths}")
+        raise CapsimError(f"n_paths must be at least 2, got {n_paths}")
     if precision not in (32, 64):
-        raise ValueError(f"precision must be 32 or 64, got {precision}")
+        raise CapsimError(f"precision must be 32 or 64, got {precision}")
     if not 0 <= int(seed) < 2**32:
-        raise ValueError(f"seed must lie in 0..2**32-1, got {seed}")
+        raise CapsimError(f"seed must lie in 0..2**32-1, got {seed}")
     n_paths, seed = int(n_paths), int(seed)
     devs = resolve_devices(device, devices)
     model = build_model(scenario, horizon_months)
@@ -110,27 +121,53 @@ def simulate(scenario: Scenario, n_paths: int = 1_000_000, seed: int = 0, *, hor
     with jax.enable_x64(precision == 64):
         acc = Accumulator(model, n_paths, dtype)
         mine = process_blocks(-(-n_paths // BLOCK_PATHS))
-        for block, n_valid, out in run_blocks(model, seed, n_paths, mine, dtype=dtype, devices=devs,
-                                              blocks_per_call=blocks_per_call, month_paths=acc.fan_paths,
-                                              method=method, segment_months=segment or 1,
-                                              side_by_side=not cpu, on_blocks=progress):
+        for block, n_valid, out in run_blocks(
+            model,
+            seed,
+            n_paths,
+            mine,
+            dtype=dtype,
+            devices=devs,
+            blocks_per_call=blocks_per_call,
+            month_paths=acc.fan_paths,
+            method=method,
+            segment_months=segment or 1,
+            side_by_side=not cpu,
+            on_blocks=progress,
+        ):
             acc.add(block, n_valid, out)
         if jax.process_count() > 1:
             acc.replace(sum_over_processes(acc.arrays()))
         stats = acc.finish()
     wall = time.perf_counter() - t0
     meta = {
-        "version": __version__, "scenario": scenario.name, "scenario_file": scenario.source,
-        "scenario_sha256": scenario.sha256, "parameters": resolved_parameters(scenario, model),
-        "seed": seed, "n_paths": n_paths, "kept_paths": stats.keep, "fan_paths": stats.fan_paths, "backend": devs[0].platform,
-        "devices": [str(d) for d in devs], "processes": jax.process_count(), "precision": precision, "block_paths": BLOCK_PATHS,
-        "method": method, "drawdowns_observed": observed(segment),
-        "wall_seconds": round(wall, 4), "path_steps_per_second": n_paths * model.n_steps / max(wall, 1e-9),
-        "warnings": ["Student-t regimes: simple-return means (<asset>_mean, excess_mean, excess_sd) estimate a "
-                     "mean that does not exist (E exp(t) is infinite); use medians, quantiles and p_outperform"]
-        if model.has_tails else [],
-        "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "jax_version": jax.__version__, "python": platform.python_version(),
+        "version": __version__,
+        "scenario": scenario.name,
+        "scenario_file": scenario.source,
+        "scenario_sha256": scenario.sha256,
+        "parameters": resolved_parameters(scenario, model),
+        "seed": seed,
+        "n_paths": n_paths,
+        "kept_paths": stats.keep,
+        "fan_paths": stats.fan_paths,
+        "backend": devs[0].platform,
+        "devices": [str(d) for d in devs],
+        "processes": jax.process_count(),
+        "precision": precision,
+        "block_paths": BLOCK_PATHS,
+        "method": method,
+        "drawdowns_observed": observed(segment),
+        "wall_seconds": round(wall, 4),
+        "path_steps_per_second": n_paths * model.n_steps / max(wall, 1e-9),
+        "warnings": [
+            "Student-t regimes: simple-return means (<asset>_mean, excess_mean, excess_sd) estimate a "
+            "mean that does not exist (E exp(t) is infinite); use medians, quantiles and p_outperform"
+        ]
+        if model.has_tails
+        else [],
+        "timestamp": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "jax_version": jax.__version__,
+        "python": platform.python_version(),
     }
     return Result(scenario, model, stats, meta)
 
@@ -139,14 +176,17 @@ def resolve_method(model: Model, method: str, source: str = "<memory>") -> tuple
     """('step', None) or ('exact', months per segment) for ``model`` (see ``simulate``); 'exact' where it
     cannot run is an error naming ``source``, the scenario file."""
     if method not in ("step", "exact", "auto"):
-        raise ValueError(f"method must be 'step', 'exact' or 'auto', got {method!r}")
+        raise CapsimError(f"method must be 'step', 'exact' or 'auto', got {method!r}")
     problem = exact_method_problem(model)
     if method == "exact" and problem:
-        raise MethodError(f"{source}: the exact method cannot run this scenario: {problem}. Use method 'step'.")
+        raise MethodError(
+            f"{source}: the exact method cannot run this scenario: {problem}",
+            ("use method='step'", "use --method step"),
+        )
     if method == "step" or problem:
         return "step", None
     segment = exact_segment_months(model)
-    if method == "auto" and model.month_steps[segment] == 1:   # a segment of one step: nothing to aggregate
+    if method == "auto" and model.month_steps[segment] == 1:  # a segment of one step: nothing to aggregate
         return "step", None
     return "exact", segment
 
@@ -158,7 +198,7 @@ def observed(segment_months: int | None) -> str:
     return "month ends" if segment_months == 1 else f"every {segment_months} months"
 
 
-class MethodError(ValueError):
+class MethodError(CapsimError):
     """A simulation method was asked for that the scenario does not allow."""
 
 
@@ -166,7 +206,8 @@ def resolved_parameters(scenario: Scenario, model: Model) -> dict:
     """The scenario as run: file fields plus the derived per-step matrix and start law."""
     return {
         **scenario.model_dump(mode="json", exclude={"description", "sources"}),
-        "steps_per_year": model.steps_per_year, "horizon_months": model.horizon_months,
+        "steps_per_year": model.steps_per_year,
+        "horizon_months": model.horizon_months,
         "report_months": list(model.report_months),
         "base_transition_matrix": np.round(model.base_matrix, 12).tolist(),
         "start_probabilities": np.round(model.start_probs, 12).tolist(),

@@ -13,11 +13,13 @@ import hashlib
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+
+from .errors import CapsimError
 
 STEPS_PER_YEAR = {"monthly": 12, "weekly": 52, "daily": 252}
 DEFAULT_REPORT_MONTHS = (3, 6, 12, 24, 36, 60)
@@ -28,7 +30,7 @@ Num = Annotated[float, Field(strict=True)]
 Int = Annotated[int, Field(strict=True)]
 
 
-class ScenarioError(ValueError):
+class ScenarioError(CapsimError):
     """A scenario that cannot be simulated; ``problems`` lists ``(field_path, message)`` pairs."""
 
     def __init__(self, source: str, problems: list[tuple[str, str]]):
@@ -43,64 +45,116 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# What each field means, with its unit: the JSON Schema's descriptions (``capsim schema``) and the reference.
+DOC = {
+    "drift": "Annualised mean of the log return (continuously compounded), per asset: 0.10 = 10% a year.",
+    "vol": "Annualised standard deviation of the log return, per asset (>= 0): 0.20 = 20% a year.",
+    "corr": "Correlation of the assets' shocks: a number in [-1, 1] for two assets, else a full matrix (list of "
+    "lists, asset order) that is symmetric, unit-diagonal and positive semi-definite.",
+    "tails": "Student-t degrees of freedom (> 2) of the shocks, rescaled to unit variance; omit for Gaussian.",
+    "duration_months": "Expected stay in the regime once entered, in months (at least one step); the per-step "
+    "exit probability is 1 / (duration_months x steps per month).",
+    "next": "Where the chain goes when it leaves the regime: regime -> probability (each in [0, 1], summing to "
+    "1, never the regime itself).",
+    "transitions": "Per-step transition matrix at the file's frequency: regime -> (regime -> probability), each "
+    "row summing to 1 within 1e-9. Give either this or duration_months + next on every regime.",
+}
+
+
+def _field(key: str, default=..., description: str | None = None):
+    return Field(default, description=description or DOC[key])
+
+
 class RegimeSpec(_Strict):
     """One regime: annualised log-return drift and vol per asset, correlation, optional tails and exits."""
 
-    drift: dict[str, Num]
-    vol: dict[str, Num]
-    corr: Union[Num, list[list[Num]]]
-    tails: Num | None = None
-    duration_months: Num | None = None
-    next: dict[str, Num] | None = None
+    drift: dict[str, Num] = _field("drift")
+    vol: dict[str, Num] = _field("vol")
+    corr: Num | list[list[Num]] = _field("corr")
+    tails: Num | None = _field("tails", None)
+    duration_months: Num | None = _field("duration_months", None)
+    next: dict[str, Num] | None = _field("next", None)
 
 
 class RegimeOverride(_Strict):
-    """A phase's partial override of a regime: any field of ``RegimeSpec``; per-asset maps may be partial."""
+    """A phase's partial override of a regime: any field of a regime; per-asset maps may be partial."""
 
-    drift: dict[str, Num] | None = None
-    vol: dict[str, Num] | None = None
-    corr: Union[Num, list[list[Num]], None] = None
-    tails: Num | None = None
-    duration_months: Num | None = None
-    next: dict[str, Num] | None = None
+    drift: dict[str, Num] | None = _field("drift", None)
+    vol: dict[str, Num] | None = _field("vol", None)
+    corr: Num | list[list[Num]] | None = _field("corr", None)
+    tails: Num | None = _field("tails", None)
+    duration_months: Num | None = _field("duration_months", None)
+    next: dict[str, Num] | None = _field("next", None)
 
 
 class Phase(_Strict):
-    until_month: Num
-    regimes: dict[str, RegimeOverride] = {}
-    transitions: dict[str, dict[str, Num]] | None = None
+    """A time window whose overrides apply to the steps in months [previous until_month, until_month)."""
+
+    until_month: Num = Field(
+        description="End of the window in months from the start (exclusive); windows in "
+        "increasing order, within horizon_months."
+    )
+    regimes: dict[str, RegimeOverride] = Field({}, description="Regime name -> the fields that change in this window.")
+    transitions: dict[str, dict[str, Num]] | None = _field(
+        "transitions", None, "Per-step transition matrix in this window (only when the file uses the transitions form)."
+    )
 
 
 class Rates(_Strict):
-    path: dict[Num, Num]
-    sensitivity: dict[str, Num]
+    """A policy-rate overlay: each step adds sensitivity x (rate change over the step) to the log return."""
+
+    path: dict[Num, Num] = Field(
+        description="Month -> policy rate in percent (4.00 = 4%); linear between knots, flat after the last."
+    )
+    sensitivity: dict[str, Num] = Field(
+        description="Per asset: change of the log return per +1 percentage "
+        "point of the rate (-0.06: a 1 pp cut adds 6%)."
+    )
 
 
 class Expect(_Strict):
-    metric: str
-    horizon_months: Int
-    between: tuple[Num, Num] | None = None
-    above: Union[Num, str, None] = None
-    below: Union[Num, str, None] = None
+    """A check for `capsim check`: a summary figure at a horizon, between two numbers or above/below a number
+    or another figure."""
+
+    metric: str = Field(
+        description="A summary.csv column: p_outperform, excess_median, <asset>_var95, occupancy_<regime>, ..."
+    )
+    horizon_months: Int = Field(description="A report horizon, in months.")
+    between: list[Num] | None = Field(None, min_length=2, max_length=2, description="[low, high], inclusive.")
+    above: Num | str | None = Field(None, description="A number, or another metric at the same horizon.")
+    below: Num | str | None = Field(None, description="A number, or another metric at the same horizon.")
 
 
 class Scenario(_Strict):
-    """A validated scenario file (SPEC section 2). Build it with ``load_scenario``/``parse_scenario``."""
+    """A capsim scenario file: regimes, how long each lasts and where it leads, an optional policy-rate path,
+    fat tails and checks. Build it with ``load_scenario``/``parse_scenario``."""
 
-    name: str
-    description: str = ""
-    sources: list[str] = []
-    frequency: Literal["monthly", "weekly", "daily"]
-    horizon_months: Int
-    report_months: list[Int] | None = None
-    assets: dict[str, str]
-    compare: list[str] | None = None
-    regimes: dict[str, RegimeSpec]
-    transitions: dict[str, dict[str, Num]] | None = None
-    start: Union[str, dict[str, Num]] = "stationary"
-    phases: list[Phase] = []
-    rates: Rates | None = None
-    expect: list[Expect] = []
+    name: str = Field(description="Letters, digits, '-' and '_'; names the output folder.")
+    description: str = Field("", description="What the scenario says, in a sentence or two.")
+    sources: list[str] = Field([], description="Where the numbers come from, one line each.")
+    frequency: Literal["monthly", "weekly", "daily"] = Field(
+        description="Step length: monthly (12 steps a year), weekly (52) or daily (252)."
+    )
+    horizon_months: Int = Field(description="Longest horizon simulated, in months.")
+    report_months: list[Int] | None = Field(
+        None,
+        description="Report horizons in months (default: those of 3, 6, 12, 24, 36, 60 within the horizon, plus it).",
+    )
+    assets: dict[str, str] = Field(description="Ordered mapping, at least two: asset key -> label.")
+    compare: list[str] | None = Field(
+        None, description="[first, second]: excess return = first minus second (default: the first two assets)."
+    )
+    regimes: dict[str, RegimeSpec] = Field(description="One or more regimes, in order: name -> parameters.")
+    transitions: dict[str, dict[str, Num]] | None = _field("transitions", None)
+    start: str | dict[str, Num] = Field(
+        "stationary",
+        description="Regime at step 0: 'stationary' (the "
+        "chain's stationary law), a regime "
+        "name, or regime -> probability.",
+    )
+    phases: list[Phase] = Field([], description="Time windows overriding regime fields, in order.")
+    rates: Rates | None = Field(None, description="Optional policy-rate overlay.")
+    expect: list[Expect] = Field([], description="Checks run by `capsim check`.")
 
     _source: str = PrivateAttr(default="<memory>")
     _sha256: str | None = PrivateAttr(default=None)
@@ -139,8 +193,19 @@ class Scenario(_Strict):
 
     def metric_names(self) -> list[str]:
         """Every column of summary.csv that an ``expect`` entry may name."""
-        names = ["p_outperform", "p_outperform_se", "excess_mean", "excess_sd", "excess_q05", "excess_q25",
-                 "excess_median", "excess_q75", "excess_q95", "excess_hdi90_low", "excess_hdi90_high"]
+        names = [
+            "p_outperform",
+            "p_outperform_se",
+            "excess_mean",
+            "excess_sd",
+            "excess_q05",
+            "excess_q25",
+            "excess_median",
+            "excess_q75",
+            "excess_q95",
+            "excess_hdi90_low",
+            "excess_hdi90_high",
+        ]
         for a in self.asset_keys:
             names += [f"{a}_{s}" for s in ASSET_STATS]
         names += [f"occupancy_{k}" for k in self.regime_names]
@@ -179,7 +244,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}: give each field once", key_node.start_mark)
+                    None, None, f"duplicate key {key!r}: give each field once", key_node.start_mark
+                )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
@@ -228,7 +294,7 @@ def _without(data: dict, paths: list[str]) -> dict:
             if isinstance(node, dict) and key in node:
                 container, parent_key, node = node, key, node[key]
             elif isinstance(node, list) and key.isdigit() and int(key) < len(node):
-                node = node[int(key)]   # keep container/parent_key: the whole list is dropped
+                node = node[int(key)]  # keep container/parent_key: the whole list is dropped
             else:
                 break
         if container is not None:
@@ -248,7 +314,7 @@ def _loc(loc: tuple) -> str:
 
 def _pydantic_msg(err: dict) -> str:
     if err["type"] == "extra_forbidden":
-        return "unknown field (check the spelling; SPEC section 2 lists the allowed fields)"
+        return "unknown field (check the spelling; `capsim schema` lists the allowed fields)"
     if err["type"] == "missing":
         return "required field is missing"
     return f"{err['msg']} (got {err.get('input')!r})"
@@ -277,7 +343,10 @@ def _check(sc: Scenario) -> list[tuple[str, str]]:
         if list(rm) != sorted(set(rm)):
             bad("report_months", f"must be increasing without repeats, got {rm}")
         if any(h > sc.horizon_months for h in rm):
-            bad("report_months", f"months past horizon_months={sc.horizon_months}: {[h for h in rm if h > sc.horizon_months]}")
+            bad(
+                "report_months",
+                f"months past horizon_months={sc.horizon_months}: {[h for h in rm if h > sc.horizon_months]}",
+            )
     if sc.compare is not None:
         if len(sc.compare) != 2:
             bad("compare", f"must name exactly two assets [first, second], got {sc.compare}")
@@ -299,7 +368,10 @@ def _check(sc: Scenario) -> list[tuple[str, str]]:
     prev = 0.0
     for i, ph in enumerate(sc.phases):
         if not (ph.until_month > prev):
-            bad(f"phases.{i}.until_month", f"phases must be in increasing order: {ph.until_month} does not follow {prev}")
+            bad(
+                f"phases.{i}.until_month",
+                f"phases must be in increasing order: {ph.until_month} does not follow {prev}",
+            )
         if ph.until_month > sc.horizon_months:
             bad(f"phases.{i}.until_month", f"{ph.until_month} is past horizon_months={sc.horizon_months}")
         prev = max(prev, ph.until_month)
@@ -316,8 +388,11 @@ def _check(sc: Scenario) -> list[tuple[str, str]]:
                 _check_exit(merged, path, k, regimes, m, False, bad, given=o)
         if ph.transitions is not None:
             if not matrix_form:
-                bad(f"phases.{i}.transitions", "phase `transitions` need the file-level `transitions` form; "
-                    "this file uses duration_months/next: override those instead")
+                bad(
+                    f"phases.{i}.transitions",
+                    "phase `transitions` need the file-level `transitions` form; "
+                    "this file uses duration_months/next: override those instead",
+                )
             else:
                 _check_matrix(ph.transitions, f"phases.{i}.transitions", regimes, bad, partial=True)
 
@@ -329,8 +404,11 @@ def _check(sc: Scenario) -> list[tuple[str, str]]:
     if not out and sc.start == "stationary" and len(regimes) > 1:
         P = base_matrix(sc)
         if not is_irreducible(P):
-            bad("start", "`stationary` is undefined: the base chain is not irreducible (a regime is absorbing or "
-                "some regimes cannot reach the others). Give `start` a regime or a mapping, or connect the regimes.")
+            bad(
+                "start",
+                "`stationary` is undefined: the base chain is not irreducible (a regime is absorbing or "
+                "some regimes cannot reach the others). Give `start` a regime or a mapping, or connect the regimes.",
+            )
     return out
 
 
@@ -355,8 +433,11 @@ def _check_regime_returns(r, path, assets, bad, given=None):
         if msg:
             bad(f"{path}.corr", msg)
     if show("tails") and r.tails is not None and not (math.isfinite(r.tails) and r.tails > 2):
-        bad(f"{path}.tails", f"Student-t degrees of freedom must be > 2 (finite variance), got {r.tails}; "
-            "omit `tails` for Gaussian innovations")
+        bad(
+            f"{path}.tails",
+            f"Student-t degrees of freedom must be > 2 (finite variance), got {r.tails}; "
+            "omit `tails` for Gaussian innovations",
+        )
 
 
 def _check_exit(r, path, name, regimes, m, matrix_form, bad, given=None):
@@ -415,8 +496,11 @@ def _check_start(sc, regimes, bad):
     s = sc.start
     if isinstance(s, str):
         if s != "stationary" and s not in regimes:
-            bad("start", f"must be 'stationary', a regime name or a mapping regime -> probability; "
-                f"{s!r} is not a regime ({regimes})")
+            bad(
+                "start",
+                f"must be 'stationary', a regime name or a mapping regime -> probability; "
+                f"{s!r} is not a regime ({regimes})",
+            )
     else:
         _check_row(s, "start", regimes, bad)
 
@@ -448,8 +532,11 @@ def _check_expect(sc, bad):
     for i, e in enumerate(sc.expect):
         path = f"expect.{i}"
         if e.metric not in names:
-            bad(f"{path}.metric", f"unknown metric {e.metric!r}; use a summary.csv column such as "
-                "p_outperform, excess_mean, <asset>_mdd_median or occupancy_<regime>")
+            bad(
+                f"{path}.metric",
+                f"unknown metric {e.metric!r}; use a summary.csv column such as "
+                "p_outperform, excess_mean, <asset>_mdd_median or occupancy_<regime>",
+            )
         if e.horizon_months not in horizons:
             bad(f"{path}.horizon_months", f"{e.horizon_months} is not a report horizon {horizons}")
         given = [k for k in ("between", "above", "below") if getattr(e, k) is not None]
@@ -506,7 +593,7 @@ def merge_override(base: RegimeSpec, o: RegimeOverride) -> RegimeSpec:
 
 
 # --------------------------------------------------------------------------------------------
-# Per-step transition matrices (meaning of duration_months/next, SPEC section 3)
+# Per-step transition matrices (meaning of duration_months/next, docs/model.md)
 
 
 def exit_matrix(regimes: dict[str, RegimeSpec], names: list[str], steps_per_month: float) -> np.ndarray:
@@ -567,3 +654,12 @@ def stationary_distribution(P: np.ndarray) -> np.ndarray:
     pi = np.linalg.lstsq(A, b, rcond=None)[0]
     pi = np.clip(pi, 0, None)
     return pi / pi.sum()
+
+
+def json_schema() -> dict:
+    """The JSON Schema (draft-07, which editors' YAML language servers support) of scenario files, built from
+    the pydantic models: the structure
+    (fields, types, required, no unknown keys) with every field's description and unit. The consistency rules
+    (probabilities summing to 1, valid correlations, reachable regimes, ...) are checked by ``parse_scenario``
+    only."""
+    return {"$schema": "http://json-schema.org/draft-07/schema#", **Scenario.model_json_schema()}

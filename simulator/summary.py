@@ -15,6 +15,7 @@ Memory is therefore flat in the number of paths.
 from __future__ import annotations
 
 import functools
+import inspect
 import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -23,17 +24,27 @@ import pandas as pd
 
 from .devices import cpu_cores
 from .engine import BLOCK_PATHS
+from .errors import CapsimError
 from .params import Model
 
 
 @functools.cache
 def arviz():
-    """arviz, imported on first use (1.3 s with matplotlib and scipy.stats), so that ``import simulator`` and
-    `capsim validate` stay quick. Call it once outside threads: the import silences warnings process-wide."""
+    """arviz, imported on first use (it brings matplotlib and scipy.stats), so that ``import simulator`` and
+    `capsim validate` stay quick. Call it once outside threads. arviz 0.x announces its 1.0 refactor with a
+    FutureWarning on import; ``hdi`` below serves both major versions, so that notice is not shown."""
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.filterwarnings("ignore", category=FutureWarning, module="arviz")
         import arviz as az
     return az
+
+
+def hdi(values: np.ndarray, prob: float) -> np.ndarray:
+    """arviz's highest-density interval ``[low, high]`` of a 1-d sample. The probability argument is
+    ``prob`` in arviz 1.x (arviz-stats) and ``hdi_prob`` in 0.x; the interval is the same."""
+    az = arviz()
+    keyword = "prob" if "prob" in inspect.signature(az.hdi).parameters else "hdi_prob"
+    return np.asarray(az.hdi(values, **{keyword: prob}))
 
 
 MAX_KEEP_PATHS = 2_000_000
@@ -60,7 +71,7 @@ def sorted_quantiles(values: np.ndarray, probs) -> np.ndarray:
     t = pos - lo
     a, b = values[..., lo], values[..., hi]
     d = b - a
-    out = np.where(t >= 0.5, b - d * (1 - t), a + d * t)   # numpy's interpolation, exact at both ends
+    out = np.where(t >= 0.5, b - d * (1 - t), a + d * t)  # numpy's interpolation, exact at both ends
     out = np.where(np.isnan(values[..., -1:]), np.nan, out)
     return np.moveaxis(out, -1, 0)
 
@@ -79,22 +90,22 @@ class Accumulator:
         K, n_blocks = len(model.regime_names), -(-n_paths // BLOCK_PATHS)
         self.model, self.n_paths = model, n_paths
         self.keep, self.fan_paths = kept_counts(model, n_paths, np.dtype(dtype).itemsize)
-        self.kept_reports = np.zeros((R, A, self.keep), dtype)        # log wealth at each report horizon
-        self.kept_dd = np.zeros((R, A, self.keep), dtype)             # max log drawdown at each report horizon
+        self.kept_reports = np.zeros((R, A, self.keep), dtype)  # log wealth at each report horizon
+        self.kept_dd = np.zeros((R, A, self.keep), dtype)  # max log drawdown at each report horizon
         self.fan_shape, self.dtype = (M1, A, self.fan_paths), dtype
-        self.fan_parts: dict[int, np.ndarray] = {}   # first path of a block -> its fan paths' month ends
-        self.fan_job: Future | None = None           # the fan table, made once every fan path is in
-        self.sum_r = np.zeros((n_blocks, R, A))     # per block: sum of R_a at each report horizon
-        self.loss = np.zeros((n_blocks, R, A))      # count of R_a < 0
-        self.sum_x = np.zeros((n_blocks, R))        # sum of X
-        self.sum_x2 = np.zeros((n_blocks, R))       # sum of X^2
-        self.wins = np.zeros((n_blocks, R))         # count of X > 0
+        self.fan_parts: dict[int, np.ndarray] = {}  # first path of a block -> its fan paths' month ends
+        self.fan_job: Future | None = None  # the fan table, made once every fan path is in
+        self.sum_r = np.zeros((n_blocks, R, A))  # per block: sum of R_a at each report horizon
+        self.loss = np.zeros((n_blocks, R, A))  # count of R_a < 0
+        self.sum_x = np.zeros((n_blocks, R))  # sum of X
+        self.sum_x2 = np.zeros((n_blocks, R))  # sum of X^2
+        self.wins = np.zeros((n_blocks, R))  # count of X > 0
         self.occupancy = np.zeros((n_blocks, R, K))  # path-steps in each regime up to each report horizon
-        self.filled = np.zeros(n_blocks)            # paths merged per block
+        self.filled = np.zeros(n_blocks)  # paths merged per block
 
     def add(self, block: int, n_valid: int, out) -> None:
         """Merge block ``block`` (engine.BlockOutput as numpy; its first ``n_valid`` paths count)."""
-        R = np.expm1(out.reports[:, :, :n_valid].astype(np.float64))   # [R, A, paths]
+        R = np.expm1(out.reports[:, :, :n_valid].astype(np.float64))  # [R, A, paths]
         i, j = self.model.compare
         X = R[:, i] - R[:, j]
         self.sum_r[block] = R.sum(axis=2)
@@ -109,7 +120,7 @@ class Accumulator:
             hi = min(first + n_valid, self.keep)
             if hi > first:
                 kept[:, :, first:hi] = source[:, :, : hi - first]
-        if first < self.fan_paths:   # kept as it is (no copy) until the fan table is made
+        if first < self.fan_paths:  # kept as it is (no copy) until the fan table is made
             self.fan_parts[first] = out.months[:, :, : min(first + n_valid, self.fan_paths) - first]
             if sum(part.shape[-1] for part in self.fan_parts.values()) == self.fan_paths:
                 # every fan path is in (the first blocks): make the fan table while the engine goes on
@@ -122,23 +133,25 @@ class Accumulator:
         block of this process wrote)."""
         months = np.zeros(self.fan_shape, self.dtype)
         for first, part in self.fan_parts.items():
-            months[:, :, first:first + part.shape[-1]] = part
+            months[:, :, first : first + part.shape[-1]] = part
         return months
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Everything a block fills (zero where no block of this process wrote), for merging processes."""
-        return {"fan_months": self.fan_months(),
-                **{name: getattr(self, name) for name in self.STATS + ("kept_reports", "kept_dd")}}
+        return {
+            "fan_months": self.fan_months(),
+            **{name: getattr(self, name) for name in self.STATS + ("kept_reports", "kept_dd")},
+        }
 
     def replace(self, arrays: dict[str, np.ndarray]) -> None:
         """Take the merged ``arrays`` (as from ``arrays``) in place of this process's."""
         arrays = dict(arrays)
-        self.fan_parts = {0: arrays.pop("fan_months")}   # one part holding every fan path
-        self.fan_job = None                               # made again from the merged paths
+        self.fan_parts = {0: arrays.pop("fan_months")}  # one part holding every fan path
+        self.fan_job = None  # made again from the merged paths
         for name, value in arrays.items():
             setattr(self, name, value)
 
-    def finish(self) -> "Summaries":
+    def finish(self) -> Summaries:
         if self.filled.sum() != self.n_paths:
             raise RuntimeError(f"merged {int(self.filled.sum())} of {self.n_paths} paths")
         return Summaries(self)
@@ -150,23 +163,25 @@ class Summaries:
     def __init__(self, acc: Accumulator):
         self.model, self.n, self.keep, self.fan_paths = acc.model, acc.n_paths, acc.keep, acc.fan_paths
         self.kept_reports, self.kept_dd = acc.kept_reports, acc.kept_dd
-        self.fan_months, self.fan_job = acc.fan_months, acc.fan_job   # [M + 1, A, fan_paths] on demand
+        self.fan_months, self.fan_job = acc.fan_months, acc.fan_job  # [M + 1, A, fan_paths] on demand
         n = float(self.n)
-        total = {name: getattr(acc, name).sum(axis=0) for name in acc.STATS}   # in block order
+        total = {name: getattr(acc, name).sum(axis=0) for name in acc.STATS}  # in block order
         self.mean_r = total["sum_r"] / n
         self.p_loss = total["loss"] / n
         self.p_win = total["wins"] / n
         self.mean_x = total["sum_x"] / n
         var = (total["sum_x2"] - total["sum_x"] ** 2 / n) / max(n - 1, 1)
         self.sd_x = np.sqrt(np.maximum(var, 0))
-        self.occupancy_paths = total["occupancy"]   # [R, K] path-steps in each regime up to each horizon
+        self.occupancy_paths = total["occupancy"]  # [R, K] path-steps in each regime up to each horizon
 
     def total_returns(self, horizon_months: int) -> np.ndarray:
         """[keep, A] simple total returns R_a(h) of the kept paths (float64) at a report horizon."""
         months = self.model.report_months
         if horizon_months not in months:
-            raise ValueError(f"paths are kept at the report horizons {list(months)} only, got {horizon_months}; "
-                             "add it to report_months to keep it")
+            raise CapsimError(
+                f"paths are kept at the report horizons {list(months)} only, got {horizon_months}; "
+                "add it to report_months to keep it"
+            )
         return np.expm1(self.kept_reports[months.index(horizon_months)].astype(np.float64)).T
 
     def summary(self, scenario: str) -> pd.DataFrame:
@@ -193,25 +208,42 @@ class Summaries:
         R = self.kept_reports[r]
         X = np.expm1(R[i].astype(np.float64)) - np.expm1(R[j].astype(np.float64))
         X.sort()
-        hdi = arviz().hdi(X, hdi_prob=0.9)
+        low, high = hdi(X, 0.9)
         q = sorted_quantiles(X, [0.05, 0.25, 0.5, 0.75, 0.95])
         p = self.p_win[r]
-        return {"p_outperform": p, "p_outperform_se": np.sqrt(p * (1 - p) / self.n),
-                "excess_mean": self.mean_x[r], "excess_sd": self.sd_x[r],
-                "excess_q05": q[0], "excess_q25": q[1], "excess_median": q[2], "excess_q75": q[3],
-                "excess_q95": q[4], "excess_hdi90_low": hdi[0], "excess_hdi90_high": hdi[1]}
+        return {
+            "p_outperform": p,
+            "p_outperform_se": np.sqrt(p * (1 - p) / self.n),
+            "excess_mean": self.mean_x[r],
+            "excess_sd": self.sd_x[r],
+            "excess_q05": q[0],
+            "excess_q25": q[1],
+            "excess_median": q[2],
+            "excess_q75": q[3],
+            "excess_q95": q[4],
+            "excess_hdi90_low": low,
+            "excess_hdi90_high": high,
+        }
 
     def _asset(self, r: int, a: int) -> dict:
         """Columns of asset ``a`` at report horizon index ``r``. The log values are sorted (float32 sorts are
         the faster ones) before the increasing maps to simple return and drawdown, so both come out sorted."""
         key = self.model.asset_keys[a]
-        R = np.expm1(np.sort(self.kept_reports[r, a]).astype(np.float64))   # sorted simple total returns
-        mdd = -np.expm1(-np.sort(self.kept_dd[r, a]).astype(np.float64))    # sorted drawdowns (positive)
+        R = np.expm1(np.sort(self.kept_reports[r, a]).astype(np.float64))  # sorted simple total returns
+        mdd = -np.expm1(-np.sort(self.kept_dd[r, a]).astype(np.float64))  # sorted drawdowns (positive)
         q05, med, q95 = sorted_quantiles(R, [0.05, 0.5, 0.95])
         mdd_median, mdd_q95 = sorted_quantiles(mdd, [0.5, 0.95])
-        return {f"{key}_mean": self.mean_r[r, a], f"{key}_median": med, f"{key}_q05": q05, f"{key}_q95": q95,
-                f"{key}_var95": -q05, f"{key}_es95": -R[: np.searchsorted(R, q05, side="right")].mean(),
-                f"{key}_p_loss": self.p_loss[r, a], f"{key}_mdd_median": mdd_median, f"{key}_mdd_q95": mdd_q95}
+        return {
+            f"{key}_mean": self.mean_r[r, a],
+            f"{key}_median": med,
+            f"{key}_q05": q05,
+            f"{key}_q95": q95,
+            f"{key}_var95": -q05,
+            f"{key}_es95": -R[: np.searchsorted(R, q05, side="right")].mean(),
+            f"{key}_p_loss": self.p_loss[r, a],
+            f"{key}_mdd_median": mdd_median,
+            f"{key}_mdd_q95": mdd_q95,
+        }
 
     def fan(self) -> pd.DataFrame:
         """Quantiles and mean of each asset's total return and of the excess at every month (fan paths)."""
@@ -221,17 +253,17 @@ class Summaries:
 def fan_table(model: Model, months: np.ndarray) -> pd.DataFrame:
     """The fan table from the fan paths' log wealth ``months`` [M + 1, A, fan_paths] (overwritten)."""
     i, j = model.compare
-    R = np.expm1(months, out=months)                                    # simple total returns
+    R = np.expm1(months, out=months)  # simple total returns
     series = {**{key: R[:, a] for a, key in enumerate(model.asset_keys)}, "excess": R[:, i] - R[:, j]}
     means = {name: values.mean(axis=1, dtype=np.float64) for name, values in series.items()}
     workers = cpu_cores()
     cuts = np.linspace(0, len(model.month_steps), workers + 1).astype(int)
     bands = [values[lo:hi] for values in series.values() for lo, hi in zip(cuts[:-1], cuts[1:])]
-    with ThreadPoolExecutor(max_workers=workers) as pool:              # sort each row along paths, in place
+    with ThreadPoolExecutor(max_workers=workers) as pool:  # sort each row along paths, in place
         list(pool.map(lambda band: band.sort(axis=1), bands))
     frames = []
-    for name, values in series.items():                                 # values: [M + 1, fan_paths], sorted
-        qs = sorted_quantiles(values, FAN_QUANTILES)                    # [Q, M + 1]
+    for name, values in series.items():  # values: [M + 1, fan_paths], sorted
+        qs = sorted_quantiles(values, FAN_QUANTILES)  # [Q, M + 1]
         frame = pd.DataFrame({f"q{int(round(100 * q)):02d}": qs[k] for k, q in enumerate(FAN_QUANTILES)})
         frame.insert(0, "series", name)
         frame.insert(0, "month", np.arange(len(model.month_steps)))

@@ -1,7 +1,7 @@
 """Shared fixtures for the scenario-validation and CLI tests.
 
-Everything here follows the contract in SPEC.md (section 2: scenario file; section 4: outputs;
-section 5: commands). The fixtures hand out *fresh* dicts on every call so that tests can mutate
+Everything here follows the documented contract (docs/scenarios.md: scenario file; docs/outputs.md: outputs;
+docs/cli.md: commands). The fixtures hand out *fresh* dicts on every call so that tests can mutate
 them freely.
 """
 

@@ -1,7 +1,7 @@
-"""Exact reference for the capsim model (SPEC section 3), independent of the engine.
+"""Exact reference for the capsim model (docs/model.md), independent of the engine.
 
 Pure numpy/scipy; it never imports ``simulator``.  It reads the *scenario dict*
-(the YAML structure of SPEC section 2) itself and builds everything from it.
+(the YAML structure of docs/scenarios.md) itself and builds everything from it.
 
 Scope: Gaussian regimes (no ``tails``) whose return parameters (drift, vol, corr)
 do not vary with phase.  Phases may override ``duration_months`` / ``next`` (or a
@@ -9,7 +9,7 @@ do not vary with phase.  Phases may override ``duration_months`` / ``next`` (or 
 return law is a Gaussian mixture over the vector of step counts per regime,
 whose exact joint pmf comes from a dynamic programme over (regime, counts).
 
-Model facts used (SPEC section 3):
+Model facts used (docs/model.md):
 
 * f steps per year, dt = 1/f, m = f/12 steps per month, T(h) = h*m steps.
 * s_0 ~ start; the move into step t (t >= 1) uses the per-step matrix of the
@@ -88,9 +88,7 @@ class ExactModel:
                 P[self.idx[k]] = self._row_from_mapping(sc["transitions"][k])
         else:
             for k, spec in sc["regimes"].items():
-                P[self.idx[k]] = self._row_from_durations(
-                    k, spec["duration_months"], spec.get("next", {})
-                )
+                P[self.idx[k]] = self._row_from_durations(k, spec["duration_months"], spec.get("next", {}))
         assert np.allclose(P.sum(1), 1.0, atol=1e-9), P
         return P
 
@@ -105,9 +103,7 @@ class ExactModel:
             for k, ov in (ph.get("regimes") or {}).items():
                 for key in ("drift", "vol", "corr", "tails"):
                     if key in ov and ov[key] != base_regs[k].get(key):
-                        raise NotImplementedError(
-                            "exact reference: phase-varying return parameters"
-                        )
+                        raise NotImplementedError("exact reference: phase-varying return parameters")
                 if "duration_months" in ov or "next" in ov:
                     d = ov.get("duration_months", base_regs[k].get("duration_months"))
                     nxt = ov.get("next", base_regs[k].get("next", {}))
@@ -254,7 +250,7 @@ class ExactModel:
         assert np.all(counts >= 0) and abs(pmf.sum() - 1) < 1e-10
         return counts, pmf
 
-    def mixture(self, h, cutoff: float = 1e-15) -> "Mixture":
+    def mixture(self, h, cutoff: float = 1e-15) -> Mixture:
         counts, pmf = self.count_joint_pmf(h)
         keep = pmf > cutoff
         counts, w = counts[keep], pmf[keep] / pmf[keep].sum()
@@ -334,10 +330,7 @@ class Mixture:
 
     def x_raw_moment(self, p: int) -> float:
         """E[X^p] with X = e^{L_i} - e^{L_j}."""
-        return sum(
-            special.comb(p, k, exact=True) * (-1) ** (p - k) * self._mgf2(k, p - k)
-            for k in range(p + 1)
-        )
+        return sum(special.comb(p, k, exact=True) * (-1) ** (p - k) * self._mgf2(k, p - k) for k in range(p + 1))
 
     def x_mean(self) -> float:
         return self.x_raw_moment(1)

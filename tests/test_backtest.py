@@ -1,4 +1,4 @@
-"""Backtest (issue 4): scoring rules against closed forms, no look-ahead, a model that must beat the
+"""Backtest: scoring rules against closed forms, no look-ahead, a model that must beat the
 bootstrap when regimes are predictable, and the `capsim backtest` command."""
 
 from __future__ import annotations
@@ -40,13 +40,13 @@ def gaussian_crps(mu, sigma, y):
 @pytest.mark.parametrize("y", [-0.3, 0.0, 0.05, 0.4])
 def test_crps_of_samples_matches_the_gaussian_closed_form(y):
     n = 50_000
-    x = stats.norm.ppf((np.arange(n) + 0.5) / n, loc=0.05, scale=0.2)   # an exact quantile grid
+    x = stats.norm.ppf((np.arange(n) + 0.5) / n, loc=0.05, scale=0.2)  # an exact quantile grid
     rng = np.random.default_rng(1)
     assert crps_samples(rng.permutation(x), y) == pytest.approx(gaussian_crps(0.05, 0.2, y), rel=2e-3, abs=1e-5)
 
 
 def test_crps_small_cases():
-    assert crps_samples(np.array([0.1]), 0.4) == pytest.approx(0.3)          # a point forecast: |x - y|
+    assert crps_samples(np.array([0.1]), 0.4) == pytest.approx(0.3)  # a point forecast: |x - y|
     # two equally likely points {0, 1} at y = 0: E|X - y| = 0.5, E|X - X'| = 0.5 -> 0.25
     assert crps_samples(np.array([0.0, 1.0]), 0.0) == pytest.approx(0.25)
 
@@ -61,9 +61,9 @@ def test_pit_is_uniform_for_a_calibrated_forecast_and_not_for_a_narrow_one():
     assert stats.kstest(narrow, "uniform").pvalue < 1e-6
     s = score(draws, 0.0)
     assert s["in50"] and s["in90"] and abs(s["pit"] - 0.5) < 0.03
-    s = score(draws, 1.2)     # beyond the 75% quantile (0.67), inside the 95% one (1.64)
+    s = score(draws, 1.2)  # beyond the 75% quantile (0.67), inside the 95% one (1.64)
     assert not s["in50"] and s["in90"]
-    assert pit_value(np.array([0.0, 1.0, 1.0, 2.0]), 1.0) == 0.5            # ties count half
+    assert pit_value(np.array([0.0, 1.0, 1.0, 2.0]), 1.0) == 0.5  # ties count half
 
 
 def test_newey_west_reduces_to_the_iid_standard_error():
@@ -78,8 +78,12 @@ def test_newey_west_reduces_to_the_iid_standard_error():
 
 PERSISTENT = MSParams(
     means=np.array([[-0.04, -0.03], [0.03, 0.02]]),
-    covs=np.array([[[0.03**2, 0.5 * 0.03 * 0.025], [0.5 * 0.03 * 0.025, 0.025**2]],
-                   [[0.02**2, 0.5 * 0.02 * 0.015], [0.5 * 0.02 * 0.015, 0.015**2]]]),
+    covs=np.array(
+        [
+            [[0.03**2, 0.5 * 0.03 * 0.025], [0.5 * 0.03 * 0.025, 0.025**2]],
+            [[0.02**2, 0.5 * 0.02 * 0.015], [0.5 * 0.02 * 0.015, 0.015**2]],
+        ]
+    ),
     transition=np.array([[0.95, 0.05], [0.03, 0.97]]),
 )
 
@@ -111,14 +115,28 @@ def test_model_beats_the_bootstrap_when_regimes_are_predictable(persistent_data,
     out = res.save(tmp_path / "bt")
     assert {p.name for p in out.iterdir()} == {"scores.csv", "summary.csv", "pit.png", "model.yaml", "meta.json"}
     scores = pd.read_csv(out / "scores.csv")
-    for c in ("origin", "end", "series", "realised", "model_pit", "model_in50", "model_in90", "model_crps",
-              "bootstrap_pit", "bootstrap_in50", "bootstrap_in90", "bootstrap_crps", "start_bear", "start_bull"):
+    for c in (
+        "origin",
+        "end",
+        "series",
+        "realised",
+        "model_pit",
+        "model_in50",
+        "model_in90",
+        "model_crps",
+        "bootstrap_pit",
+        "bootstrap_in50",
+        "bootstrap_in90",
+        "bootstrap_crps",
+        "start_bear",
+        "start_bull",
+    ):
         assert c in scores.columns
     assert json.loads((out / "meta.json").read_text())["method"].startswith("training-window fit")
     # realised returns are the compounded data over (origin, origin + 3 months]
     row = res.scores.iloc[0]
     i = frame.index.get_loc(pd.Timestamp(row["origin"]))
-    assert row["realised"] == pytest.approx(float(np.prod(1 + frame["small"].iloc[i + 1:i + 4]) - 1), rel=1e-12)
+    assert row["realised"] == pytest.approx(float(np.prod(1 + frame["small"].iloc[i + 1 : i + 4]) - 1), rel=1e-12)
     assert not list(tmp_path.glob(".bt.tmp-*"))
 
 
@@ -129,7 +147,7 @@ def test_forecasts_never_use_data_after_their_origin(persistent_data):
     a = backtest(frame, 2, cut, **kw)
     second_origin = pd.Timestamp(a.scores["origin"].unique()[1])
     changed = frame.copy()
-    changed.loc[changed.index > second_origin] *= -3.0        # rewrite history after the second origin
+    changed.loc[changed.index > second_origin] *= -3.0  # rewrite history after the second origin
     changed.attrs.update(frame.attrs)
     b = backtest(changed, 2, cut, **kw)
     assert a.meta["training_loglik"] == b.meta["training_loglik"]
@@ -152,8 +170,26 @@ def test_forecasts_never_use_data_after_their_origin(persistent_data):
 def test_backtest_command_on_the_shipped_data(tmp_path):
     data = Path(__file__).resolve().parents[1] / "simulator" / "data" / "us_size_monthly.csv"
     out = tmp_path / "bt"
-    r = invoke(["backtest", data, "--regimes", 2, "--train-until", "2009-12-31", "--horizon", 12, "--step", 12,
-                "--paths", 2000, "--starts", 3, "--out", out])
+    r = invoke(
+        [
+            "backtest",
+            data,
+            "--regimes",
+            2,
+            "--train-until",
+            "2009-12-31",
+            "--horizon",
+            12,
+            "--step",
+            12,
+            "--paths",
+            2000,
+            "--starts",
+            3,
+            "--out",
+            out,
+        ]
+    )
     assert r.exit_code == 0, r.output
     last = r.output.strip().splitlines()[-1]
     assert last.startswith("verdict: ") and "cut 2009-12-31" in last

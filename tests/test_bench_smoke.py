@@ -133,25 +133,29 @@ def test_limit_kernel_runs():
 
 
 def test_table_and_targets():
-    rows = [bench.Row("monthly", 10**6, "limit", 10**6, [2.0], 120),
-            bench.Row("monthly", 10**6, "capsim", 10**6, [1.0, 1.2, 0.9], 120, "ok (max |z| 1.0)"),
-            bench.Row("monthly", 10**6, "numpy", 10**5, [0.5], 120, "ok (max |z| 1.0)"),
-            bench.Row("monthly", 10**6, "dynamax", 10**6, [5.0], 120, "FAIL (max |z| 9.0)", check_ok=False)]
+    rows = [
+        bench.Row("monthly", 10**6, "limit", 10**6, [2.0], 120),
+        bench.Row("monthly", 10**6, "capsim", 10**6, [1.0, 1.2, 0.9], 120, "ok (max |z| 1.0)"),
+        bench.Row("monthly", 10**6, "numpy", 10**5, [0.5], 120, "ok (max |z| 1.0)"),
+        bench.Row("monthly", 10**6, "dynamax", 10**6, [5.0], 120, "FAIL (max |z| 9.0)", check_ok=False),
+    ]
     limit = 10**6 * 120 / 2.0
     cells = bench.build_table(rows, limit)
     cap, numpy_row, dyn = cells[1], cells[2], cells[3]
-    assert cap[7] == "2.00" and cap[8] == "1.00"               # x limit; capsim / itself
-    assert numpy_row[3] == "1e5†" and numpy_row[8] == "5.00"   # extrapolated; 1.2e8 / 2.4e7
-    assert dyn[6].startswith("(") and dyn[8] == ""             # a failed check is shown but not compared
+    assert cap[7] == "2.00" and cap[8] == "1.00"  # x limit; capsim / itself
+    assert numpy_row[3] == "1e5†" and numpy_row[8] == "5.00"  # extrapolated; 1.2e8 / 2.4e7
+    assert dyn[6].startswith("(") and dyn[8] == ""  # a failed check is shown but not compared
     text = "\n".join(bench.targets(rows, limit))
     assert "limit at every path count: monthly **met** (worst 2.00" in text
     assert "capsim >= 6 x numpy: monthly **NOT met** (worst 5.00" in text
     assert "FAILED" in text and "dynamax" in text
     assert bench.markdown_table(cells).count("\n") == len(rows) + 1
     # the exact-path target applies to both workloads (12-month and 3-month segments)
-    ex = [bench.Row("monthly", 10**6, "capsim exact", 10**6, [4.0], 120, "ok"),
-          bench.Row("daily", 10**6, "limit", 10**6, [2.0], 252),
-          bench.Row("daily", 10**6, "capsim exact", 10**6, [0.4], 252, "ok")]
+    ex = [
+        bench.Row("monthly", 10**6, "capsim exact", 10**6, [4.0], 120, "ok"),
+        bench.Row("daily", 10**6, "limit", 10**6, [2.0], 252),
+        bench.Row("daily", 10**6, "capsim exact", 10**6, [0.4], 252, "ok"),
+    ]
     text = "\n".join(bench.targets(rows + ex, limit))
     assert "monthly **NOT met** (worst 0.50" in text and "daily **met** (worst 5.00" in text
 

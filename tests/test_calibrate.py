@@ -1,4 +1,4 @@
-"""Calibration (issue 4): the likelihood machinery, recovery of a known model, agreement with statsmodels,
+"""Calibration: the likelihood machinery, recovery of a known model, agreement with statsmodels,
 the calibrate -> scenario -> simulate round trip, the shipped data and scenario, and bad input.
 
 Tolerances come from standard errors: the fit's own (observed information, checked against closed forms
@@ -20,9 +20,21 @@ from click.testing import CliRunner
 from scipy import stats
 
 import simulator as sim
-from simulator.calibrate import (MSParams, FitError, _degeneracy, calibrate, expected_duration_months, fit_ms,
-                                 forward_backward, loglik_and_grad, n_free_params, pack, scenario_text,
-                                 start_probabilities, unpack)
+from simulator.calibrate import (
+    FitError,
+    MSParams,
+    _degeneracy,
+    calibrate,
+    expected_duration_months,
+    fit_ms,
+    forward_backward,
+    loglik_and_grad,
+    n_free_params,
+    pack,
+    scenario_text,
+    start_probabilities,
+    unpack,
+)
 from simulator.cli import main
 from simulator.history import DataError, load_us_size_returns, read_returns, us_size_path
 from simulator.scenario import stationary_distribution
@@ -59,8 +71,12 @@ def returns_csv(path: Path, y: np.ndarray, columns=("small", "large"), freq="ME"
 
 TRUE = MSParams(
     means=np.array([[-0.012, -0.008], [0.012, 0.009]]),
-    covs=np.array([[[0.060**2, 0.8 * 0.060 * 0.045], [0.8 * 0.060 * 0.045, 0.045**2]],
-                   [[0.035**2, 0.6 * 0.035 * 0.025], [0.6 * 0.035 * 0.025, 0.025**2]]]),
+    covs=np.array(
+        [
+            [[0.060**2, 0.8 * 0.060 * 0.045], [0.8 * 0.060 * 0.045, 0.045**2]],
+            [[0.035**2, 0.6 * 0.035 * 0.025], [0.6 * 0.035 * 0.025, 0.025**2]],
+        ]
+    ),
     transition=np.array([[0.90, 0.10], [0.04, 0.96]]),
 )
 
@@ -74,8 +90,9 @@ def brute_force(y, params):
     T = len(y)
     K = len(params.means)
     pi = stationary_distribution(params.transition)
-    b = np.array([[stats.multivariate_normal(params.means[k], params.covs[k]).pdf(y[t]) for k in range(K)]
-                  for t in range(T)])
+    b = np.array(
+        [[stats.multivariate_normal(params.means[k], params.covs[k]).pdf(y[t]) for k in range(K)] for t in range(T)]
+    )
     total, gam, xi = 0.0, np.zeros((T, K)), np.zeros((K, K))
     filt = np.zeros((T, K))
     for path in itertools.product(range(K), repeat=T):
@@ -98,9 +115,11 @@ def brute_force(y, params):
 def test_forward_backward_matches_enumeration(T):
     rng = np.random.default_rng(3)
     K, A = 3, 2
-    params = MSParams(rng.normal(size=(K, A)) * 0.7,
-                      np.array([np.eye(A) * (0.4 + k) + 0.15 for k in range(K)]),
-                      rng.dirichlet(np.full(K, 2.0), size=K))
+    params = MSParams(
+        rng.normal(size=(K, A)) * 0.7,
+        np.array([np.eye(A) * (0.4 + k) + 0.15 for k in range(K)]),
+        rng.dirichlet(np.full(K, 2.0), size=K),
+    )
     y = rng.normal(size=(T, A))
     post = forward_backward(y, params)
     ll, filt, smooth, pairs = brute_force(y, params)
@@ -123,15 +142,21 @@ def test_analytic_gradient_matches_finite_differences():
     rng = np.random.default_rng(5)
     y, _ = simulate_chain(TRUE, 300, rng)
     z = (y - y.mean(0)) / y.std(0)
-    start = MSParams(np.array([[-0.5, -0.4], [0.3, 0.2], [0.1, 0.0]]),
-                     np.array([np.eye(2) * 1.5 + 0.3, np.eye(2) * 0.6 + 0.2, np.eye(2)]),
-                     np.array([[0.8, 0.15, 0.05], [0.1, 0.85, 0.05], [0.2, 0.2, 0.6]]))
+    start = MSParams(
+        np.array([[-0.5, -0.4], [0.3, 0.2], [0.1, 0.0]]),
+        np.array([np.eye(2) * 1.5 + 0.3, np.eye(2) * 0.6 + 0.2, np.eye(2)]),
+        np.array([[0.8, 0.15, 0.05], [0.1, 0.85, 0.05], [0.2, 0.2, 0.6]]),
+    )
     theta = pack(start)
     np.testing.assert_allclose(unpack(theta, 3, 2)[0].covs, start.covs, atol=1e-14)
     _, grad = loglik_and_grad(theta, z, 3)
     eps = 1e-6
-    num = np.array([(loglik_and_grad(theta + e, z, 3)[0] - loglik_and_grad(theta - e, z, 3)[0]) / (2 * eps)
-                    for e in np.eye(len(theta)) * eps])
+    num = np.array(
+        [
+            (loglik_and_grad(theta + e, z, 3)[0] - loglik_and_grad(theta - e, z, 3)[0]) / (2 * eps)
+            for e in np.eye(len(theta)) * eps
+        ]
+    )
     np.testing.assert_allclose(grad, num, rtol=1e-5, atol=1e-5)
 
 
@@ -166,10 +191,14 @@ def test_known_model_is_recovered_within_standard_errors(synthetic_fit):
     true_corr = TRUE.covs[:, 0, 1] / (true_sd[:, 0] * true_sd[:, 1])
     sd = np.sqrt(np.diagonal(p.covs, axis1=1, axis2=2))
     corr = p.covs[:, 0, 1] / (sd[:, 0] * sd[:, 1])
-    z = np.concatenate([((p.means - TRUE.means) / se.means).ravel(), ((sd - true_sd) / se.sds).ravel(),
-                        (corr - true_corr) / se.corrs[:, 0, 1],
-                        [(p.transition[0, 1] - 0.10) / se.transition[0, 1],
-                         (p.transition[1, 0] - 0.04) / se.transition[1, 0]]])
+    z = np.concatenate(
+        [
+            ((p.means - TRUE.means) / se.means).ravel(),
+            ((sd - true_sd) / se.sds).ravel(),
+            (corr - true_corr) / se.corrs[:, 0, 1],
+            [(p.transition[0, 1] - 0.10) / se.transition[0, 1], (p.transition[1, 0] - 0.04) / se.transition[1, 0]],
+        ]
+    )
     assert np.all(np.isfinite(z)) and np.all(se.means > 0)
     assert np.abs(z).max() < 3.5, f"a parameter is more than 3.5 standard errors off: z = {np.round(z, 2)}"
     # jointly: 14 z-scores; their sum of squares is roughly chi-square(14) (they are not independent, so
@@ -190,7 +219,7 @@ def test_standard_errors_match_their_sampling_spread(synthetic_fit):
         yb, _ = simulate_chain(fit.params, 3000, rng)
         est.append(fit_ms(yb, 2, n_starts=1, seed=0, with_se=False).params.means[1, 0])
     ratio = np.std(est, ddof=1) / fit.se.means[1, 0]
-    lo, hi = np.sqrt(stats.chi2.ppf([0.001, 0.999], 11) / 11)   # sd ratio of 12 draws, 99.8% range
+    lo, hi = np.sqrt(stats.chi2.ppf([0.001, 0.999], 11) / 11)  # sd ratio of 12 draws, 99.8% range
     assert lo < ratio < hi, f"bootstrap sd / SE = {ratio:.2f} outside [{lo:.2f}, {hi:.2f}]"
 
 
@@ -215,12 +244,14 @@ def test_loglik_and_parameters_agree_with_statsmodels(column):
     sp = dict(zip(names, res.params))
     sse = dict(zip(names, res.bse))
     order = np.argsort([sp["const[0]"], sp["const[1]"]])
-    p01 = {0: 1 - sp["p[0->0]"], 1: sp["p[1->0]"]}      # P(to the other regime)
+    p01 = {0: 1 - sp["p[0->0]"], 1: sp["p[1->0]"]}  # P(to the other regime)
     for mine_k, their_k in enumerate(order):
         other = 1 - mine_k
-        pairs = [(mine.params.means[mine_k, 0], sp[f"const[{their_k}]"], mine.se.means[mine_k, 0]),
-                 (mine.params.covs[mine_k, 0, 0], sp[f"sigma2[{their_k}]"], sse[f"sigma2[{their_k}]"]),
-                 (mine.params.transition[mine_k, other], p01[their_k], mine.se.transition[mine_k, other])]
+        pairs = [
+            (mine.params.means[mine_k, 0], sp[f"const[{their_k}]"], mine.se.means[mine_k, 0]),
+            (mine.params.covs[mine_k, 0, 0], sp[f"sigma2[{their_k}]"], sse[f"sigma2[{their_k}]"]),
+            (mine.params.transition[mine_k, other], p01[their_k], mine.se.transition[mine_k, other]),
+        ]
         for ours, theirs, se in pairs:
             assert abs(ours - theirs) < 0.05 * se, (ours, theirs, se)
         # the standard errors agree too (both from the observed information)
@@ -236,18 +267,19 @@ def test_round_trip_scenario_reproduces_the_fitted_moments():
     cal = calibrate(frame, 2, n_starts=3)
     text = scenario_text(cal, name="roundtrip", horizon_months=12)
     data = yaml.safe_load(text)
-    data["report_months"] = [1, 12]          # draws are kept at report horizons
+    data["report_months"] = [1, 12]  # draws are kept at report horizons
     sc = sim.parse_scenario(data, source="roundtrip")
     p, f = cal.fit.params, 12
     for k, r in enumerate(cal.regimes):
         np.testing.assert_allclose([sc.regimes[r].drift[a] for a in cal.assets], p.means[k] * f, atol=1e-6)
-        np.testing.assert_allclose([sc.regimes[r].vol[a] for a in cal.assets], np.sqrt(np.diag(p.covs[k]) * f),
-                                   atol=1e-6)
+        np.testing.assert_allclose(
+            [sc.regimes[r].vol[a] for a in cal.assets], np.sqrt(np.diag(p.covs[k]) * f), atol=1e-6
+        )
     start = start_probabilities(cal)
     np.testing.assert_allclose(list(sc.start.values()), start, atol=1e-6)
     res = sim.simulate(sc, n_paths=200_000, seed=3, precision=64)
     for h in (1, 12):
-        logs = np.log1p(res.draws(h).to_numpy())                        # [n, A] h-month log returns
+        logs = np.log1p(res.draws(h).to_numpy())  # [n, A] h-month log returns
         # exact mean of the h-month log return: sum over steps of (start P^t) mu
         dist, mean = start.copy(), np.zeros(2)
         for _ in range(h):
@@ -259,7 +291,7 @@ def test_round_trip_scenario_reproduces_the_fitted_moments():
     one = np.log1p(res.draws(1).to_numpy())
     mu1 = start @ p.means
     var1 = start @ (np.diagonal(p.covs, axis1=1, axis2=2) + p.means**2) - mu1**2
-    np.testing.assert_allclose(one.var(0), var1, rtol=0.02)   # sd of a variance estimate here is < 0.5%
+    np.testing.assert_allclose(one.var(0), var1, rtol=0.02)  # sd of a variance estimate here is < 0.5%
 
 
 def test_weekly_data_scenario_is_at_weekly_frequency(tmp_path):
@@ -277,8 +309,9 @@ def test_weekly_data_scenario_is_at_weekly_frequency(tmp_path):
     fit = calibrate(frame, 2, n_starts=3).fit
     np.testing.assert_allclose(sc.regimes["bull"].drift["small"], fit.params.means[1, 0] * 52, atol=1e-6)
     # durations in the comment are in months: 1 / (1 - P_kk) weeks * 12 / 52
-    np.testing.assert_allclose(expected_duration_months(fit.params.transition, 52),
-                               1 / (1 - np.diag(fit.params.transition)) * 12 / 52)
+    np.testing.assert_allclose(
+        expected_duration_months(fit.params.transition, 52), 1 / (1 - np.diag(fit.params.transition)) * 12 / 52
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -317,7 +350,7 @@ def _numbers_close(a, b, path=""):
         for i, (x, y) in enumerate(zip(a, b)):
             _numbers_close(x, y, f"{path}.{i}")
     elif isinstance(a, float):
-        assert b == pytest.approx(a, abs=2e-6), path   # values are written to 6-8 decimals
+        assert b == pytest.approx(a, abs=2e-6), path  # values are written to 6-8 decimals
     else:
         assert a == b, path
 
@@ -325,11 +358,11 @@ def _numbers_close(a, b, path=""):
 def test_historical_scenario_is_reproduced_by_its_command(tmp_path, monkeypatch):
     shipped = REPO / "scenarios" / "historical.yaml"
     text = shipped.read_text()
-    command = next(ln for ln in text.splitlines() if ln.startswith("# command: "))[len("# command: "):]
-    args = shlex.split(command)[2:]            # drop 'capsim calibrate'
+    command = next(ln for ln in text.splitlines() if ln.startswith("# command: "))[len("# command: ") :]
+    args = shlex.split(command)[2:]  # drop 'capsim calibrate'
     out = args.index("--out")
     args[out + 1] = str(tmp_path / "historical.yaml")
-    monkeypatch.chdir(REPO)                   # the data path in the command is relative to the repo
+    monkeypatch.chdir(REPO)  # the data path in the command is relative to the repo
     r = invoke(["calibrate", *args])
     assert r.exit_code == 0, r.output
     again = (tmp_path / "historical.yaml").read_text()
@@ -367,19 +400,25 @@ def _good_rows(n, start="2000-01-31", seed=0):
 
 
 BAD_CASES = {
-    "missing value": (lambda rows: rows[:4] + [rows[4].rsplit(",", 1)[0] + ","] + rows[5:],
-                      ["line 6", "'large'", "missing value"]),
-    "non-numeric": (lambda rows: rows[:9] + [rows[9].split(",")[0] + ",abc," + rows[9].split(",")[2]] + rows[10:],
-                    ["line 11", "'small'", "'abc'"]),
-    "unsorted dates": (lambda rows: rows[:20] + [rows[21], rows[20]] + rows[22:],
-                       ["line 23", "sorted by date"]),
+    "missing value": (
+        lambda rows: rows[:4] + [rows[4].rsplit(",", 1)[0] + ","] + rows[5:],
+        ["line 6", "'large'", "missing value"],
+    ),
+    "non-numeric": (
+        lambda rows: rows[:9] + [rows[9].split(",")[0] + ",abc," + rows[9].split(",")[2]] + rows[10:],
+        ["line 11", "'small'", "'abc'"],
+    ),
+    "unsorted dates": (lambda rows: rows[:20] + [rows[21], rows[20]] + rows[22:], ["line 23", "sorted by date"]),
     "repeated date": (lambda rows: rows[:30] + [rows[29]] + rows[31:], ["line 32", "repeats"]),
     "bad date": (lambda rows: rows[:3] + ["31/04/2000" + rows[3][10:]] + rows[4:], ["line 5", "not a date"]),
     "gap": (lambda rows: rows[:50] + rows[52:], ["line 52", "no missing periods"]),
     "constant column": (lambda rows: [r.rsplit(",", 1)[0] + ",0.01" for r in rows], ["column 'large'", "constant"]),
-    "percent in a decimal file": (lambda rows: [f"{r.split(',')[0]},{float(r.split(',')[1]) * 100:.3f},"
-                                                f"{float(r.split(',')[2]) * 100:.3f}" for r in rows],
-                                  ["--percent"]),
+    "percent in a decimal file": (
+        lambda rows: [
+            f"{r.split(',')[0]},{float(r.split(',')[1]) * 100:.3f},{float(r.split(',')[2]) * 100:.3f}" for r in rows
+        ],
+        ["--percent"],
+    ),
     "too few rows": (lambda rows: rows[:40], ["40 rows", "too few", "need at least 60"]),
 }
 
@@ -417,8 +456,9 @@ def test_other_input_errors(tmp_path):
     r = invoke(["calibrate", tmp_path / "missing.csv", "--regimes", 2, "--out", tmp_path / "o.yaml"])
     assert r.exit_code == 2 and "no such file" in r.output
     with pytest.raises(DataError, match="line 4, column 'small'"):
-        read_returns(_write(tmp_path, "date,small\n2000-01-31,0.1\n2000-02-29,0.1\n2000-03-31,-1.5\n", "neg.csv"),
-                     percent=False)
+        read_returns(
+            _write(tmp_path, "date,small\n2000-01-31,0.1\n2000-02-29,0.1\n2000-03-31,-1.5\n", "neg.csv"), percent=False
+        )
 
 
 def test_collapsing_variance_is_caught_and_nothing_written(tmp_path):

@@ -1,4 +1,4 @@
-"""CLI contract (SPEC sections 4 and 5), through click's CliRunner on `simulator.cli.main`.
+"""CLI contract (docs/outputs.md and docs/cli.md), through click's CliRunner on `simulator.cli.main`.
 
 Exit codes: 0 success, 1 a check failed, 2 bad input or usage (message naming file and field,
 never a traceback). Paths are kept small so the whole file runs in a few tens of seconds.
@@ -83,9 +83,7 @@ def dump(folder: Path, data: dict, filename: str) -> Path:
 
 
 def snapshot(folder: Path) -> dict:
-    return {
-        p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.iterdir()) if p.is_file()
-    }
+    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.iterdir()) if p.is_file()}
 
 
 def flatten(obj, prefix=""):
@@ -173,7 +171,7 @@ class TestRunOutputs:
         _, out = ok_run
         df = pd.read_csv(out / "summary.csv")
         cols = list(df.columns)
-        # the base columns appear, in SPEC order
+        # the base columns appear, in the documented order
         positions = [cols.index(c) for c in SUMMARY_BASE_COLUMNS if c in cols]
         missing = [c for c in SUMMARY_BASE_COLUMNS if c not in cols]
         assert not missing, f"missing columns {missing}; have {cols}"
@@ -183,9 +181,7 @@ class TestRunOutputs:
                 assert f"{asset}_{suffix}" in cols, f"missing {asset}_{suffix}; have {cols}"
         for regime in ("expansion", "slowdown", "recession"):
             assert f"occupancy_{regime}" in cols
-        assert cols.index("excess_hdi90_high") < cols.index("small_mean") < cols.index(
-            "occupancy_expansion"
-        )
+        assert cols.index("excess_hdi90_high") < cols.index("small_mean") < cols.index("occupancy_expansion")
 
         assert list(df["horizon_months"]) == [3, 6, 12, 24]
         assert set(df["scenario"]) == {"unit-test"}
@@ -260,14 +256,12 @@ class TestRunOutputs:
         assert find(lambda k: "seed" in k, lambda v: v == 7), "seed missing"
         assert find(lambda k: "path" in k, lambda v: v == 20000), "n_paths missing"
         assert find(lambda k: "backend" in k, lambda v: bool(v)), "backend missing"
+        assert find(lambda k: "precision" in k, lambda v: str(v) in {"32", "64", "float32", "float64"}), (
+            "precision missing"
+        )
+        assert find(lambda k: "wall" in k, lambda v: isinstance(v, (int, float)) and v > 0), "wall time missing"
         assert find(
-            lambda k: "precision" in k, lambda v: str(v) in {"32", "64", "float32", "float64"}
-        ), "precision missing"
-        assert find(
-            lambda k: "wall" in k, lambda v: isinstance(v, (int, float)) and v > 0
-        ), "wall time missing"
-        assert find(
-            lambda k: ("per_s" in k or "per_sec" in k or "steps_per" in k or "throughput" in k),
+            lambda k: "per_s" in k or "per_sec" in k or "steps_per" in k or "throughput" in k,
             lambda v: isinstance(v, (int, float)) and v > 0,
         ), "path-steps per second missing"
 
@@ -304,9 +298,7 @@ class TestRunBehaviour:
         assert_user_error(result)
         assert (out / "summary.csv").read_text() == "stale\n"
 
-        result = invoke(
-            ["run", neutral_path, "--paths", PATHS, "--seed", "3", "--out", out, "--force"]
-        )
+        result = invoke(["run", neutral_path, "--paths", PATHS, "--seed", "3", "--out", out, "--force"])
         assert result.exit_code == 0, describe(result)
         assert OUTPUT_FILES <= {p.name for p in out.iterdir()}
         assert (out / "summary.csv").read_text() != "stale\n"
@@ -328,15 +320,11 @@ class TestRunBehaviour:
         assert result.exit_code == 0, describe(result)
         a = pd.read_csv(out / "summary.csv")
         b = pd.read_csv(out2 / "summary.csv")
-        assert not a["p_outperform"].equals(b["p_outperform"]) or not a["excess_mean"].equals(
-            b["excess_mean"]
-        )
+        assert not a["p_outperform"].equals(b["p_outperform"]) or not a["excess_mean"].equals(b["excess_mean"])
 
     def test_json_output(self, neutral_path, tmp_path):
         out = tmp_path / "j"
-        result = invoke(
-            ["run", neutral_path, "--paths", PATHS, "--seed", "1", "--out", out, "--json"]
-        )
+        result = invoke(["run", neutral_path, "--paths", PATHS, "--seed", "1", "--out", out, "--json"])
         assert result.exit_code == 0, describe(result)
         payload = json.loads(result.stdout)
         text = json.dumps(payload)
@@ -405,9 +393,7 @@ class TestRunErrors:
         if has_gpu():
             pytest.skip("a GPU is present")
         out = tmp_path / "g"
-        result = invoke(
-            ["run", neutral_path, "--paths", PATHS, "--out", out, "--device", "gpu"]
-        )
+        result = invoke(["run", neutral_path, "--paths", PATHS, "--out", out, "--device", "gpu"])
         assert_user_error(result)
         assert "gpu" in result.output.lower()
         assert not out.exists()
@@ -506,8 +492,13 @@ def test_compile_cache_is_kept_and_changes_nothing(tmp_path, make_scenario):
     summaries = []
     for i in range(2):
         out = tmp_path / f"out{i}"
-        proc = subprocess.run([sys.executable, "-m", "simulator", "run", str(path), "--paths", "20000", "--quiet",
-                               "--out", str(out)], capture_output=True, text=True, timeout=300, env=env)
+        proc = subprocess.run(
+            [sys.executable, "-m", "simulator", "run", str(path), "--paths", "20000", "--quiet", "--out", str(out)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+        )
         assert proc.returncode == 0, proc.stdout + proc.stderr
         summaries.append((out / "summary.csv").read_text())
         assert any(cache.iterdir())

@@ -1,4 +1,4 @@
-"""The engine against the exact reference in tests/exact.py (SPEC section 3).
+"""The engine against the exact reference in tests/exact.py (docs/model.md).
 
 Every comparison is |estimate - exact| < Z_TOL standard errors, where the
 standard error is that of a Monte Carlo estimate from n independent paths,
@@ -25,157 +25,25 @@ import copy
 import itertools
 import math
 
+import exact as ex
 import numpy as np
 import pytest
-from scipy import integrate, optimize, stats
-
-try:  # tests/ as a package or as a plain folder on sys.path
-    from . import exact as ex
-except ImportError:
-    import exact as ex
-
-Z_TOL = 4.5
-DKW_ALPHA = 1e-5
-
-ASSETS = {"small": "Russell 2000", "large": "S&P 500"}
-BULL = {"drift": {"small": 0.14, "large": 0.10}, "vol": {"small": 0.20, "large": 0.15}, "corr": 0.85}
-BEAR = {"drift": {"small": -0.22, "large": -0.08}, "vol": {"small": 0.34, "large": 0.22}, "corr": 0.9}
-RATES = {"path": {0: 4.00, 6: 3.50, 12: 3.25}, "sensitivity": {"small": -0.06, "large": -0.03}}
-
-
-def two_regime(**kw) -> dict:
-    """Durations + next form: bull (24 months) <-> bear (8 months)."""
-    sc = {
-        "name": "exact-two",
-        "description": "Two Gaussian regimes for the exact-reference tests.",
-        "frequency": "monthly",
-        "horizon_months": 24,
-        "report_months": [3, 12, 24],
-        "assets": dict(ASSETS),
-        "regimes": {
-            "bull": {**copy.deepcopy(BULL), "duration_months": 24, "next": {"bear": 1.0}},
-            "bear": {**copy.deepcopy(BEAR), "duration_months": 8, "next": {"bull": 1.0}},
-        },
-        "start": "stationary",
-    }
-    sc.update(copy.deepcopy(kw))
-    return sc
-
-
-def two_regime_matrix(**kw) -> dict:
-    """The same chain as two_regime() (monthly) in the per-step `transitions:` form."""
-    sc = two_regime(**kw)
-    for r in sc["regimes"].values():
-        del r["duration_months"], r["next"]
-    sc["name"] = "exact-two-matrix"
-    sc["transitions"] = {
-        "bull": {"bull": 1 - 1 / 24, "bear": 1 / 24},
-        "bear": {"bull": 1 / 8, "bear": 1 - 1 / 8},
-    }
-    return sc
-
-
-def three_regime(**kw) -> dict:
-    sc = {
-        "name": "exact-three",
-        "description": "Three Gaussian regimes with a phase overriding next.",
-        "frequency": "monthly",
-        "horizon_months": 12,
-        "report_months": [3, 6, 12],
-        "assets": dict(ASSETS),
-        "regimes": {
-            "expansion": {
-                **copy.deepcopy(BULL),
-                "duration_months": 30,
-                "next": {"slowdown": 0.7, "recession": 0.3},
-            },
-            "slowdown": {
-                "drift": {"small": 0.02, "large": 0.04},
-                "vol": {"small": 0.24, "large": 0.17},
-                "corr": 0.8,
-                "duration_months": 6,
-                "next": {"expansion": 0.5, "recession": 0.5},
-            },
-            "recession": {
-                **copy.deepcopy(BEAR),
-                "duration_months": 9,
-                "next": {"expansion": 0.8, "slowdown": 0.2},
-            },
-        },
-        "start": {"expansion": 0.2, "slowdown": 0.8},
-        "phases": [
-            {
-                "until_month": 6,
-                "regimes": {"slowdown": {"duration_months": 2, "next": {"recession": 0.9, "expansion": 0.1}}},
-            }
-        ],
-    }
-    sc.update(copy.deepcopy(kw))
-    return sc
-
-
-# --------------------------------------------------------------------------- #
-# comparison machinery
-# --------------------------------------------------------------------------- #
-QLEVEL = {"q05": 0.05, "q25": 0.25, "median": 0.5, "q75": 0.75, "q95": 0.95}
-
-
-def exact_and_se(d: dict, key: str, n: int):
-    """(exact value, Monte Carlo standard error at n paths) for a summary column."""
-    if key == "p_outperform" or key.endswith("_p_loss"):
-        p = d[key]
-        return p, ex.se_prop(p, n)
-    if key.startswith("occupancy_"):
-        return d[key], ex.se_mean(d[key + "_sd"], n)
-    if key == "excess_sd":
-        return d[key], ex.se_sd(d["excess_sd"], d["excess_central4"], n)
-    stem, stat = key.rsplit("_", 1)
-    if stat == "mean":
-        return d[key], ex.se_mean(d[f"{stem}_sd"], n)
-    if stat in QLEVEL:
-        return d[key], ex.se_quantile(QLEVEL[stat], d[key + "_pdf"], n)
-    raise KeyError(key)
-
-
-def check_rows(rows: dict, exact: dict, keys, label: str):
-    """rows: horizon -> mapping of column -> estimate (must hold n_paths)."""
-    lines, bad = [], []
-    for h, row in rows.items():
-        n = int(row["n_paths"])
-        for key in keys:
-            value, se = exact_and_se(exact[h], key, n)
-            est = float(row[key])
-            if se == 0.0:
-                z = 0.0 if abs(est - value) < 1e-6 else math.inf
-            else:
-                z = (est - value) / se
-            line = f"{label:>28s} h={h:<3} {key:<20s} est={est:+.6f} exact={value:+.6f} se={se:.2e} z={z:+.2f}"
-            lines.append(line)
-            if not abs(z) < Z_TOL:
-                bad.append(line)
-    print("\n" + "\n".join(lines))
-    assert not bad, "estimates off the exact reference by >= %.1f SE:\n%s" % (Z_TOL, "\n".join(bad))
-
-
-def summary_rows(res, horizons) -> dict:
-    df = res.summary()
-    out = {}
-    for h in horizons:
-        sel = df[df["horizon_months"] == h]
-        assert len(sel) == 1, f"summary has {len(sel)} rows for horizon {h}"
-        out[h] = sel.iloc[0].to_dict()
-    return out
-
-
-ALL_KEYS = (
-    ["p_outperform", "excess_mean", "excess_sd"]
-    + [f"excess_{q}" for q in QLEVEL]
-    + [f"{a}_{s}" for a in ASSETS for s in ("mean", "median", "q05", "q95", "p_loss")]
+from exact_cases import (
+    ALL_KEYS,
+    ASSETS,
+    BEAR,
+    BULL,
+    DKW_ALPHA,
+    QLEVEL,
+    RATES,
+    check_rows,
+    occupancy_keys,
+    summary_rows,
+    three_regime,
+    two_regime,
+    two_regime_matrix,
 )
-
-
-def occupancy_keys(sc) -> list:
-    return [f"occupancy_{k}" for k in sc["regimes"]]
+from scipy import integrate, optimize, stats
 
 
 # --------------------------------------------------------------------------- #
@@ -226,8 +94,10 @@ def test_exact_one_regime_closed_form():
     # E[X], Var[X] from lognormal moments
     e1, e2 = math.exp(m[0] + V[0, 0] / 2), math.exp(m[1] + V[1, 1] / 2)
     assert mix.x_mean() == pytest.approx(e1 - e2, rel=1e-12)
-    ex2 = math.exp(2 * m[0] + 2 * V[0, 0]) + math.exp(2 * m[1] + 2 * V[1, 1]) - 2 * math.exp(
-        m[0] + m[1] + (V[0, 0] + V[1, 1] + 2 * V[0, 1]) / 2
+    ex2 = (
+        math.exp(2 * m[0] + 2 * V[0, 0])
+        + math.exp(2 * m[1] + 2 * V[1, 1])
+        - 2 * math.exp(m[0] + m[1] + (V[0, 0] + V[1, 1] + 2 * V[0, 1]) / 2)
     )
     assert mix.x_var() == pytest.approx(ex2 - (e1 - e2) ** 2, rel=1e-9)
     # CDF of X = e^{L1} - e^{L2}: grid quadrature vs scipy 2-D integration
@@ -280,7 +150,9 @@ def test_exact_two_step_brute_force():
     assert model.occupancy_sd(2, "bear") == pytest.approx(sd_bf, abs=1e-14)
 
     mix = model.mixture(2)
-    pout = sum(p * stats.norm.cdf((mu[0] - mu[1]) / math.sqrt(C[0, 0] + C[1, 1] - 2 * C[0, 1])) for p, mu, C, _ in comps)
+    pout = sum(
+        p * stats.norm.cdf((mu[0] - mu[1]) / math.sqrt(C[0, 0] + C[1, 1] - 2 * C[0, 1])) for p, mu, C, _ in comps
+    )
     assert mix.p_outperform() == pytest.approx(pout, abs=1e-14)
     for k, a in enumerate(("small", "large")):
         mean_bf = sum(p * (math.exp(mu[k] + C[k, k] / 2) - 1) for p, mu, C, _ in comps)
@@ -298,15 +170,24 @@ def test_exact_two_step_brute_force():
 
 def test_exact_three_regime_phase_brute_force():
     """T = 3 monthly steps, 3 regimes, a phase [0, 2) overriding slowdown: all 27 sequences."""
-    sc = three_regime(horizon_months=3, report_months=[3], phases=[
-        {"until_month": 2, "regimes": {"slowdown": {"duration_months": 2, "next": {"recession": 0.9, "expansion": 0.1}}}}
-    ])
+    sc = three_regime(
+        horizon_months=3,
+        report_months=[3],
+        phases=[
+            {
+                "until_month": 2,
+                "regimes": {"slowdown": {"duration_months": 2, "next": {"recession": 0.9, "expansion": 0.1}}},
+            }
+        ],
+    )
     model = ex.ExactModel(sc)
-    base = np.array([
-        [1 - 1 / 30, 0.7 / 30, 0.3 / 30],
-        [0.5 / 6, 1 - 1 / 6, 0.5 / 6],
-        [0.8 / 9, 0.2 / 9, 1 - 1 / 9],
-    ])
+    base = np.array(
+        [
+            [1 - 1 / 30, 0.7 / 30, 0.3 / 30],
+            [0.5 / 6, 1 - 1 / 6, 0.5 / 6],
+            [0.8 / 9, 0.2 / 9, 1 - 1 / 9],
+        ]
+    )
     phase = base.copy()
     phase[1] = [0.1 / 2, 1 - 1 / 2, 0.9 / 2]
     np.testing.assert_allclose(model.base, base, atol=1e-15)
@@ -371,7 +252,7 @@ def test_exact_matrix_form_equals_durations_form():
 
 
 def _numpy_mc(sc, n, seed, horizons):
-    """A plain numpy simulation of SPEC section 3 (Gaussian), as a check on exact.py."""
+    """A plain numpy simulation of docs/model.md (Gaussian), as a check on exact.py."""
     model = ex.ExactModel(sc)
     rng = np.random.default_rng(seed)
     T = model.n_steps(max(horizons))
@@ -512,8 +393,17 @@ def test_engine_phase_overrides_duration(sim):
 def test_engine_phase_overrides_next_three_regimes(sim):
     """3b. three regimes; a phase overriding slowdown's duration and next; mapping start."""
     sc = three_regime()
-    keys = ["p_outperform", "excess_mean", "excess_median", "excess_q05", "excess_q95",
-            "small_mean", "small_median", "large_mean", "large_q05"]
+    keys = [
+        "p_outperform",
+        "excess_mean",
+        "excess_median",
+        "excess_q05",
+        "excess_q95",
+        "small_mean",
+        "small_median",
+        "large_mean",
+        "large_q05",
+    ]
     check_engine(sim, sc, 150_000, 13, keys + occupancy_keys(sc))
 
 
@@ -549,6 +439,16 @@ def test_engine_other_frequencies(sim, frequency, horizon, report):
 def test_engine_precision_64(sim):
     """6. precision=64 matches the exact reference too."""
     sc = two_regime(rates=RATES, start={"bull": 0.5, "bear": 0.5})
-    keys = ["p_outperform", "excess_mean", "excess_sd", "excess_median", "excess_q05", "excess_q95",
-            "small_mean", "small_q05", "large_mean", "large_median"]
+    keys = [
+        "p_outperform",
+        "excess_mean",
+        "excess_sd",
+        "excess_median",
+        "excess_q05",
+        "excess_q95",
+        "small_mean",
+        "small_q05",
+        "large_mean",
+        "large_median",
+    ]
     check_engine(sim, sc, 100_000, 23, keys + occupancy_keys(sc), precision=64)

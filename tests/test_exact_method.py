@@ -5,46 +5,58 @@ from __future__ import annotations
 
 import copy
 
+import exact as ex
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
+from exact_cases import ALL_KEYS, RATES, check_rows, occupancy_keys, summary_rows, three_regime, two_regime
 
-import exact as ex
 import simulator as sim
 from simulator.engine import lower_cholesky
-from simulator.params import (alias_table, build_model, end_bits, exact_segment_months, outcome_code,
-                              segment_outcomes)
-from test_exact import ALL_KEYS, RATES, check_rows, occupancy_keys, summary_rows, three_regime, two_regime
+from simulator.params import alias_table, build_model, end_bits, exact_segment_months, outcome_code, segment_outcomes
 
 
 def run(sc: dict, n: int, seed: int, method: str = "exact", **kw):
-    return sim.simulate(sim.parse_scenario(copy.deepcopy(sc), source="test"), n_paths=n, seed=seed, method=method,
-                        **kw)
+    return sim.simulate(sim.parse_scenario(copy.deepcopy(sc), source="test"), n_paths=n, seed=seed, method=method, **kw)
 
 
 def check_exact_method(sc: dict, n: int, seed: int, keys, observed: str, **kw):
     res = run(sc, n, seed, **kw)
     assert res.meta["method"] == "exact" and res.meta["drawdowns_observed"] == observed
-    check_rows(summary_rows(res, sc["report_months"]), ex.exact_summary(sc, sc["report_months"]), keys,
-               f"{sc['name']} exact method")
+    check_rows(
+        summary_rows(res, sc["report_months"]),
+        ex.exact_summary(sc, sc["report_months"]),
+        keys,
+        f"{sc['name']} exact method",
+    )
     return res
 
 
-@pytest.mark.parametrize("frequency,horizon,report,observed", [("weekly", 12, [3, 12], "every 3 months"),
-                                                              ("daily", 12, [1, 6, 12], "month ends"),
-                                                              ("monthly", 24, [12, 24], "every 12 months")])
+@pytest.mark.parametrize(
+    "frequency,horizon,report,observed",
+    [
+        ("weekly", 12, [3, 12], "every 3 months"),
+        ("daily", 12, [1, 6, 12], "month ends"),
+        ("monthly", 24, [12, 24], "every 12 months"),
+    ],
+)
 def test_exact_method_matches_exact_reference(frequency, horizon, report, observed):
-    sc = two_regime(name=f"exact-method-{frequency}", frequency=frequency, horizon_months=horizon,
-                    report_months=report, start="bear", rates=RATES,
-                    phases=[{"until_month": 3, "regimes": {"bear": {"duration_months": 2, "next": {"bull": 1.0}}}}])
+    sc = two_regime(
+        name=f"exact-method-{frequency}",
+        frequency=frequency,
+        horizon_months=horizon,
+        report_months=report,
+        start="bear",
+        rates=RATES,
+        phases=[{"until_month": 3, "regimes": {"bear": {"duration_months": 2, "next": {"bull": 1.0}}}}],
+    )
     check_exact_method(sc, 200_000, 29, ALL_KEYS + occupancy_keys(sc), observed)
 
 
 def test_exact_method_three_regimes_and_float64():
-    sc = three_regime(name="exact-method-three")   # monthly, reports 3, 6, 12: segments of 3 months
-    keys = ["p_outperform", "excess_mean", "excess_median", "excess_q05", "excess_q95", "small_mean",
-            "large_q05"]
+    sc = three_regime(name="exact-method-three")  # monthly, reports 3, 6, 12: segments of 3 months
+    keys = ["p_outperform", "excess_mean", "excess_median", "excess_q05", "excess_q95", "small_mean", "large_q05"]
     check_exact_method(sc, 150_000, 31, keys + occupancy_keys(sc), "every 3 months", precision=64)
 
 
@@ -68,11 +80,15 @@ def test_which_method_runs():
     tails = sim.parse_scenario(tails)
     assert sim.simulate(gaussian, n_paths=1000, method="auto").meta["method"] == "exact"
     assert sim.simulate(tails, n_paths=1000, method="auto").meta["method"] == "step"
-    assert sim.simulate(gaussian, n_paths=1000).meta["method"] == "step"   # the default sees every step
+    assert sim.simulate(gaussian, n_paths=1000).meta["method"] == "step"  # the default sees every step
     with pytest.raises(ValueError, match="Student-t"):
         sim.simulate(tails, n_paths=1000, method="exact")
-    mid_month = two_regime(frequency="daily", horizon_months=3, report_months=[3],
-                           phases=[{"until_month": 1.5, "regimes": {"bear": {"drift": {"small": -0.5}}}}])
+    mid_month = two_regime(
+        frequency="daily",
+        horizon_months=3,
+        report_months=[3],
+        phases=[{"until_month": 1.5, "regimes": {"bear": {"drift": {"small": -0.5}}}}],
+    )
     with pytest.raises(ValueError, match="inside month 1"):
         sim.simulate(sim.parse_scenario(mid_month), n_paths=1000, method="exact")
 
@@ -114,10 +130,10 @@ def brute_force_outcomes(matrices: np.ndarray) -> dict:
 
 @pytest.mark.parametrize("K,L", [(1, 4), (2, 6), (3, 5), (4, 3)])
 def test_segment_law_matches_brute_force(K, L):
-    matrices = np.random.default_rng(K * 10 + L).dirichlet(np.ones(K), size=(L, K))   # a new matrix each step
+    matrices = np.random.default_rng(K * 10 + L).dirichlet(np.ones(K), size=(L, K))  # a new matrix each step
     prob, counts, end = segment_outcomes(matrices)
     law = brute_force_outcomes(matrices)
-    assert prob.shape[1] == len({(c, e) for _, c, e in law})   # every reachable outcome, nothing pruned
+    assert prob.shape[1] == len({(c, e) for _, c, e in law})  # every reachable outcome, nothing pruned
     assert np.all(counts.sum(axis=1) == L)
     for i in range(prob.shape[1]):
         for before in range(K):
@@ -128,8 +144,8 @@ def test_segment_law_matches_brute_force(K, L):
 def test_lower_cholesky_matches_numpy(A):
     rng = np.random.default_rng(A)
     X = rng.normal(size=(50, A, A + 2))
-    cov = X @ X.transpose(0, 2, 1)                  # 50 positive-definite matrices
-    cov[0] = 0.0                                    # and a zero one (a regime with zero volatility)
+    cov = X @ X.transpose(0, 2, 1)  # 50 positive-definite matrices
+    cov[0] = 0.0  # and a zero one (a regime with zero volatility)
     rows = [[jnp.asarray(cov[:, a, b]) for b in range(a + 1)] for a in range(A)]
     got = np.zeros_like(cov)
     for a, row in enumerate(lower_cholesky(rows)):
@@ -155,7 +171,7 @@ def test_outcome_codes_hold_counts_and_end_regime():
 def test_alias_table_gives_the_law_exactly(sizes):
     m, n = sizes
     prob = np.random.default_rng(m).dirichlet(np.full(m, 0.3))
-    prob[::3] *= 1e-9   # tiny masses too
+    prob[::3] *= 1e-9  # tiny masses too
     prob /= prob.sum()
     accept, alias = alias_table(prob, n)
     implied = (accept + np.bincount(alias, weights=1 - accept, minlength=n)) / n
@@ -166,6 +182,7 @@ def test_alias_table_gives_the_law_exactly(sizes):
 def test_segment_length_follows_report_horizons_and_phases():
     def months(make=two_regime, **kw):
         return exact_segment_months(build_model(sim.parse_scenario(make(**kw))))
+
     drift_phase = [{"until_month": 2, "regimes": {"bear": {"drift": {"small": -0.5}}}}]
     assert months(frequency="monthly", horizon_months=24, report_months=[12, 24]) == 12
     assert months(frequency="daily", horizon_months=12, report_months=[6, 12]) == 6

@@ -30,12 +30,13 @@ SCENARIO = textwrap.dedent("""\
       down: {drift: {small: -0.2, large: -0.1}, vol: {small: 0.35, large: 0.25}, corr: 0.9, tails: 5,
              duration_months: 6, next: {up: 1.0}}
     """)
-N_PATHS = 5 * 16384 + 1000   # six blocks, the last one partial
+N_PATHS = 5 * 16384 + 1000  # six blocks, the last one partial
 
 
 def run_python(code: str, env: dict | None = None) -> str:
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                         env={**os.environ, **(env or {})})
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})}
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     return out.stdout
 
@@ -74,7 +75,7 @@ def test_import_gives_one_cpu_device_per_core_unless_chosen():
     assert devices == cores
     devices, _ = json.loads(run_python(code, {"XLA_FLAGS": "--xla_force_host_platform_device_count=3"}))
     assert devices == 3
-    late = "import jax; jax.numpy.zeros(1); " + code   # JAX started before capsim: its devices are kept
+    late = "import jax; jax.numpy.zeros(1); " + code  # JAX started before capsim: its devices are kept
     devices, _ = json.loads(run_python(late, {"XLA_FLAGS": ""}))
     assert devices == 1
 
@@ -88,10 +89,34 @@ def free_port() -> int:
 def test_two_processes_match_one_process(scenario_file, tmp_path):
     port = free_port()
     out = tmp_path / "two"
-    procs = [subprocess.Popen(
-        [sys.executable, "-m", "simulator", "run", str(scenario_file), "--paths", str(N_PATHS), "--seed", "5",
-         "--out", str(out), "--quiet", "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
-         "--process-id", str(i)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "simulator",
+                "run",
+                str(scenario_file),
+                "--paths",
+                str(N_PATHS),
+                "--seed",
+                "5",
+                "--out",
+                str(out),
+                "--quiet",
+                "--coordinator",
+                f"127.0.0.1:{port}",
+                "--num-processes",
+                "2",
+                "--process-id",
+                str(i),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
     results = [p.communicate(timeout=300) for p in procs]
     for p, (_, err) in zip(procs, results):
         assert p.returncode == 0, err[-3000:]
@@ -99,12 +124,28 @@ def test_two_processes_match_one_process(scenario_file, tmp_path):
     assert meta["processes"] == 2
     got = pd.read_csv(out / "summary.csv")
     single = tmp_path / "one"
-    subprocess.run([sys.executable, "-m", "simulator", "run", str(scenario_file), "--paths", str(N_PATHS),
-                    "--seed", "5", "--out", str(single), "--quiet"], check=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "simulator",
+            "run",
+            str(scenario_file),
+            "--paths",
+            str(N_PATHS),
+            "--seed",
+            "5",
+            "--out",
+            str(single),
+            "--quiet",
+        ],
+        check=True,
+        timeout=300,
+    )
     pd.testing.assert_frame_equal(got, pd.read_csv(single / "summary.csv"), check_exact=True)
     assert (out / "fan.csv").read_text() == (single / "fan.csv").read_text()
 
 
 def test_device_count_errors_are_clear():
-    with pytest.raises(sim.DeviceError, match="devices must be a number"):
+    with pytest.raises(sim.DeviceError, match="device count must be a number"):
         sim.simulate(sim.parse_scenario(__import__("yaml").safe_load(SCENARIO)), n_paths=100, devices=64)

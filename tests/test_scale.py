@@ -4,13 +4,13 @@ The bound (2e6 paths in production) is lowered here so that a small run crosses 
 
 from __future__ import annotations
 
+import exact as ex
 import numpy as np
 import pytest
+from exact_cases import check_rows, summary_rows, two_regime
 
-import exact as ex
 import simulator as sim
 import simulator.summary as summary
-from test_exact import check_rows, summary_rows, two_regime
 
 N, KEEP, FAN = 200_000, 40_000, 20_000
 
@@ -32,8 +32,9 @@ def test_quantiles_from_kept_paths_all_path_figures_from_every_path(small_bounds
     check_rows(rows, exact, ["p_outperform", "excess_mean", "small_mean", "large_p_loss"], "all paths")
     # quantiles from the kept paths: standard errors at n = KEEP (check_rows reads n from the row)
     kept_rows = {h: {**row, "n_paths": KEEP} for h, row in rows.items()}
-    check_rows(kept_rows, exact, ["excess_q05", "excess_median", "excess_q95", "small_median", "large_q05"],
-               "kept paths")
+    check_rows(
+        kept_rows, exact, ["excess_q05", "excess_median", "excess_q95", "small_median", "large_q05"], "kept paths"
+    )
     # ... and they really are the kept paths' quantiles
     d = res.draws(12)
     assert rows[12]["excess_median"] == pytest.approx(np.median(d["small"] - d["large"]))

@@ -1,4 +1,4 @@
-"""Scenario validation (SPEC section 2): one test per rule, each asserting the field path reported.
+"""Scenario validation (docs/scenarios.md): one test per rule, each asserting the field path reported.
 
 `sim.parse_scenario(dict, source=...)` / `sim.load_scenario(path)` raise `sim.ScenarioError`
 (a ValueError) listing every problem as (dotted_field_path, message) pairs.
@@ -11,7 +11,6 @@ import math
 import pytest
 
 import simulator as sim
-
 
 # --------------------------------------------------------------------------------------------
 # helpers
@@ -125,9 +124,7 @@ class TestValid:
         scenario["phases"] = [
             {
                 "until_month": 6,
-                "regimes": {
-                    "slowdown": {"duration_months": 4, "next": {"recession": 0.8, "expansion": 0.2}}
-                },
+                "regimes": {"slowdown": {"duration_months": 4, "next": {"recession": 0.8, "expansion": 0.2}}},
             },
             {"until_month": 24, "regimes": {"expansion": {"drift": {"small": 0.2, "large": 0.1}}}},
         ]
@@ -254,9 +251,7 @@ class TestErrorObject:
 
 
 class TestYaml:
-    @pytest.mark.parametrize(
-        "text", ["- a\n- b\n", "just a string\n", "42\n", ""], ids=["list", "str", "int", "empty"]
-    )
+    @pytest.mark.parametrize("text", ["- a\n- b\n", "just a string\n", "42\n", ""], ids=["list", "str", "int", "empty"])
     def test_not_a_mapping(self, write_scenario, text):
         path = write_scenario(text, "notmap.yaml")
         with pytest.raises(sim.ScenarioError) as ei:
@@ -336,9 +331,7 @@ class TestUnknownKeys:
         reject(scenario, "phases.0.regims")
 
     def test_in_phase_regime_override(self, scenario, reject):
-        scenario["phases"] = [
-            {"until_month": 6, "regimes": {"slowdown": {"duration_months": 4, "nxt": {}}}}
-        ]
+        scenario["phases"] = [{"until_month": 6, "regimes": {"slowdown": {"duration_months": 4, "nxt": {}}}}]
         reject(scenario, "phases.0.regimes.slowdown.nxt")
 
     def test_in_rates(self, scenario, reject):
@@ -354,9 +347,7 @@ class TestUnknownKeys:
         reject(scenario, "regimes.expansion.drift.mid")
 
     def test_in_expect_entry(self, scenario, reject):
-        scenario["expect"] = [
-            {"metric": "p_outperform", "horizon_months": 12, "between": [0.1, 0.9], "tol": 1}
-        ]
+        scenario["expect"] = [{"metric": "p_outperform", "horizon_months": 12, "between": [0.1, 0.9], "tol": 1}]
         reject(scenario, "expect.0.tol")
 
 
@@ -586,15 +577,11 @@ class TestPhases:
         reject(scenario, "phases.0.regimes.boom")
 
     def test_override_next_unknown_regime(self, scenario, reject):
-        scenario["phases"] = [
-            {"until_month": 6, "regimes": {"slowdown": {"next": {"boom": 1.0}}}}
-        ]
+        scenario["phases"] = [{"until_month": 6, "regimes": {"slowdown": {"next": {"boom": 1.0}}}}]
         reject(scenario, "phases.0.regimes.slowdown.next.boom")
 
     def test_override_negative_vol(self, scenario, reject):
-        scenario["phases"] = [
-            {"until_month": 6, "regimes": {"slowdown": {"vol": {"small": -0.2, "large": 0.2}}}}
-        ]
+        scenario["phases"] = [{"until_month": 6, "regimes": {"slowdown": {"vol": {"small": -0.2, "large": 0.2}}}}]
         reject(scenario, "phases.0.regimes.slowdown.vol.small")
 
 
@@ -618,9 +605,7 @@ class TestStart:
 
 class TestStationary:
     def test_reducible_two_groups(self, scenario, reject):
-        scenario["regimes"] = make_regimes(
-            {"a": {"b": 1.0}, "b": {"a": 1.0}, "c": {"d": 1.0}, "d": {"c": 1.0}}
-        )
+        scenario["regimes"] = make_regimes({"a": {"b": 1.0}, "b": {"a": 1.0}, "c": {"d": 1.0}, "d": {"c": 1.0}})
         scenario["start"] = "stationary"
         reject(scenario, ("start", "regimes", "transitions"), prefix=True)
 
@@ -761,9 +746,7 @@ class TestExpect:
         reject(scenario, f"expect.0.{key}")
 
     def test_between_nan(self, scenario, reject):
-        scenario["expect"] = [
-            {"metric": "p_outperform", "horizon_months": 12, "between": [float("nan"), 0.9]}
-        ]
+        scenario["expect"] = [{"metric": "p_outperform", "horizon_months": 12, "between": [float("nan"), 0.9]}]
         reject(scenario, "expect.0.between", prefix=True)
 
     def test_above_unknown_metric_name(self, scenario, reject):
