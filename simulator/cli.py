@@ -22,7 +22,7 @@ from .errors import CapsimError
 from .output import refuse_existing, refuse_existing_file, write_text_atomic
 from .run import simulate
 from .scenario import ScenarioError, load_scenario
-from .shipped import find_shipped, init_folder, schema_text, shipped_files
+from .shipped import init_folder, load_scenarios, scenario_files, schema_text, shipped_files
 
 
 class UserError(click.ClickException):
@@ -41,39 +41,6 @@ def user_errors(fn):
             raise UserError(exc.cli_message()) from None
 
     return wrapper
-
-
-def scenario_files(paths) -> list[Path]:
-    """Expand folders into their *.yaml / *.yml files (sorted); keep files as given; a name that is no file
-    or folder is a shipped scenario's ('rate_cut' or 'rate-cut')."""
-    files = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            found = sorted([*p.glob("*.yaml"), *p.glob("*.yml")])
-            if not found:
-                raise UserError(f"{p}: folder holds no *.yaml or *.yml scenario files")
-            files += found
-        elif p.exists():
-            files.append(p)
-        elif (shipped := find_shipped(str(p))) is not None:
-            files.append(shipped)
-        else:
-            names = ", ".join(f.stem for f in shipped_files())
-            raise UserError(f"{p}: no such file or folder, nor a shipped scenario ({names}; see `capsim scenarios`)")
-    return files
-
-
-def load_all(paths) -> list:
-    """Load every scenario, reporting all bad files together (exit 2) before anything runs."""
-    scenarios, errors = [], []
-    for f in scenario_files(paths):
-        try:
-            scenarios.append(load_scenario(f))
-        except ScenarioError as exc:
-            errors.append(str(exc))
-    if errors:
-        raise UserError("\n".join(errors))
-    return scenarios
 
 
 def progress_bar(total: int, quiet: bool, label: str):
@@ -258,7 +225,7 @@ def run(scenarios, run, out, force, as_json, quiet):
     path blocks, and process 0 prints and writes the merged result.
     """
     lead = jax.process_index() == 0
-    loaded = load_all(scenarios)
+    loaded = load_scenarios(scenarios)
     outs = [Path(out) if out and len(loaded) == 1 else Path(out or "results") / sc.name for sc in loaded]
     if len(set(outs)) < len(outs):
         raise UserError(
@@ -287,6 +254,7 @@ def run(scenarios, run, out, force, as_json, quiet):
 
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
+@user_errors
 def validate(paths):
     """Check scenario files (or folders of them) without simulating."""
     bad = 0
