@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import NamedTuple
@@ -70,6 +71,41 @@ def progress_bar(total: int, quiet: bool, label: str):
         bar.update(task, completed=done, rate=f"{rate:,.0f}/s")
 
     return bar, update
+
+
+def runs_progress(n_paths: int, quiet: bool, unit: str):
+    """Two rich progress bars on a terminal, over the runs (scenarios, sweep points) and over the paths of the
+    current run; a no-op otherwise. Returns (context, callback(name, runs_done, runs_total, paths_done))."""
+    if quiet or not sys.stderr.isatty():
+        return contextlib.nullcontext(), None
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    runs, paths = bar.add_task(unit, total=None), bar.add_task("paths", total=n_paths)
+
+    def update(name: str, done: int, total: int, paths_done: int) -> None:
+        bar.update(runs, completed=done, total=total)
+        bar.update(paths, completed=paths_done, description=f"paths of {name}")
+
+    return bar, update
+
+
+def resume_command(command: str, arguments, run: RunOptions, out, tail: list[str]) -> str:
+    """The command line that repeats a run of ``command`` with these settings, ending with ``tail``."""
+    args = ["capsim", command, *map(str, arguments), "--paths", str(run.n_paths), "--seed", str(run.seed)]
+    args += ["--horizon", str(run.horizon_months)] if run.horizon_months else []
+    args += ["--device", run.device] if run.device != "cpu" else []
+    args += ["--devices", str(run.devices)] if run.devices != "all" else []
+    args += ["--precision", str(run.precision), "--method", run.method, "--out", str(out), *tail]
+    return shlex.join(args)
 
 
 def print_summary(res) -> None:
@@ -250,6 +286,127 @@ def run(scenarios, run, out, force, as_json, quiet):
             click.echo(f"wrote {o}/")
     if as_json and lead:
         click.echo(json.dumps(records, indent=2))
+
+
+@main.command("batch")
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@run_options(out_help="Output folder (default results/batch).")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Keep each scenario whose folder is complete and made with the same file, seed, paths, horizon, "
+    "precision, method and version; run the rest; rebuild the combined files.",
+)
+@click.option(
+    "--shard",
+    metavar="I/N",
+    default=None,
+    help="Run only the scenarios whose position in the list sorted by name is I mod N (N machines sharing "
+    "OUT); finished folders are kept. A final --resume run writes the combined files.",
+)
+@user_errors
+def batch_cmd(paths, run, out, force, as_json, quiet, resume, shard):
+    """Simulate many scenarios (files, folders, shipped names) in one process with one seed.
+
+    Writes OUT/<name>/ for each (the folder `run` writes), OUT/summary.csv and OUT/summary.json (every
+    scenario's rows) and OUT/batch.json (the manifest). Exit 1 if a scenario failed while running; Ctrl-C
+    exits 130 and prints the command that resumes.
+    """
+    from .batch import batch, parse_shard
+
+    out = Path(out or "results/batch")
+    lead = jax.process_index() == 0
+    bar, callback = runs_progress(run.n_paths, quiet or not lead, "scenarios")
+    try:
+        with bar:
+            report = batch(
+                paths,
+                out,
+                **run._asdict(),
+                resume=resume,
+                force=force,
+                shard=parse_shard(shard) if shard else None,
+                progress=callback,
+            )
+    except KeyboardInterrupt as exc:
+        entries = exc.report.entries if hasattr(exc, "report") else []
+        done = [e.name for e in entries if e.status == "done"]
+        again = resume_command("batch", paths, run, out, ["--shard", shard] if shard else ["--resume"])
+        click.echo(
+            f"interrupted: {len(done)} of {len(entries)} scenarios done"
+            + (f" ({', '.join(done)})" if done else "")
+            + f"; finished folders in {out}/ are kept. Resume with:\n  {again}",
+            err=True,
+        )
+        sys.exit(130)
+    if not lead:
+        return
+    failed = report.with_status("failed")
+    if as_json:
+        click.echo(report.summary().to_json(orient="records", indent=2))
+    elif not quiet:
+        for e in report.entries:
+            wall = f"{e.wall_seconds:.1f} s" if e.wall_seconds is not None else ""
+            status = "kept" if e.kept else e.status
+            click.echo(f"{status:<7} {e.name:<24} {wall:>9}  {e.file}")
+        click.echo(f"wrote {out}/ ({report.manifest.name}" + (", summary.csv, summary.json)" if not shard else ")"))
+    for e in failed:
+        click.echo(f"failed: {e.name} ({e.file}): {e.error}", err=True)
+    if failed:
+        sys.exit(1)
+
+
+@main.command("sweep")
+@click.argument("scenario", type=click.Path())
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    required=True,
+    metavar="FIELD=START:STOP:COUNT|FIELD=V1,V2,...",
+    help="A field to vary, by its dotted path (regimes.expansion.drift.small, rates.path.12, "
+    "phases.0.regimes.slowdown.next.recession, start.expansion, ...): COUNT evenly spaced values from START "
+    "to STOP, or a list. Once or twice (a grid). An entry of a probability row rescales the others.",
+)
+@run_options(out_help="Output folder (default results/<name>-sweep).")
+@user_errors
+def sweep_cmd(scenario, sets, run, out, force, as_json, quiet):
+    """Vary one or two fields of a scenario over a grid, every point with the same seed.
+
+    Every point is validated before any runs. Writes OUT/sweep.csv and OUT/sweep.json (one row per point and
+    report horizon: the swept fields, then the summary columns), OUT/sweep.png and OUT/meta.json.
+    """
+    from .sweep import SweepError, parse_set, sweep
+
+    (sc,) = load_scenarios([scenario])
+    fields = dict(parse_set(text) for text in sets)
+    if len(fields) < len(sets):
+        raise SweepError("a field is given twice: give each --set field once")
+    out = Path(out or Path("results") / f"{sc.name}-sweep")
+    lead = jax.process_index() == 0
+    if lead:
+        refuse_existing(out, force)
+    bar, callback = runs_progress(run.n_paths, quiet or not lead, "points")
+    with bar:
+        res = sweep(sc, fields, **run._asdict(), progress=callback)
+    if not lead:
+        return
+    res.save(out, force=force)
+    table = res.table()
+    if as_json:
+        click.echo(table.to_json(orient="records", indent=2))
+    elif not quiet:
+        shown = [
+            *fields,
+            "horizon_months",
+            "p_outperform",
+            "p_outperform_se",
+            "excess_median",
+            "excess_q25",
+            "excess_q75",
+        ]
+        click.echo(table[shown].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        click.echo(f"wrote {out}/")
 
 
 @main.command()

@@ -147,3 +147,13 @@ def sum_over_processes(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         parts = np.asarray(gathered[k]).reshape(jax.process_count(), -1).view(v.dtype)
         out[k] = parts.reshape((jax.process_count(),) + v.shape).sum(axis=0, dtype=v.dtype)
     return out
+
+
+def from_process_zero(values: np.ndarray) -> np.ndarray:
+    """Process 0's ``values`` on every process (so that all take the decisions it took); one process returns
+    them unchanged."""
+    if jax.process_count() == 1:
+        return values
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.broadcast_one_to_all(values))

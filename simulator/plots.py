@@ -43,3 +43,57 @@ def fan_figure(fan: pd.DataFrame, model: Model, title: str, labels: dict[str, st
         axa.set_title(f"{a} ({labels.get(a, a)}) total return (%)", fontsize=10)
     fig.suptitle(title)
     return fig
+
+
+def sweep_figure(table: pd.DataFrame, fields: list[str], title: str, pair: tuple[str, str]):
+    """The figure of a sweep table (sweep.csv). One field: P(first beats second) with a +-2 standard error band
+    and the median excess return with its 25-75% band, against the value, one line per report horizon. Two
+    fields: a heat map of P(first beats second) per report horizon, with its 0.5 contour. ``pair``: (first,
+    second), the compared assets."""
+    beats = f"P({pair[0]} beats {pair[1]})"
+    horizons = sorted(table["horizon_months"].unique())
+    if len(fields) == 1:
+        (x,) = fields
+        fig, (ax_p, ax_x) = plt.subplots(1, 2, figsize=(11, 4.4), layout="constrained")
+        for h in horizons:
+            d = table[table["horizon_months"] == h].sort_values(x)
+            line = ax_p.plot(d[x], d["p_outperform"], marker=".", label=f"{h} months")[0]
+            band = 2 * d["p_outperform_se"]
+            ax_p.fill_between(
+                d[x], d["p_outperform"] - band, d["p_outperform"] + band, color=line.get_color(), alpha=0.2
+            )
+            ax_x.plot(d[x], 100 * d["excess_median"], marker=".", color=line.get_color(), label=f"{h} months")
+            ax_x.fill_between(d[x], 100 * d["excess_q25"], 100 * d["excess_q75"], color=line.get_color(), alpha=0.15)
+        ax_p.axhline(0.5, color="0.3", linewidth=0.8)
+        ax_p.set_title(f"{beats}, band: +-2 standard errors", fontsize=10)
+        ax_x.axhline(0, color="0.3", linewidth=0.8)
+        ax_x.set_title(f"excess return {pair[0]} - {pair[1]} (%): median, band 25-75%", fontsize=10)
+        for ax in (ax_p, ax_x):
+            ax.set_xlabel(x)
+            ax.grid(alpha=0.3)
+        ax_p.legend(fontsize=8, title="horizon")
+    else:
+        x, y = fields
+        fig, axes = plt.subplots(
+            1, len(horizons), figsize=(1.5 + 4 * len(horizons), 4), layout="constrained", squeeze=False
+        )
+        spread = max(float((table["p_outperform"] - 0.5).abs().max()), 1e-3)
+        for ax, h in zip(axes[0], horizons):
+            grid = table[table["horizon_months"] == h].pivot(index=y, columns=x, values="p_outperform")
+            mesh = ax.pcolormesh(
+                grid.columns,
+                grid.index,
+                grid.values,
+                cmap="RdBu",
+                vmin=0.5 - spread,
+                vmax=0.5 + spread,
+                shading="nearest",
+            )
+            if min(grid.shape) > 1 and grid.values.min() < 0.5 < grid.values.max():
+                ax.contour(grid.columns, grid.index, grid.values, levels=[0.5], colors="k", linewidths=1.2)
+            ax.set_title(f"{h} months", fontsize=10)
+            ax.set_xlabel(x)
+            ax.set_ylabel(y)
+        fig.colorbar(mesh, ax=axes[0].tolist(), label=f"{beats}; black line: 0.5")
+    fig.suptitle(title)
+    return fig

@@ -8,6 +8,7 @@ import os
 import platform
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import jax
 import numpy as np
@@ -153,16 +154,8 @@ def simulate(
     ACCELERATOR_BATCH_PATHS, all side by side; it changes memory and speed, never the numbers);
     ``progress(paths_done)`` is called as blocks finish.
     """
-    if int(n_paths) < 2:
-        raise CapsimError(f"n_paths must be at least 2, got {n_paths}")
-    if precision not in (32, 64):
-        raise CapsimError(f"precision must be 32 or 64, got {precision}")
-    if not 0 <= int(seed) < 2**32:
-        raise CapsimError(f"seed must lie in 0..2**32-1, got {seed}")
     n_paths, seed = int(n_paths), int(seed)
-    devs = resolve_devices(device, devices)
-    model = build_model(scenario, horizon_months)
-    method, segment = resolve_method(model, method, scenario.source)
+    model, method, segment, devs = plan(scenario, n_paths, seed, horizon_months, device, devices, precision, method)
     cpu = devs[0].platform == "cpu"
     blocks_per_call = max(1, (batch_paths or (CPU_BATCH_PATHS if cpu else ACCELERATOR_BATCH_PATHS)) // BLOCK_PATHS)
     t0 = time.perf_counter()
@@ -220,6 +213,38 @@ def simulate(
         "python": platform.python_version(),
     }
     return Result(scenario, model, stats, meta)
+
+
+class Plan(NamedTuple):
+    """What ``simulate`` runs: the model, the method ('step' or 'exact') and its segment months, the devices."""
+
+    model: Model
+    method: str
+    segment_months: int | None
+    devices: tuple
+
+
+def plan(
+    scenario: Scenario,
+    n_paths: int,
+    seed: int,
+    horizon_months: int | None = None,
+    device: str = "cpu",
+    devices: int | str = "all",
+    precision: int = 32,
+    method: str = "step",
+) -> Plan:
+    """Check ``simulate``'s arguments for ``scenario`` without simulating (``CapsimError``, ``DeviceError``,
+    ``MethodError``), and resolve them: what batch and sweep call for every scenario before running any."""
+    if int(n_paths) < 2:
+        raise CapsimError(f"n_paths must be at least 2, got {n_paths}")
+    if precision not in (32, 64):
+        raise CapsimError(f"precision must be 32 or 64, got {precision}")
+    if not 0 <= int(seed) < 2**32:
+        raise CapsimError(f"seed must lie in 0..2**32-1, got {seed}")
+    devs = resolve_devices(device, devices)
+    model = build_model(scenario, horizon_months)
+    return Plan(model, *resolve_method(model, method, scenario.source), devs)
 
 
 def resolve_method(model: Model, method: str, source: str = "<memory>") -> tuple[str, int | None]:

@@ -1,0 +1,241 @@
+"""One scenario with one or two of its fields varied over a grid: ``sweep`` (`capsim sweep`, docs/batch-sweep.md).
+
+A field is named by the dotted path that validation messages use (``regimes.expansion.drift.small``,
+``rates.path.12``, ``phases.0.regimes.slowdown.next.recession``, ``start.expansion``). Setting one entry of a
+probability row (``next``, ``transitions``, a ``start`` mapping) rescales the row's other entries in proportion,
+so that it still sums to 1. Every point is validated before any runs, and every point uses the same seed
+(common random numbers): the differences between points are the parameters' doing, not noise, and the point
+equal to the file's own value gives exactly the numbers of ``simulate`` on the file. Points of one run shape
+share one compiled kernel (the parameters are the kernel's arguments).
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import itertools
+import json
+import os
+import platform
+import re
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pandas as pd
+
+from . import __version__
+from .errors import CapsimError
+from .output import write_folder
+from .run import plan, simulate
+from .scenario import Scenario, ScenarioError, parse_scenario
+
+MAX_FIELDS = 2
+PROBABILITY_ROW = re.compile(
+    r"^(regimes\.[^.]+\.next|phases\.\d+\.regimes\.[^.]+\.next|transitions\.[^.]+|phases\.\d+\.transitions\.[^.]+|start)$"
+)
+
+
+class SweepError(CapsimError):
+    """A sweep that cannot run: a bad --set, a field the scenario lacks, or invalid points."""
+
+
+def parse_set(text: str) -> tuple[str, list[float]]:
+    """'FIELD=START:STOP:COUNT' (COUNT evenly spaced values, both ends included) or 'FIELD=V1,V2,...' ->
+    (field, values). Grid values are rounded to 12 significant digits (0.1 + 0.2 gives 0.3), so a grid
+    through the file's own value hits it exactly."""
+    field, sep, spec = str(text).partition("=")
+    field, spec = field.strip(), spec.strip()
+    usage = f"{text!r}: give FIELD=START:STOP:COUNT or FIELD=V1,V2,... (e.g. regimes.recession.duration_months=6:18:7)"
+    if not sep or not field or not spec:
+        raise SweepError(usage)
+    try:
+        if ":" in spec:
+            start, stop, count = spec.split(":")
+            n = int(count)
+            if n < 1:
+                raise ValueError
+            values = [float(f"{v:.12g}") for v in np.linspace(float(start), float(stop), n)]
+        else:
+            values = [float(v) for v in spec.split(",")]
+    except ValueError:
+        raise SweepError(usage) from None
+    if not all(np.isfinite(values)):
+        raise SweepError(f"{text!r}: values must be finite numbers")
+    if len(set(values)) < len(values):
+        raise SweepError(f"{text!r}: a value is repeated")
+    return field, values
+
+
+def with_field(data: dict, field: str, value: float) -> dict:
+    """A deep copy of the scenario mapping ``data`` with the number at dotted path ``field`` set to ``value``.
+    An entry of a probability row rescales the row's other entries in proportion (an entry the row lacks is
+    added). ``SweepError`` if the scenario has no number there."""
+    data = copy.deepcopy(data)
+    keys = field.split(".")
+    node, walked = data, []
+    for key in keys[:-1]:
+        node = _child(node, key, field, ".".join(walked))
+        walked.append(key)
+    row = PROBABILITY_ROW.match(".".join(walked)) and isinstance(node, dict)
+    if row and keys[-1] not in node:
+        node[keys[-1]] = 0.0  # a regime the row does not name yet (validation checks that it exists)
+    parent, last = node, _key(node, keys[-1], field, ".".join(walked))
+    old = parent[last]
+    if isinstance(old, bool) or not isinstance(old, int | float):
+        raise SweepError(f"{field}: is not a number in this scenario (it holds {old!r}); sweep a numeric field")
+    if isinstance(old, int):
+        if value != int(value):
+            raise SweepError(f"{field}: takes whole numbers, got {value:.12g}")
+        value = int(value)
+    parent[last] = value
+    if row and value != old:
+        rest = sum(v for k, v in parent.items() if k != last)
+        if rest > 0:
+            for k in parent:
+                if k != last:
+                    parent[k] = parent[k] * ((1.0 - value) / rest)
+    return data
+
+
+def _key(node, key: str, field: str, where: str):
+    """The key of ``node`` that ``key`` names (a list index, a mapping key, a rate knot's month)."""
+    if isinstance(node, list) and key.isdigit() and int(key) < len(node):
+        return int(key)
+    if isinstance(node, dict):
+        if key in node:
+            return key
+        try:
+            month = float(key)  # rates.path: the knot months are numbers
+        except ValueError:
+            month = None
+        if month is not None and month in node:
+            return month
+        options = ", ".join(map(_name, node)) or "none"
+        raise SweepError(f"{field}: the scenario has no {key!r} under {where or 'the top level'} (it has: {options})")
+    raise SweepError(f"{field}: the scenario has no {key!r} under {where or 'the top level'} (it holds {node!r})")
+
+
+def _child(node, key: str, field: str, where: str):
+    return node[_key(node, key, field, where)]
+
+
+def _name(key) -> str:
+    return f"{key:g}" if isinstance(key, float) else str(key)
+
+
+def sweep_points(scenario: Scenario, fields: dict[str, list[float]], settings: dict) -> list[tuple[tuple, Scenario]]:
+    """Every point of the grid as ((value of each field), validated scenario), the first field varying
+    slowest. Every point is checked (scenario rules, method, horizon) before this returns; invalid ones are
+    reported together, each naming the field and value (``SweepError``)."""
+    if not 1 <= len(fields) <= MAX_FIELDS:
+        raise SweepError(
+            f"give one or two fields to vary, got {len(fields)}", ("pass one or two fields", "give --set once or twice")
+        )
+    data = scenario.model_dump()
+    points, problems = [], []
+    for values in itertools.product(*fields.values()):
+        point = data
+        for field, value in zip(fields, values):
+            point = with_field(point, field, value)
+        label = ", ".join(f"{f}={v:.12g}" for f, v in zip(fields, values))
+        try:
+            sc = parse_scenario(point, source=f"{scenario.source} with {label}")
+            sc._sha256 = scenario.sha256
+            plan(sc, **settings)
+            points.append((values, sc))
+        except ScenarioError as exc:
+            problems.append(str(exc))
+        except CapsimError as exc:
+            problems.append(f"{scenario.source} with {label}: {exc.message}")
+    if problems:
+        raise SweepError(f"{len(problems)} invalid point(s), nothing was run:\n" + "\n".join(problems))
+    return points
+
+
+class SweepResult:
+    """A finished sweep: ``table()`` (one row per point and report horizon: the swept fields, then the summary
+    columns), ``meta``, and ``save``."""
+
+    def __init__(self, scenario: Scenario, fields: dict[str, list[float]], table: pd.DataFrame, meta: dict):
+        self.scenario, self.fields, self._table, self.meta = scenario, fields, table, meta
+
+    def table(self) -> pd.DataFrame:
+        return self._table.copy()
+
+    def save(self, out_dir: str | os.PathLike, force: bool = False) -> Path:
+        """Write sweep.csv, sweep.json, sweep.png and meta.json into ``out_dir`` atomically (refused if it is not
+        empty, unless ``force``)."""
+        from .plots import sweep_figure
+
+        def write(tmp: Path) -> None:
+            self._table.to_csv(tmp / "sweep.csv", index=False)
+            (tmp / "sweep.json").write_text(self._table.to_json(orient="records", indent=2))
+            title = f"{self.scenario.name}: {self.meta['n_paths']:,} paths per point, seed {self.meta['seed']}"
+            sweep_figure(self._table, list(self.fields), title, self.scenario.compare_pair).savefig(
+                tmp / "sweep.png", dpi=110
+            )
+            (tmp / "meta.json").write_text(json.dumps(self.meta, indent=2, default=str))
+
+        return write_folder(out_dir, write, force)
+
+
+def sweep(
+    scenario: Scenario,
+    fields: dict[str, list[float]],
+    n_paths: int = 1_000_000,
+    seed: int = 0,
+    *,
+    horizon_months: int | None = None,
+    device: str = "cpu",
+    devices: int | str = "all",
+    precision: int = 32,
+    method: str = "step",
+    progress=None,
+) -> SweepResult:
+    """Simulate ``scenario`` at every point of the grid of ``fields`` (dotted path -> values; one or two
+    fields), all with ``seed``. Arguments as ``simulate``. ``SweepError`` before anything runs if a field or a
+    point is invalid. ``progress(label, points_done, points_total, paths_done)`` is called as blocks finish."""
+    fields = {f: [float(v) for v in vs] for f, vs in fields.items()}
+    settings = dict(
+        n_paths=int(n_paths),
+        seed=int(seed),
+        horizon_months=horizon_months,
+        device=device,
+        devices=devices,
+        precision=precision,
+        method=method,
+    )
+    points = sweep_points(scenario, fields, settings)
+    t0 = time.perf_counter()
+    frames, methods = [], set()
+    for i, (values, sc) in enumerate(points):
+        label = ", ".join(f"{f}={v:.6g}" for f, v in zip(fields, values))
+        on_blocks = None if progress is None else (lambda done: progress(label, i, len(points), done))
+        res = simulate(sc, **settings, progress=on_blocks)
+        methods.add(res.meta["method"])
+        frame = res.summary()
+        for j, (field, value) in enumerate(zip(fields, values)):
+            frame.insert(j, field, value)
+        frames.append(frame)
+    wall = time.perf_counter() - t0
+    meta = {
+        "version": __version__,
+        "scenario": scenario.name,
+        "scenario_file": scenario.source,
+        "scenario_sha256": scenario.sha256,
+        "scenario_data": scenario.model_dump(mode="json"),
+        "fields": fields,
+        "points": len(points),
+        **{k: v for k, v in settings.items() if k not in ("device", "devices")},
+        "method": sorted(methods)[0] if len(methods) == 1 else sorted(methods),
+        "backend": res.meta["backend"],
+        "devices": res.meta["devices"],
+        "processes": jax.process_count(),
+        "wall_seconds": round(wall, 4),
+        "timestamp": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "jax_version": jax.__version__,
+        "python": platform.python_version(),
+    }
+    return SweepResult(scenario, fields, pd.concat(frames, ignore_index=True), meta)
