@@ -7,13 +7,17 @@ from .errors import CapsimError  # noqa: E402
 
 use_cpu_cores()  # one CPU device per core, while JAX has not started (see devices.use_cpu_cores)
 from . import backtest, calibrate  # noqa: E402  (modules: sim.calibrate.calibrate(...), sim.backtest.backtest(...))
+from .batch import BatchError, BatchInterrupted, batch  # noqa: E402  (sim.batch: the function)
 from .calibrate import Calibration, FitError  # noqa: E402
 from .history import DataError, load_us_size_returns, read_returns  # noqa: E402
 from .output import OutputExistsError  # noqa: E402
 from .run import MethodError, Result, ResultError, SavedResult, load_result, simulate  # noqa: E402
 from .scenario import Scenario, ScenarioError, load_scenario, parse_scenario  # noqa: E402
+from .sweep import SweepError, sweep  # noqa: E402  (sim.sweep: the function)
 
 __all__ = [
+    "BatchError",
+    "BatchInterrupted",
     "CapsimError",
     "Calibration",
     "DataError",
@@ -26,8 +30,10 @@ __all__ = [
     "SavedResult",
     "Scenario",
     "ScenarioError",
+    "SweepError",
     "__version__",
     "backtest",
+    "batch",
     "calibrate",
     "load_result",
     "load_scenario",
@@ -35,5 +41,6 @@ __all__ = [
     "parse_scenario",
     "read_returns",
     "simulate",
+    "sweep",
     "use_cpu_cores",
 ]

@@ -13,6 +13,12 @@ from .params import Model  # noqa: E402
 BANDS = (("q05", "q95", 0.18), ("q10", "q90", 0.30), ("q25", "q75", 0.50))
 
 
+def save_figure(fig, path, dpi: int = 110) -> None:
+    """Write ``fig`` to ``path`` and close it (pyplot keeps every open figure: a batch would pile them up)."""
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+
+
 def draw_fan(ax, fan: pd.DataFrame, series: str, color: str, label: str | None = None) -> None:
     """Nested 5-95, 10-90, 25-75 bands and the median of one series, in percent."""
     d = fan[fan["series"] == series].sort_values("month")

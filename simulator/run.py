@@ -63,15 +63,14 @@ class Result:
     def save(self, out_dir: str | os.PathLike, force: bool = False) -> Path:
         """Write summary.csv, summary.json, fan.csv, fan.png and meta.json into ``out_dir``, atomically (the
         folder appears only when complete). An existing non-empty folder is refused unless ``force``."""
-        from .plots import fan_figure  # matplotlib is imported only when a figure is written
+        from .plots import fan_figure, save_figure  # matplotlib is imported only when a figure is written
 
         def write(tmp: Path) -> None:
             summary, fan = self.summary(), self.fan()
             summary.to_csv(tmp / "summary.csv", index=False)
             (tmp / "summary.json").write_text(summary.to_json(orient="records", indent=2))
             fan.to_csv(tmp / "fan.csv", index=False)
-            figure = fan_figure(fan, self.model, title=self._title(), labels=self.scenario.assets)
-            figure.savefig(tmp / "fan.png", dpi=110)
+            save_figure(fan_figure(fan, self.model, title=self._title(), labels=self.scenario.assets), tmp / "fan.png")
             (tmp / "meta.json").write_text(json.dumps(self.meta, indent=2, default=str))
 
         return write_folder(out_dir, write, force)

@@ -167,15 +167,14 @@ class SweepResult:
     def save(self, out_dir: str | os.PathLike, force: bool = False) -> Path:
         """Write sweep.csv, sweep.json, sweep.png and meta.json into ``out_dir`` atomically (refused if it is not
         empty, unless ``force``)."""
-        from .plots import sweep_figure
+        from .plots import save_figure, sweep_figure
 
         def write(tmp: Path) -> None:
             self._table.to_csv(tmp / "sweep.csv", index=False)
             (tmp / "sweep.json").write_text(self._table.to_json(orient="records", indent=2))
             title = f"{self.scenario.name}: {self.meta['n_paths']:,} paths per point, seed {self.meta['seed']}"
-            sweep_figure(self._table, list(self.fields), title, self.scenario.compare_pair).savefig(
-                tmp / "sweep.png", dpi=110
-            )
+            figure = sweep_figure(self._table, list(self.fields), title, self.scenario.compare_pair)
+            save_figure(figure, tmp / "sweep.png")
             (tmp / "meta.json").write_text(json.dumps(self.meta, indent=2, default=str))
 
         return write_folder(out_dir, write, force)
