@@ -22,7 +22,7 @@ import pandas as pd
 
 from . import __version__
 from .devices import from_process_zero
-from .errors import CapsimError
+from .errors import CapsimError, combined
 from .output import OutputExistsError, write_text_atomic
 from .run import ResultError, load_result, plan, simulate
 from .scenario import Scenario
@@ -216,10 +216,7 @@ def check_plans(scenarios: list[Scenario], settings: dict) -> list:
         except CapsimError as exc:
             problems.append(exc)
     if problems:
-        if len(problems) == 1:
-            raise problems[0]
-        fixes = [p.fix for p in problems if p.fix]
-        raise BatchError("\n".join(p.message for p in problems), fixes[0] if fixes else None)
+        raise problems[0] if len(problems) == 1 else combined(problems, BatchError)
     return plans
 
 

@@ -21,3 +21,11 @@ class CapsimError(ValueError):
     def cli_message(self) -> str:
         """The message with the command-line form of the fix (flags instead of Python arguments)."""
         return self.message + (f"; {self.fix[1]}" if self.fix else "")
+
+
+def combined(errors: list[CapsimError], cls: type[CapsimError] = CapsimError, header: str | None = None) -> CapsimError:
+    """Several input errors reported at once, as one ``cls``: ``header``, then each message on its own lines,
+    with the first fix given."""
+    fixes = [e.fix for e in errors if e.fix]
+    lines = ([header] if header else []) + [e.message for e in errors]
+    return cls("\n".join(lines), fixes[0] if fixes else None)

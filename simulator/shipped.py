@@ -13,7 +13,7 @@ import shutil
 from importlib import resources
 from pathlib import Path
 
-from .errors import CapsimError
+from .errors import CapsimError, combined
 from .output import OutputExistsError, write_folder
 from .scenario import Scenario, ScenarioError, json_schema, load_scenario
 
@@ -76,9 +76,9 @@ def load_scenarios(paths) -> list[Scenario]:
         try:
             scenarios.append(load_scenario(f))
         except ScenarioError as exc:
-            errors.append(str(exc))
+            errors.append(exc)
     if errors:
-        raise CapsimError("\n".join(errors))
+        raise combined(errors)
     return scenarios
 
 

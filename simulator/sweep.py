@@ -26,10 +26,10 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
-from .errors import CapsimError
+from .errors import CapsimError, combined
 from .output import write_folder
 from .run import plan, simulate
-from .scenario import Scenario, ScenarioError, parse_scenario
+from .scenario import Scenario, parse_scenario
 
 MAX_FIELDS = 2
 PROBABILITY_ROW = re.compile(
@@ -145,12 +145,10 @@ def sweep_points(scenario: Scenario, fields: dict[str, list[float]], settings: d
             sc._sha256 = scenario.sha256
             plan(sc, **settings)
             points.append((values, sc))
-        except ScenarioError as exc:
-            problems.append(str(exc))
-        except CapsimError as exc:
-            problems.append(f"{scenario.source} with {label}: {exc.message}")
+        except CapsimError as exc:  # its message names the source: the file and the point
+            problems.append(exc)
     if problems:
-        raise SweepError(f"{len(problems)} invalid point(s), nothing was run:\n" + "\n".join(problems))
+        raise combined(problems, SweepError, f"{len(problems)} invalid point(s), nothing was run:")
     return points
 
 
