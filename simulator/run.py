@@ -136,6 +136,7 @@ def simulate(
     precision: int = 32,
     method: str = "step",
     batch_paths: int | None = None,
+    fan_in_background: bool = True,
     progress=None,
 ) -> Result:
     """Simulate ``n_paths`` paths of ``scenario`` and summarise them.
@@ -151,6 +152,8 @@ def simulate(
     ``precision`` 32 or 64 (float type of the engine); ``batch_paths`` paths per jitted call and device
     (rounded to a whole number of blocks of ``BLOCK_PATHS``; default CPU_BATCH_PATHS on a CPU, else
     ACCELERATOR_BATCH_PATHS, all side by side; it changes memory and speed, never the numbers);
+    ``fan_in_background``: make the fan table in a thread while the engine simulates the rest (the default), or
+    only when ``fan()`` is first called (for callers that never need it, such as ``sweep``; the same numbers).
     ``progress(paths_done)`` is called as blocks finish.
     """
     n_paths, seed = int(n_paths), int(seed)
@@ -160,7 +163,7 @@ def simulate(
     t0 = time.perf_counter()
     dtype = np.float32 if precision == 32 else np.float64
     with jax.enable_x64(precision == 64):
-        acc = Accumulator(model, n_paths, dtype)
+        acc = Accumulator(model, n_paths, dtype, fan_in_background)
         mine = process_blocks(-(-n_paths // BLOCK_PATHS))
         for block, n_valid, out in run_blocks(
             model,

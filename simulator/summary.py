@@ -85,7 +85,7 @@ class Accumulator:
 
     STATS = ("sum_r", "loss", "sum_x", "sum_x2", "wins", "occupancy", "filled")
 
-    def __init__(self, model: Model, n_paths: int, dtype=np.float32):
+    def __init__(self, model: Model, n_paths: int, dtype=np.float32, fan_in_background: bool = True):
         M1, A, R = len(model.month_steps), len(model.asset_keys), len(model.report_months)
         K, n_blocks = len(model.regime_names), -(-n_paths // BLOCK_PATHS)
         self.model, self.n_paths = model, n_paths
@@ -94,7 +94,8 @@ class Accumulator:
         self.kept_dd = np.zeros((R, A, self.keep), dtype)  # max log drawdown at each report horizon
         self.fan_shape, self.dtype = (M1, A, self.fan_paths), dtype
         self.fan_parts: dict[int, np.ndarray] = {}  # first path of a block -> its fan paths' month ends
-        self.fan_job: Future | None = None  # the fan table, made once every fan path is in
+        self.fan_job: Future | None = None  # the fan table, made once every fan path is in (if in background)
+        self.fan_in_background = fan_in_background
         self.sum_r = np.zeros((n_blocks, R, A))  # per block: sum of R_a at each report horizon
         self.loss = np.zeros((n_blocks, R, A))  # count of R_a < 0
         self.sum_x = np.zeros((n_blocks, R))  # sum of X
@@ -122,7 +123,7 @@ class Accumulator:
                 kept[:, :, first:hi] = source[:, :, : hi - first]
         if first < self.fan_paths:  # kept as it is (no copy) until the fan table is made
             self.fan_parts[first] = out.months[:, :, : min(first + n_valid, self.fan_paths) - first]
-            if sum(part.shape[-1] for part in self.fan_parts.values()) == self.fan_paths:
+            if self.fan_in_background and sum(part.shape[-1] for part in self.fan_parts.values()) == self.fan_paths:
                 # every fan path is in (the first blocks): make the fan table while the engine goes on
                 pool = ThreadPoolExecutor(max_workers=1)
                 self.fan_job = pool.submit(lambda: fan_table(self.model, self.fan_months()))

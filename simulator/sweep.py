@@ -19,6 +19,7 @@ import os
 import platform
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import jax
@@ -207,15 +208,25 @@ def sweep(
     points = sweep_points(scenario, fields, settings)
     t0 = time.perf_counter()
     frames, methods = [], set()
-    for i, (values, sc) in enumerate(points):
-        label = ", ".join(f"{f}={v:.6g}" for f, v in zip(fields, values))
-        on_blocks = None if progress is None else (lambda done: progress(label, i, len(points), done))
-        res = simulate(sc, **settings, progress=on_blocks)
-        methods.add(res.meta["method"])
+
+    def rows(res, values) -> pd.DataFrame:
         frame = res.summary()
         for j, (field, value) in enumerate(zip(fields, values)):
             frame.insert(j, field, value)
-        frames.append(frame)
+        return frame
+
+    # Each point's summary table is made in a thread while the engine simulates the next point.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = None
+        for i, (values, sc) in enumerate(points):
+            label = ", ".join(f"{f}={v:.6g}" for f, v in zip(fields, values))
+            on_blocks = None if progress is None else (lambda done: progress(label, i, len(points), done))
+            res = simulate(sc, **settings, fan_in_background=False, progress=on_blocks)
+            methods.add(res.meta["method"])
+            if pending is not None:
+                frames.append(pending.result())
+            pending = pool.submit(rows, res, values)
+        frames.append(pending.result())
     wall = time.perf_counter() - t0
     meta = {
         "version": __version__,
