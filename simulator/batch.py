@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -21,10 +22,10 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
-from .devices import from_process_zero
+from .devices import cpu_cores, from_process_zero
 from .errors import CapsimError, combined
 from .output import OutputExistsError, write_text_atomic
-from .run import ResultError, load_result, plan, simulate
+from .run import ResultError, compile_ahead, load_result, plan, simulate
 from .scenario import Scenario
 from .shipped import load_scenarios
 
@@ -163,30 +164,36 @@ def batch(
 
     record()
     done = int(sum(keep))
-    for j, k in enumerate(mine):
-        if keep[j]:
-            continue
-        sc, entry = scenarios[k], entries[j]
-        try:
-            if lead:
-                remove_stale_temporaries(out, sc.name)
-            on_blocks = (
-                None if progress is None else (lambda paths_done: progress(sc.name, done, len(mine), paths_done))
-            )
-            t0 = time.perf_counter()
-            res = simulate(sc, **settings, progress=on_blocks)
-            if lead:
-                res.save(out / sc.name, force=True)
-            entry.status, entry.wall_seconds = "done", round(time.perf_counter() - t0, 4)
-            done += 1
-        except KeyboardInterrupt:
+    # The kernels of the scenarios to run are compiled in threads (XLA compiles outside the GIL), in order,
+    # while the scenarios before them run; a scenario waits for its own kernels before it runs.
+    pool = ThreadPoolExecutor(max_workers=cpu_cores())
+    ahead = {k: pool.submit(compile_ahead, scenarios[k], **settings) for j, k in enumerate(mine) if not keep[j]}
+    try:
+        for j, k in enumerate(mine):
+            if keep[j]:
+                continue
+            sc, entry = scenarios[k], entries[j]
+            try:
+                if lead:
+                    remove_stale_temporaries(out, sc.name)
+                on_blocks = None if progress is None else (lambda paths: progress(sc.name, done, len(mine), paths))
+                t0 = time.perf_counter()
+                ahead.pop(k).result()
+                res = simulate(sc, **settings, progress=on_blocks)
+                if lead:
+                    res.save(out / sc.name, force=True)
+                entry.status, entry.wall_seconds = "done", round(time.perf_counter() - t0, 4)
+                done += 1
+            except KeyboardInterrupt:
+                record()
+                raise BatchInterrupted(report) from None
+            except Exception as exc:  # recorded; the other scenarios go on
+                entry.status, entry.error = "failed", f"{type(exc).__name__}: {exc}"
             record()
-            raise BatchInterrupted(report) from None
-        except Exception as exc:  # recorded; the other scenarios go on
-            entry.status, entry.error = "failed", f"{type(exc).__name__}: {exc}"
-        record()
-        if progress is not None:
-            progress(sc.name, done, len(mine), settings["n_paths"])
+            if progress is not None:
+                progress(sc.name, done, len(mine), settings["n_paths"])
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
     if lead and shard is None:
         write_combined(out, report.summary())
     return report

@@ -387,8 +387,12 @@ def sweep_cmd(scenario, sets, run, out, force, as_json, quiet):
     if lead:
         refuse_existing(out, force)
     bar, callback = runs_progress(run.n_paths, quiet or not lead, "points")
-    with bar:
-        res = sweep(sc, fields, **run._asdict(), progress=callback)
+    try:
+        with bar:
+            res = sweep(sc, fields, **run._asdict(), progress=callback)
+    except KeyboardInterrupt:
+        click.echo(f"interrupted: nothing written to {out}/", err=True)
+        sys.exit(130)
     if not lead:
         return
     res.save(out, force=force)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 from functools import partial
 from typing import NamedTuple
 
@@ -322,6 +323,121 @@ def block_runner(devices: tuple, side_by_side: bool = False, **static):
     )
 
 
+class GroupCall(NamedTuple):
+    """How one group of blocks is simulated: the jitted runner, its parameter tables (on the devices), blocks
+    per call, and the shardings of replicated and per-block arguments."""
+
+    runner: object
+    params: object
+    per_call: int
+    same: jax.sharding.NamedSharding
+    spread: jax.sharding.NamedSharding
+
+
+def block_groups(blocks, month_paths: int) -> list[tuple[list[int], bool]]:
+    """The blocks that keep every month end (those holding any of the first ``month_paths`` paths) and the
+    others, as (blocks, keep_months) pairs, empty groups left out."""
+    month_blocks = -(-month_paths // BLOCK_PATHS)
+    groups = [([b for b in blocks if b < month_blocks], True), ([b for b in blocks if b >= month_blocks], False)]
+    return [(group, keep) for group, keep in groups if group]
+
+
+def group_call(
+    model: Model,
+    n_blocks: int,
+    keep_months: bool,
+    dtype,
+    devices,
+    blocks_per_call: int,
+    method: str,
+    G: int,
+    side_by_side: bool,
+) -> GroupCall:
+    """The runner and tables for a group of ``n_blocks`` blocks (see ``run_blocks``); ``G``: segment months."""
+    if method == "step":
+        kernel, tables, count_bits, ends, chunk = (
+            "step",
+            model.steps,
+            0,
+            model.report_steps,
+            math.gcd(*model.report_steps),
+        )
+    elif keep_months and model.n_steps == model.horizon_months:  # a month is one step
+        kernel, tables, count_bits, ends, chunk = "step", model.steps, 0, model.report_steps, G
+    elif keep_months:
+        kernel, (tables, count_bits), ends, chunk = "segment", segment_tables(model, 1), model.report_months, G
+    else:
+        kernel, (tables, count_bits) = "segment", segment_tables(model, G)
+        ends, chunk = tuple(m // G for m in model.report_months), 1
+    used = tuple(devices)[:n_blocks]  # no device left with only padding to simulate
+    per_device = max(1, min(blocks_per_call, -(-n_blocks // len(used))))
+    mesh, runner = block_runner(
+        used,
+        side_by_side,
+        n_paths=BLOCK_PATHS,
+        n_months=model.horizon_months,
+        report_ends=tuple(ends),
+        chunk=chunk,
+        has_tails=model.has_tails,
+        chi2_pairs=tail_pairs(model.steps.tails),
+        keep_months=keep_months,
+        kernel=kernel,
+        drawdowns_each_step=method == "step",
+        count_bits=count_bits,
+    )
+    same = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    spread = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("blocks"))
+    params = jax.device_put(
+        type(tables)(*[np.asarray(a, dtype=dtype if a.dtype.kind == "f" else a.dtype) for a in tables]), same
+    )
+    return GroupCall(runner, params, per_device * len(used), same, spread)
+
+
+_compiling: dict = {}  # kernel and argument shapes -> set once compiled (compile_blocks)
+_compiling_lock = threading.Lock()
+
+
+def compile_blocks(
+    model: Model,
+    n_paths: int,
+    blocks,
+    *,
+    dtype,
+    devices: tuple,
+    blocks_per_call: int,
+    month_paths: int,
+    method: str = "step",
+    segment_months: int = 1,
+    side_by_side: bool = False,
+) -> None:
+    """Compile, without running, the kernels that ``run_blocks`` with the same arguments calls, so that it
+    finds them compiled. Threads may call it side by side (XLA compiles outside the GIL); a kernel that
+    another thread is compiling is waited for, not compiled twice."""
+    with jax.threefry_partitionable(False):
+        for group, keep_months in block_groups(blocks, month_paths):
+            call = group_call(
+                model, len(group), keep_months, dtype, devices, blocks_per_call, method, segment_months, side_by_side
+            )
+            key = (call.runner, tuple((a.shape, a.dtype.str) for a in call.params))
+            with _compiling_lock:
+                done = _compiling.get(key)
+                mine = done is None
+                if mine:
+                    done = _compiling[key] = threading.Event()
+            if not mine:
+                done.wait()
+                continue
+            try:
+                call.runner.lower(
+                    call.params,
+                    jax.device_put(jax.random.key(0), call.same),
+                    jax.device_put(np.zeros(call.per_call, np.uint32), call.spread),
+                    jax.device_put(np.zeros(call.per_call, np.int32), call.spread),
+                ).compile()
+            finally:
+                done.set()
+
+
 def run_blocks(
     model: Model,
     seed: int,
@@ -349,51 +465,14 @@ def run_blocks(
     faster), drawdowns seen at segment ends in all.
     ``on_blocks(paths_done)`` reports progress.
     """
-    G = segment_months
-
-    def shape(keep_months: bool):
-        """kernel, tables, count_bits, report ends and chunk (in scan units) of a group of blocks."""
-        if method == "step":
-            return "step", model.steps, 0, model.report_steps, math.gcd(*model.report_steps)
-        if keep_months and model.n_steps == model.horizon_months:  # a month is one step
-            return "step", model.steps, 0, model.report_steps, G
-        if keep_months:
-            return ("segment", *segment_tables(model, 1), model.report_months, G)
-        return ("segment", *segment_tables(model, G), tuple(m // G for m in model.report_months), 1)
-
-    month_blocks = -(-month_paths // BLOCK_PATHS)
     done = 0
     with jax.threefry_partitionable(False):  # the faster threefry on CPU; a block is never split
-        for group, keep_months in (
-            ([b for b in blocks if b < month_blocks], True),
-            ([b for b in blocks if b >= month_blocks], False),
-        ):
-            if not group:
-                continue
-            kernel, tables, count_bits, ends, chunk = shape(keep_months)
-            used = tuple(devices)[: len(group)]  # no device left with only padding to simulate
-            per_device = max(1, min(blocks_per_call, -(-len(group) // len(used))))
-            per_call = per_device * len(used)
-            mesh, runner = block_runner(
-                used,
-                side_by_side,
-                n_paths=BLOCK_PATHS,
-                n_months=model.horizon_months,
-                report_ends=tuple(ends),
-                chunk=chunk,
-                has_tails=model.has_tails,
-                chi2_pairs=tail_pairs(model.steps.tails),
-                keep_months=keep_months,
-                kernel=kernel,
-                drawdowns_each_step=method == "step",
-                count_bits=count_bits,
+        for group, keep_months in block_groups(blocks, month_paths):
+            call = group_call(
+                model, len(group), keep_months, dtype, devices, blocks_per_call, method, segment_months, side_by_side
             )
-            same = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-            spread = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("blocks"))
-            params = jax.device_put(
-                type(tables)(*[np.asarray(a, dtype=dtype if a.dtype.kind == "f" else a.dtype) for a in tables]), same
-            )
-            seed_key = jax.device_put(jax.random.key(seed), same)
+            runner, params, per_call, spread = call.runner, call.params, call.per_call, call.spread
+            seed_key = jax.device_put(jax.random.key(seed), call.same)
 
             def dispatch(i):
                 ids = np.asarray(group[i : i + per_call])

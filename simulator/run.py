@@ -16,12 +16,12 @@ import pandas as pd
 
 from . import __version__
 from .devices import process_blocks, resolve_devices, sum_over_processes
-from .engine import BLOCK_PATHS, run_blocks
+from .engine import BLOCK_PATHS, compile_blocks, run_blocks
 from .errors import CapsimError
 from .output import write_folder
 from .params import Model, build_model, exact_method_problem, exact_segment_months
 from .scenario import Scenario, ScenarioError, parse_scenario
-from .summary import Accumulator, Summaries
+from .summary import Accumulator, Summaries, kept_counts
 
 # Paths per jitted call and device (whole blocks): one block at a time is fastest on a CPU device (a core); an
 # accelerator runs 64 blocks (about a million paths) side by side.
@@ -157,28 +157,14 @@ def simulate(
     ``progress(paths_done)`` is called as blocks finish.
     """
     n_paths, seed = int(n_paths), int(seed)
-    model, method, segment, devs = plan(scenario, n_paths, seed, horizon_months, device, devices, precision, method)
-    cpu = devs[0].platform == "cpu"
-    blocks_per_call = max(1, (batch_paths or (CPU_BATCH_PATHS if cpu else ACCELERATOR_BATCH_PATHS)) // BLOCK_PATHS)
+    run = plan(scenario, n_paths, seed, horizon_months, device, devices, precision, method)
+    model, method, segment, devs = run
+    engine = engine_arguments(run, n_paths, precision, batch_paths)
     t0 = time.perf_counter()
-    dtype = np.float32 if precision == 32 else np.float64
     with jax.enable_x64(precision == 64):
-        acc = Accumulator(model, n_paths, dtype, fan_in_background)
+        acc = Accumulator(model, n_paths, engine["dtype"], fan_in_background)
         mine = process_blocks(-(-n_paths // BLOCK_PATHS))
-        for block, n_valid, out in run_blocks(
-            model,
-            seed,
-            n_paths,
-            mine,
-            dtype=dtype,
-            devices=devs,
-            blocks_per_call=blocks_per_call,
-            month_paths=acc.fan_paths,
-            method=method,
-            segment_months=segment or 1,
-            side_by_side=not cpu,
-            on_blocks=progress,
-        ):
+        for block, n_valid, out in run_blocks(model, seed, n_paths, mine, **engine, on_blocks=progress):
             acc.add(block, n_valid, out)
         if jax.process_count() > 1:
             acc.replace(sum_over_processes(acc.arrays()))
@@ -247,6 +233,41 @@ def plan(
     devs = resolve_devices(device, devices)
     model = build_model(scenario, horizon_months)
     return Plan(model, *resolve_method(model, method, scenario.source), devs)
+
+
+def engine_arguments(run: Plan, n_paths: int, precision: int, batch_paths: int | None) -> dict:
+    """The keyword arguments of ``engine.run_blocks`` (and ``compile_blocks``) for a planned run."""
+    cpu = run.devices[0].platform == "cpu"
+    dtype = np.float32 if precision == 32 else np.float64
+    return dict(
+        dtype=dtype,
+        devices=run.devices,
+        blocks_per_call=max(1, (batch_paths or (CPU_BATCH_PATHS if cpu else ACCELERATOR_BATCH_PATHS)) // BLOCK_PATHS),
+        month_paths=kept_counts(run.model, n_paths, np.dtype(dtype).itemsize)[1],
+        method=run.method,
+        segment_months=run.segment_months or 1,
+        side_by_side=not cpu,
+    )
+
+
+def compile_ahead(
+    scenario: Scenario,
+    n_paths: int,
+    seed: int = 0,
+    horizon_months: int | None = None,
+    device: str = "cpu",
+    devices: int | str = "all",
+    precision: int = 32,
+    method: str = "step",
+    batch_paths: int | None = None,
+) -> None:
+    """Compile the kernels that ``simulate`` with these arguments runs, without simulating: ``batch`` compiles
+    the next scenarios in threads while one runs. Thread-safe; the numbers never change."""
+    n_paths = int(n_paths)
+    run = plan(scenario, n_paths, seed, horizon_months, device, devices, precision, method)
+    with jax.enable_x64(precision == 64):
+        blocks = process_blocks(-(-n_paths // BLOCK_PATHS))
+        compile_blocks(run.model, n_paths, blocks, **engine_arguments(run, n_paths, precision, batch_paths))
 
 
 def resolve_method(model: Model, method: str, source: str = "<memory>") -> tuple[str, int | None]:
