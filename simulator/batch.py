@@ -176,7 +176,7 @@ def batch(
             try:
                 if lead:
                     remove_stale_temporaries(out, sc.name)
-                on_blocks = None if progress is None else (lambda paths: progress(sc.name, done, len(mine), paths))
+                on_blocks = None if progress is None else (lambda n: progress(sc.name, done, len(mine), n))
                 t0 = time.perf_counter()
                 ahead.pop(k).result()
                 res = simulate(sc, **settings, progress=on_blocks)

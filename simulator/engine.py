@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import math
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import NamedTuple
 
@@ -411,31 +412,38 @@ def compile_blocks(
     side_by_side: bool = False,
 ) -> None:
     """Compile, without running, the kernels that ``run_blocks`` with the same arguments calls, so that it
-    finds them compiled. Threads may call it side by side (XLA compiles outside the GIL); a kernel that
-    another thread is compiling is waited for, not compiled twice."""
+    finds them compiled. The kernels of the groups compile side by side in threads (XLA compiles outside the
+    GIL), and so may several callers: a kernel that another thread is compiling is waited for, not compiled
+    twice."""
     with jax.threefry_partitionable(False):
-        for group, keep_months in block_groups(blocks, month_paths):
-            call = group_call(
-                model, len(group), keep_months, dtype, devices, blocks_per_call, method, segment_months, side_by_side
-            )
-            key = (call.runner, tuple((a.shape, a.dtype.str) for a in call.params))
-            with _compiling_lock:
-                done = _compiling.get(key)
-                mine = done is None
-                if mine:
-                    done = _compiling[key] = threading.Event()
-            if not mine:
-                done.wait()
-                continue
-            try:
+        calls = [
+            group_call(model, len(group), keep, dtype, devices, blocks_per_call, method, segment_months, side_by_side)
+            for group, keep in block_groups(blocks, month_paths)
+        ]
+
+    def compile_call(call: GroupCall) -> None:
+        key = (call.runner, tuple((a.shape, a.dtype.str) for a in call.params))
+        with _compiling_lock:
+            done = _compiling.get(key)
+            mine = done is None
+            if mine:
+                done = _compiling[key] = threading.Event()
+        if not mine:
+            done.wait()
+            return
+        try:  # the configuration run_blocks traces under (a thread starts with the defaults)
+            with jax.threefry_partitionable(False), jax.enable_x64(np.dtype(dtype) == np.float64):
                 call.runner.lower(
                     call.params,
                     jax.device_put(jax.random.key(0), call.same),
                     jax.device_put(np.zeros(call.per_call, np.uint32), call.spread),
                     jax.device_put(np.zeros(call.per_call, np.int32), call.spread),
                 ).compile()
-            finally:
-                done.set()
+        finally:
+            done.set()
+
+    with ThreadPoolExecutor(max_workers=max(1, len(calls))) as pool:
+        list(pool.map(compile_call, calls))
 
 
 def run_blocks(

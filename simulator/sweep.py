@@ -29,7 +29,7 @@ import pandas as pd
 from . import __version__
 from .errors import CapsimError, combined
 from .output import write_folder
-from .run import plan, simulate
+from .run import compile_ahead, plan, simulate
 from .scenario import Scenario, parse_scenario
 
 MAX_FIELDS = 2
@@ -207,6 +207,7 @@ def sweep(
     )
     points = sweep_points(scenario, fields, settings)
     t0 = time.perf_counter()
+    compile_ahead(points[0][1], **settings)  # the kernels of its groups side by side; most points share them
     frames, methods = [], set()
 
     def rows(res, values) -> pd.DataFrame:
