@@ -69,8 +69,12 @@ class Result:
             figure = fan_figure(fan, self.model, title=self._title(), labels=self.scenario.assets)
             figure.savefig(tmp / "fan.png", dpi=110)
             (tmp / "meta.json").write_text(json.dumps(self.meta, indent=2, default=str))
+            self._write_extra(tmp)
 
         return write_folder(out_dir, write, force)
+
+    def _write_extra(self, tmp: Path) -> None:
+        """Files a kind of result adds to its folder (a blend: components.csv)."""
 
     def _title(self) -> str:
         return f"{self.name}: {self.meta['n_paths']:,} paths, seed {self.meta['seed']}"
@@ -88,6 +92,7 @@ def simulate(
     method: str = "step",
     batch_paths: int | None = None,
     progress=None,
+    stream: int | None = None,
 ) -> Result:
     """Simulate ``n_paths`` paths of ``scenario`` and summarise them.
 
@@ -102,7 +107,8 @@ def simulate(
     ``precision`` 32 or 64 (float type of the engine); ``batch_paths`` paths per jitted call and device
     (rounded to a whole number of blocks of ``BLOCK_PATHS``; default CPU_BATCH_PATHS on a CPU, else
     ACCELERATOR_BATCH_PATHS, all side by side; it changes memory and speed, never the numbers);
-    ``progress(paths_done)`` is called as blocks finish.
+    ``progress(paths_done)`` is called as blocks finish. ``stream``: a random stream other than the seed's
+    own (``blend`` gives each component one), so runs of one seed on different streams share no paths.
     """
     if int(n_paths) < 2:
         raise CapsimError(f"n_paths must be at least 2, got {n_paths}")
@@ -134,6 +140,7 @@ def simulate(
             segment_months=segment or 1,
             side_by_side=not cpu,
             on_blocks=progress,
+            stream=stream,
         ):
             acc.add(block, n_valid, out)
         if jax.process_count() > 1:
@@ -146,7 +153,9 @@ def simulate(
         "scenario_file": scenario.source,
         "scenario_sha256": scenario.sha256,
         "parameters": resolved_parameters(scenario, model),
+        "compare": list(scenario.compare_pair),
         "seed": seed,
+        **({"stream": stream} if stream is not None else {}),
         "n_paths": n_paths,
         "kept_paths": stats.keep,
         "fan_paths": stats.fan_paths,
