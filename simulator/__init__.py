@@ -10,7 +10,7 @@ from . import backtest, calibrate  # noqa: E402  (modules: sim.calibrate.calibra
 from .calibrate import Calibration, FitError  # noqa: E402
 from .history import DataError, load_us_size_returns, read_returns  # noqa: E402
 from .output import OutputExistsError  # noqa: E402
-from .run import MethodError, Result, simulate  # noqa: E402
+from .run import MethodError, Result, ResultError, SavedResult, load_result, simulate  # noqa: E402
 from .scenario import Scenario, ScenarioError, load_scenario, parse_scenario  # noqa: E402
 
 __all__ = [
@@ -22,11 +22,14 @@ __all__ = [
     "MethodError",
     "OutputExistsError",
     "Result",
+    "ResultError",
+    "SavedResult",
     "Scenario",
     "ScenarioError",
     "__version__",
     "backtest",
     "calibrate",
+    "load_result",
     "load_scenario",
     "load_us_size_returns",
     "parse_scenario",

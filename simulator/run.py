@@ -19,12 +19,15 @@ from .engine import BLOCK_PATHS, run_blocks
 from .errors import CapsimError
 from .output import write_folder
 from .params import Model, build_model, exact_method_problem, exact_segment_months
-from .scenario import Scenario
+from .scenario import Scenario, ScenarioError, parse_scenario
 from .summary import Accumulator, Summaries
 
 # Paths per jitted call and device (whole blocks): one block at a time is fastest on a CPU device (a core); an
 # accelerator runs 64 blocks (about a million paths) side by side.
 CPU_BATCH_PATHS, ACCELERATOR_BATCH_PATHS = BLOCK_PATHS, 64 * BLOCK_PATHS
+
+
+RESULT_FILES = ("summary.csv", "summary.json", "fan.csv", "fan.png", "meta.json")  # a complete result folder
 
 
 class Result:
@@ -78,6 +81,52 @@ class Result:
 
     def _title(self) -> str:
         return f"{self.name}: {self.meta['n_paths']:,} paths, seed {self.meta['seed']}"
+
+
+class ResultError(CapsimError):
+    """A result folder that cannot be loaded: missing, incomplete, or with an unreadable meta.json."""
+
+
+class SavedResult:
+    """A result folder written by ``Result.save`` (``capsim run``, ``batch``), loaded back: ``summary()``,
+    ``fan()``, ``meta`` and ``scenario`` (the scenario that was run, parsed back from meta.json)."""
+
+    def __init__(self, folder: Path, meta: dict, scenario: Scenario):
+        self.folder, self.meta, self.scenario = folder, meta, scenario
+
+    @property
+    def name(self) -> str:
+        return self.scenario.name
+
+    def summary(self) -> pd.DataFrame:
+        """summary.csv: one row per report horizon."""
+        return pd.read_csv(self.folder / "summary.csv", engine="python")  # Python floats: exact round trip
+
+    def fan(self) -> pd.DataFrame:
+        """fan.csv: quantiles and mean of each series at every month."""
+        return pd.read_csv(self.folder / "fan.csv", engine="python")  # Python floats: exact round trip
+
+
+def load_result(folder: str | os.PathLike) -> SavedResult:
+    """Load the result folder ``folder`` (as ``Result.save`` writes it). Raises ``ResultError`` naming the folder
+    when it is missing or incomplete, or its meta.json cannot be read or holds no scenario."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ResultError(f"{folder}: no such result folder")
+    missing = [f for f in RESULT_FILES if not (folder / f).is_file()]
+    if missing:
+        raise ResultError(f"{folder}: not a complete result folder (missing {', '.join(missing)})")
+    try:
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+        data = meta["scenario_data"]
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise ResultError(f"{folder}: meta.json cannot be read ({type(exc).__name__}: {exc})") from None
+    try:
+        scenario = parse_scenario(data, source=str(meta.get("scenario_file", folder / "meta.json")))
+    except ScenarioError as exc:
+        raise ResultError(f"{folder}: the scenario in meta.json is not valid:\n{exc}") from None
+    scenario._sha256 = meta.get("scenario_sha256")
+    return SavedResult(folder, meta, scenario)
 
 
 def simulate(
@@ -152,6 +201,7 @@ def simulate(
         "scenario": scenario.name,
         "scenario_file": scenario.source,
         "scenario_sha256": scenario.sha256,
+        "scenario_data": scenario.model_dump(mode="json"),
         "parameters": resolved_parameters(scenario, model),
         "compare": list(scenario.compare_pair),
         "seed": seed,

@@ -17,7 +17,7 @@ from typing import Annotated, Literal
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from .errors import CapsimError
 
@@ -110,6 +110,22 @@ class Rates(_Strict):
         description="Per asset: change of the log return per +1 percentage "
         "point of the rate (-0.06: a 1 pp cut adds 6%)."
     )
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _numeric_keys(cls, path):
+        """Knot months written as strings ('12', '12.0': JSON has no other keys, so a scenario saved in
+        meta.json or written as JSON) are the numbers they spell; any other key is left for validation."""
+        if not isinstance(path, dict):
+            return path
+        return {_number(k) if isinstance(k, str) else k: v for k, v in path.items()}
+
+
+def _number(text: str) -> float | str:
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 class Expect(_Strict):
