@@ -70,6 +70,11 @@ def blend_components(components) -> list[tuple[Scenario, float]]:
     return out
 
 
+def default_name(scenarios: Sequence[Scenario]) -> str:
+    """'blend-' and the components' names, joined by '-'."""
+    return "blend-" + "-".join(sc.name for sc in scenarios)
+
+
 class BlendResult(Result):
     """A blend's result: a ``Result`` of the pooled paths, plus ``components()`` (each component's own figures
     per horizon and where its median excess sits in the blend), written as components.csv by ``save``."""
@@ -131,8 +136,7 @@ def blend(
     components' names)."""
     pairs = blend_components(components)
     scenarios, weights = [sc for sc, _ in pairs], [w for _, w in pairs]
-    if name is None:
-        name = "blend-" + "-".join(sc.name for sc in scenarios)
+    name = name or default_name(scenarios)
     if not NAME_RE.match(name):
         raise BlendError(f"name {name!r} may hold letters, digits, '-' and '_' only")
     common_h = min(sc.horizon_months for sc in scenarios)
@@ -201,6 +205,8 @@ def blend(
         "version": __version__,
         "kind": "blend",
         "scenario": name,
+        "description": scenario.description,
+        "sources": scenario.sources,
         "components": [
             {
                 "name": sc.name,

@@ -229,20 +229,22 @@ def compare(
     """Compare ``items``: Results, Scenarios, scenario files or result folders (``load(folder)`` reads one;
     default ``simulator.load_result``). Scenarios and files are simulated here with ``n_paths`` and ``seed``
     (common random numbers; ``run_options`` go to ``simulate``). ``horizons``: report horizons to keep
-    (default: every common one)."""
+    (default: every common one). ``progress(paths_done)`` counts the paths simulated here."""
     from .run import simulate
 
     if load is None:
         from . import load_result as load
     if len(items) < 1:
         raise CompareError("give at least one item to compare")
-    resolved, labels = [], []
+    resolved, labels, done = [], [], 0
     for obj in items:
         if isinstance(obj, (str, Path)) and Path(obj).is_dir():
             result = load(obj)
         elif isinstance(obj, (str, Path, Scenario)):
             sc = obj if isinstance(obj, Scenario) else load_scenario(obj)
-            result = simulate(sc, n_paths, seed, progress=progress, **run_options)
+            report = None if progress is None else (lambda d, before=done: progress(before + d))
+            result = simulate(sc, n_paths, seed, progress=report, **run_options)
+            done += n_paths
         elif hasattr(obj, "summary") and hasattr(obj, "meta"):
             result = obj
         else:

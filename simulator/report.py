@@ -17,8 +17,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from . import __version__  # noqa: E402
 from .plots import draw_fan  # noqa: E402
 
-ROWS = (  # (metric, label, format) of the side-by-side table
-    ("p_outperform", "P(first beats second)", "prob"),
+ROWS = (  # (metric, label, format) of the side-by-side table; {first}, {second}: the compared assets
+    ("p_outperform", "P({first} beats {second})", "prob"),
     ("p_outperform_se", "  standard error", "prob"),
     ("excess_mean", "excess mean", "pct"),
     ("excess_median", "excess median", "pct"),
@@ -28,27 +28,33 @@ ROWS = (  # (metric, label, format) of the side-by-side table
     ("excess_hdi90_low", "excess 90% HDI low", "pct"),
     ("excess_hdi90_high", "excess 90% HDI high", "pct"),
 )
-DIFF_ROWS = (
-    ("diff_p_outperform", "P(first beats second) - first item's", "prob"),
+DIFF_ROWS = (  # {base}: the first item, which the others are compared with
+    ("diff_p_outperform", "P({first} beats {second}) minus {base}'s", "prob"),
     ("diff_p_outperform_se", "  standard error", "prob"),
-    ("diff_excess_median", "excess median - first item's", "pct"),
-    ("diff_excess_median_se", "  standard error", "pct"),
+    ("diff_excess_median", "excess median minus {base}'s", "pct"),
+    ("diff_excess_median_se", "  standard error", "pp"),
 )
 
 
 def fmt(value: float, kind: str) -> str:
+    """A probability to 4 decimals, a return as a signed percentage, a standard error in percent ('pp')."""
     if value != value:  # NaN
         return "-"
-    return f"{value:.4f}" if kind == "prob" else f"{100 * value:+.2f}%"
+    return {"prob": f"{value:.4f}", "pct": f"{100 * value:+.2f}%", "pp": f"{100 * value:.3f}%"}[kind]
+
+
+def row_labels(rows, comparison) -> list[tuple[str, str, str]]:
+    """``rows`` with the compared assets and the first item named in their labels."""
+    first, second = comparison.items[0].result.meta["compare"]
+    names = {"first": first, "second": second, "base": comparison.items[0].label}
+    return [(metric, label.format(**names), kind) for metric, label, kind in rows]
 
 
 def interval(summary_row, z: float = 1.959963984540054) -> tuple[float, float, str]:
     """p_outperform's interval: the 90% interval across parameter draws where the row has one, else +-1.96 SE."""
-    if (
-        "p_outperform_draws_q05" in summary_row
-        and summary_row["p_outperform_draws_q05"] == summary_row["p_outperform_draws_q05"]
-    ):
-        return summary_row["p_outperform_draws_q05"], summary_row["p_outperform_draws_q95"], "90% across draws"
+    low = summary_row.get("p_outperform_draws_q05", float("nan"))
+    if low == low:
+        return low, summary_row["p_outperform_draws_q95"], "90% across draws"
     p, se = summary_row["p_outperform"], summary_row["p_outperform_se"]
     return p - z * se, p + z * se, "±1.96 SE"
 
@@ -63,7 +69,7 @@ def compare_figure(comparison):
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     first_ax = None
     for k, item in enumerate(items):
-        ax = fig.add_subplot(grid[0, k], sharey=first_ax)
+        ax = fig.add_subplot(grid[0, k], sharex=first_ax, sharey=first_ax)  # one scale for every fan
         first_ax = first_ax or ax
         draw_fan(ax, item.result.fan(), "excess", colors[k % len(colors)])
         ax.set_title(f"{item.label}\nexcess return (%)", fontsize=10)
@@ -123,11 +129,11 @@ def report_html(comparison, figure_png: Path) -> str:
 
     def block(rows, members):
         out = []
-        for metric, label, kind in rows:
+        for metric, label, kind in row_labels(rows, comparison):
             for r, h in enumerate(horizons):
-                cls = ' class="first"' if r == 0 else ""
                 cells = "".join(cell(i, h, metric, kind) for i in members)
-                out.append(f"<tr{cls}><th>{e(label)}</th><td>{h}</td>{cells}</tr>")
+                head = f'<tr class="first"><th rowspan="{len(horizons)}">{e(label)}</th>' if r == 0 else "<tr>"
+                out.append(f"{head}<td>{h}</td>{cells}</tr>")
         return "\n".join(out)
 
     head = "".join(f"<th>{e(i.label)}</th>" for i in items)

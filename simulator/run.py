@@ -88,15 +88,16 @@ class ResultError(CapsimError):
 
 
 class SavedResult:
-    """A result folder written by ``Result.save`` (``capsim run``, ``batch``), loaded back: ``summary()``,
-    ``fan()``, ``meta`` and ``scenario`` (the scenario that was run, parsed back from meta.json)."""
+    """A result folder written by ``Result.save`` (``capsim run``, ``batch``, ``blend``), loaded back:
+    ``summary()``, ``fan()``, ``meta`` and ``scenario`` (the scenario that was run, parsed back from meta.json;
+    None for a blend, whose components meta.json lists)."""
 
-    def __init__(self, folder: Path, meta: dict, scenario: Scenario):
+    def __init__(self, folder: Path, meta: dict, scenario: Scenario | None):
         self.folder, self.meta, self.scenario = folder, meta, scenario
 
     @property
     def name(self) -> str:
-        return self.scenario.name
+        return self.meta["scenario"]
 
     def summary(self) -> pd.DataFrame:
         """summary.csv: one row per report horizon."""
@@ -118,9 +119,12 @@ def load_result(folder: str | os.PathLike) -> SavedResult:
         raise ResultError(f"{folder}: not a complete result folder (missing {', '.join(missing)})")
     try:
         meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-        data = meta["scenario_data"]
-    except (OSError, ValueError, TypeError, KeyError) as exc:
+        blended = meta.get("kind") == "blend"  # a blend's scenarios are its components (meta lists them)
+        data = None if blended else meta["scenario_data"]
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
         raise ResultError(f"{folder}: meta.json cannot be read ({type(exc).__name__}: {exc})") from None
+    if blended:
+        return SavedResult(folder, meta, None)
     try:
         scenario = parse_scenario(data, source=str(meta.get("scenario_file", folder / "meta.json")))
     except ScenarioError as exc:
