@@ -8,7 +8,9 @@ from .errors import CapsimError  # noqa: E402
 use_cpu_cores()  # one CPU device per core, while JAX has not started (see devices.use_cpu_cores)
 from . import backtest, calibrate  # noqa: E402  (modules: sim.calibrate.calibrate(...), sim.backtest.backtest(...))
 from .batch import BatchError, BatchInterrupted, batch  # noqa: E402  (sim.batch: the function)
+from .blend import BlendError, BlendResult, blend  # noqa: E402  (sim.blend, sim.compare: the functions)
 from .calibrate import Calibration, FitError  # noqa: E402
+from .compare import CompareError, Comparison, compare  # noqa: E402
 from .history import DataError, load_us_size_returns, read_returns  # noqa: E402
 from .output import OutputExistsError  # noqa: E402
 from .run import MethodError, Result, ResultError, SavedResult, load_result, simulate  # noqa: E402
@@ -18,7 +20,13 @@ from .sweep import SweepError, sweep  # noqa: E402  (sim.sweep: the function)
 __all__ = [
     "BatchError",
     "BatchInterrupted",
+    "BlendError",
+    "BlendResult",
     "CapsimError",
+    "CompareError",
+    "Comparison",
+    "blend",
+    "compare",
     "Calibration",
     "DataError",
     "DeviceError",

@@ -466,6 +466,123 @@ def check(paths, n_paths, seed, junit):
         sys.exit(1)
 
 
+def _scenario_or_folder(item: str):
+    """A compare item: a result folder as it is, else a scenario file or shipped name, loaded."""
+    return item if Path(item).is_dir() else load_scenario(scenario_files([item])[0])
+
+
+@main.command("compare")
+@click.argument("items", nargs=-1, required=True, type=click.Path())
+@click.option(
+    "--horizons", default=None, help="Comma-separated report horizons in months, e.g. 3,12 (default: every common one)."
+)
+@run_options(out_help="Output folder (default results/compare).")
+@user_errors
+def compare_cmd(items, horizons, run, out, force, as_json, quiet):
+    """Compare results side by side: each ITEM is a result folder (from run, batch or blend) or a scenario
+    file (or shipped name), simulated here; every scenario item uses the same seed and path count (common
+    random numbers), so their differences are paired.
+
+    Prints figure x horizon by item, with the differences from the first item and their standard errors
+    (paired or independent, as the table says), and writes compare.csv, compare.png, report.html and
+    meta.json.
+    """
+    from .compare import compare
+
+    wanted = None
+    if horizons is not None:
+        try:
+            wanted = sorted({int(h) for h in horizons.split(",") if h.strip()})
+        except ValueError:
+            raise UserError(f"--horizons {horizons!r}: give comma-separated months, e.g. --horizons 3,12") from None
+    out = Path(out or Path("results") / "compare")
+    lead = jax.process_index() == 0
+    if lead:
+        refuse_existing(out, force)
+    objs = [_scenario_or_folder(i) for i in items]
+    n_sim = sum(not isinstance(o, str) for o in objs)
+    bar, callback = progress_bar(run.n_paths * max(n_sim, 1), quiet or not lead, "compare")
+    with bar:
+        comparison = compare(objs, **run._asdict(), horizons=wanted, progress=callback)
+    if not lead:
+        return
+    comparison.save(out, force=force)
+    if as_json:
+        click.echo(comparison.table().to_json(orient="records", indent=2))
+    elif not quiet:
+        print_comparison(comparison)
+        click.echo(f"wrote {out}/")
+
+
+def print_comparison(comparison) -> None:
+    """Figure x horizon rows, one column per item; differences from the first item with their SEs."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .report import DIFF_ROWS, ROWS, fmt, row_labels
+
+    items = comparison.items
+    first, second = items[0].result.meta["compare"]
+    value = {(r.item, r.horizon_months, r.metric): r.value for r in comparison.table().itertuples()}
+    table = Table(title=f"{first} - {second}: {len(items)} items", title_justify="left")
+    table.add_column("figure", no_wrap=True)
+    table.add_column("months", justify="right")
+    for i in items:
+        table.add_column(i.label, justify="right")
+    for metric, label, kind in row_labels(ROWS + (DIFF_ROWS if len(items) > 1 else ()), comparison):
+        for r, h in enumerate(comparison.horizons):
+            cells = [fmt(value[(i.label, h, metric)], kind) if (i.label, h, metric) in value else "" for i in items]
+            table.add_row(label if r == 0 else "", str(h), *cells)
+        table.add_section()
+    Console(width=max(110, 50 + 16 * len(items))).print(table)
+    for i in items[1:]:
+        paired = value.get((i.label, comparison.horizons[0], "diff_paired")) == 1.0
+        how = "paired (common random numbers)" if paired else "independent"
+        click.echo(f"{i.label} - {items[0].label}: standard errors {how}")
+
+
+@main.command("blend")
+@click.argument("components", nargs=-1, required=True, metavar="SCENARIO=WEIGHT...")
+@click.option("--name", default=None, help="Name of the blend (default: blend- and the components' names).")
+@run_options(out_help="Output folder (default results/<name>).")
+@user_errors
+def blend_cmd(components, name, run, out, force, as_json, quiet):
+    """The probability-weighted mixture of scenarios as one result: component i gets round(w_i n) of the
+    paths (largest remainders) from its own random stream, and every figure is computed on the pooled
+    paths. Weights are positive and sum to 1. Writes the folder `run` writes plus components.csv.
+    """
+    from .blend import blend, default_name
+
+    pairs = []
+    for item in components:
+        path, sep, weight = item.rpartition("=")
+        if not sep or not path:
+            raise UserError(f"{item!r}: give each component as SCENARIO=WEIGHT, e.g. soft_landing=0.6")
+        try:
+            w = float(weight)
+        except ValueError:
+            raise UserError(f"{item!r}: weight {weight!r} is not a number") from None
+        pairs.append((load_scenario(scenario_files([path])[0]), w))
+    out = Path(out or Path("results") / (name or default_name([sc for sc, _ in pairs])))
+    lead = jax.process_index() == 0
+    if lead:
+        refuse_existing(out, force)
+    bar, callback = progress_bar(run.n_paths, quiet or not lead, "blend")
+    with bar:
+        res = blend(pairs, **run._asdict(), name=name, progress=callback)
+    if not lead:
+        return
+    res.save(out, force=force)
+    if as_json:
+        click.echo(res.summary().to_json(orient="records", indent=2))
+    elif not quiet:
+        print_summary(res)
+        comp = res.components()
+        comp["weight"] = comp["weight"].map(lambda w: f"{w:g}")
+        click.echo(comp.drop(columns=["file"]).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        click.echo(f"wrote {out}/")
+
+
 @main.command()
 def schema():
     """Print the JSON Schema of scenario files (for editors and other tools)."""

@@ -28,6 +28,7 @@ import numpy as np
 from .params import Model, end_bits, segment_tables
 
 BLOCK_PATHS = 1 << 14  # paths per logical block: the unit of randomness; a multiple of 8 for fast sampling
+STREAM_BASE = 1 << 31  # first key tag of a random stream; a run has fewer blocks than this (3.5e13 paths)
 
 
 class PathState(NamedTuple):
@@ -460,6 +461,7 @@ def run_blocks(
     segment_months: int = 1,
     side_by_side: bool = False,
     on_blocks=None,
+    stream: int | None = None,
 ):
     """Simulate the logical ``blocks`` (indices into the ceil(n_paths / BLOCK_PATHS) blocks of the run).
 
@@ -471,7 +473,9 @@ def run_blocks(
     ``params.segment_tables``): segments of ``segment_months`` months, one month at a time in the blocks that
     keep month ends (one step at a time where a month is one step: the same law, and the step kernel is
     faster), drawdowns seen at segment ends in all.
-    ``on_blocks(paths_done)`` reports progress.
+    ``on_blocks(paths_done)`` reports progress. ``stream`` (a blend's component): the run's key is
+    ``fold_in(key(seed), STREAM_BASE + stream)`` instead of ``key(seed)``, so runs of one seed on different
+    streams share no random numbers (block indices, folded into the same key, stay below STREAM_BASE).
     """
     done = 0
     with jax.threefry_partitionable(False):  # the faster threefry on CPU; a block is never split
@@ -480,7 +484,10 @@ def run_blocks(
                 model, len(group), keep_months, dtype, devices, blocks_per_call, method, segment_months, side_by_side
             )
             runner, params, per_call, spread = call.runner, call.params, call.per_call, call.spread
-            seed_key = jax.device_put(jax.random.key(seed), call.same)
+            seed_key = jax.random.key(seed)
+            if stream is not None:
+                seed_key = jax.random.fold_in(seed_key, STREAM_BASE + stream)
+            seed_key = jax.device_put(seed_key, call.same)
 
             def dispatch(i):
                 ids = np.asarray(group[i : i + per_call])

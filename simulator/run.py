@@ -72,8 +72,12 @@ class Result:
             fan.to_csv(tmp / "fan.csv", index=False)
             save_figure(fan_figure(fan, self.model, title=self._title(), labels=self.scenario.assets), tmp / "fan.png")
             (tmp / "meta.json").write_text(json.dumps(self.meta, indent=2, default=str))
+            self._write_extra(tmp)
 
         return write_folder(out_dir, write, force)
+
+    def _write_extra(self, tmp: Path) -> None:
+        """Files a kind of result adds to its folder (a blend: components.csv)."""
 
     def _title(self) -> str:
         return f"{self.name}: {self.meta['n_paths']:,} paths, seed {self.meta['seed']}"
@@ -84,15 +88,16 @@ class ResultError(CapsimError):
 
 
 class SavedResult:
-    """A result folder written by ``Result.save`` (``capsim run``, ``batch``), loaded back: ``summary()``,
-    ``fan()``, ``meta`` and ``scenario`` (the scenario that was run, parsed back from meta.json)."""
+    """A result folder written by ``Result.save`` (``capsim run``, ``batch``, ``blend``), loaded back:
+    ``summary()``, ``fan()``, ``meta`` and ``scenario`` (the scenario that was run, parsed back from meta.json;
+    None for a blend, whose components meta.json lists)."""
 
-    def __init__(self, folder: Path, meta: dict, scenario: Scenario):
+    def __init__(self, folder: Path, meta: dict, scenario: Scenario | None):
         self.folder, self.meta, self.scenario = folder, meta, scenario
 
     @property
     def name(self) -> str:
-        return self.scenario.name
+        return self.meta["scenario"]
 
     def summary(self) -> pd.DataFrame:
         """summary.csv: one row per report horizon."""
@@ -114,9 +119,12 @@ def load_result(folder: str | os.PathLike) -> SavedResult:
         raise ResultError(f"{folder}: not a complete result folder (missing {', '.join(missing)})")
     try:
         meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-        data = meta["scenario_data"]
-    except (OSError, ValueError, TypeError, KeyError) as exc:
+        blended = meta.get("kind") == "blend"  # a blend's scenarios are its components (meta lists them)
+        data = None if blended else meta["scenario_data"]
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
         raise ResultError(f"{folder}: meta.json cannot be read ({type(exc).__name__}: {exc})") from None
+    if blended:
+        return SavedResult(folder, meta, None)
     try:
         scenario = parse_scenario(data, source=str(meta.get("scenario_file", folder / "meta.json")))
     except ScenarioError as exc:
@@ -138,6 +146,7 @@ def simulate(
     batch_paths: int | None = None,
     fan_in_background: bool = True,
     progress=None,
+    stream: int | None = None,
 ) -> Result:
     """Simulate ``n_paths`` paths of ``scenario`` and summarise them.
 
@@ -154,7 +163,8 @@ def simulate(
     ACCELERATOR_BATCH_PATHS, all side by side; it changes memory and speed, never the numbers);
     ``fan_in_background``: make the fan table in a thread while the engine simulates the rest (the default), or
     only when ``fan()`` is first called (for callers that never need it, such as ``sweep``; the same numbers).
-    ``progress(paths_done)`` is called as blocks finish.
+    ``progress(paths_done)`` is called as blocks finish. ``stream``: a random stream other than the seed's
+    own (``blend`` gives each component one), so runs of one seed on different streams share no paths.
     """
     n_paths, seed = int(n_paths), int(seed)
     run = plan(scenario, n_paths, seed, horizon_months, device, devices, precision, method)
@@ -164,7 +174,7 @@ def simulate(
     with jax.enable_x64(precision == 64):
         acc = Accumulator(model, n_paths, engine["dtype"], fan_in_background)
         mine = process_blocks(-(-n_paths // BLOCK_PATHS))
-        for block, n_valid, out in run_blocks(model, seed, n_paths, mine, **engine, on_blocks=progress):
+        for block, n_valid, out in run_blocks(model, seed, n_paths, mine, **engine, on_blocks=progress, stream=stream):
             acc.add(block, n_valid, out)
         if jax.process_count() > 1:
             acc.replace(sum_over_processes(acc.arrays()))
@@ -177,7 +187,9 @@ def simulate(
         "scenario_sha256": scenario.sha256,
         "scenario_data": scenario.model_dump(mode="json"),
         "parameters": resolved_parameters(scenario, model),
+        "compare": list(scenario.compare_pair),
         "seed": seed,
+        **({"stream": stream} if stream is not None else {}),
         "n_paths": n_paths,
         "kept_paths": stats.keep,
         "fan_paths": stats.fan_paths,

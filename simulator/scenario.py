@@ -184,6 +184,11 @@ class Scenario(_Strict):
         """SHA-256 of the file's bytes (None when built from a dict)."""
         return self._sha256
 
+    def __hash__(self) -> int:
+        """Scenarios can key a mapping (``blend({scenario: weight})``). Equal scenarios (same fields, file and
+        bytes) hash alike."""
+        return hash((self._source, self._sha256, self.name))
+
     @property
     def steps_per_year(self) -> int:
         return STEPS_PER_YEAR[self.frequency]
