@@ -1054,11 +1054,16 @@ def main(argv=None) -> int:
     if out_path is not None:
         from simulator.output import write_text_atomic
 
-        write_text_atomic(
-            out_path, report(rows, limit, info, args, load_before, load_after, notes, elapsed), force=True
-        )
+        text = report(rows, limit, info, args, load_before, load_after, notes, elapsed)
+        kept = out_path.read_text(encoding="utf-8") if out_path.exists() else ""
+        if MANY_SECTION in kept:  # benchmarks/many.py's section (batch and sweep) stays
+            text = text.rstrip("\n") + "\n\n" + kept[kept.index(MANY_SECTION) :]
+        write_text_atomic(out_path, text, force=True)
         print(f"\n[bench] wrote {out_path}")
     return 0
+
+
+MANY_SECTION = "<!-- benchmarks/many.py"  # where many.py's section of RESULTS.md starts
 
 
 def run_peer(peer: str, d: dict, m: HMM, n: int, args):
