@@ -134,6 +134,9 @@ def sweep_points(scenario: Scenario, fields: dict[str, list[float]], settings: d
         raise SweepError(
             f"give one or two fields to vary, got {len(fields)}", ("pass one or two fields", "give --set once or twice")
         )
+    empty = [f for f, values in fields.items() if not len(values)]
+    if empty:
+        raise SweepError(f"{', '.join(empty)}: give at least one value")
     data = scenario.model_dump()
     points, problems = [], []
     for values in itertools.product(*fields.values()):

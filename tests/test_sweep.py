@@ -164,6 +164,14 @@ def test_monotone_in_small_cap_drift_under_common_random_numbers(make_neutral):
         assert np.all(np.diff(rows["excess_median"].to_numpy()) > 0), h
 
 
+def test_library_rejects_no_fields_and_empty_values(make_neutral):
+    sc = sim.parse_scenario(make_neutral())
+    with pytest.raises(sim.SweepError, match="one or two fields"):
+        sim.sweep(sc, {}, n_paths=100)
+    with pytest.raises(sim.SweepError, match="regimes.calm.corr: give at least one value"):
+        sim.sweep(sc, {"regimes.calm.corr": []}, n_paths=100)
+
+
 def test_invalid_point_exits_2_names_field_and_value_and_writes_nothing(base_file, tmp_path):
     out = tmp_path / "out"
     result = invoke("sweep", base_file, "--set", "regimes.expansion.vol.small=0.3,-0.1", "--paths", PATHS, "--out", out)
