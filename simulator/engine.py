@@ -23,9 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .params import Model, end_bits, segment_tables
-
-BLOCK_PATHS = 1 << 14  # paths per logical block: the unit of randomness; a multiple of 8 for fast sampling
+from .params import BLOCK_PATHS, Model, end_bits, segment_tables
 
 
 class PathState(NamedTuple):
@@ -303,23 +301,23 @@ def simulate_block(
 @functools.lru_cache(maxsize=32)
 def block_runner(devices: tuple, side_by_side: bool = False, **static):
     """The jitted function of a run shape: each device of ``devices`` simulates its share of the blocks
-    (leading axis) one after the other (``lax.map``: fastest on a CPU) or all side by side (``vmap``: a GPU
-    needs millions of paths in flight). Returns BlockOutput with a leading block axis. The numbers are the
-    same either way: each block has its own key."""
+    (leading axis), each with its parameter draw's row of the tables, one after the other (``lax.map``: fastest
+    on a CPU) or all side by side (``vmap``: a GPU needs millions of paths in flight). Returns BlockOutput with
+    a leading block axis. The numbers are the same either way: each block has its own key."""
     mesh = jax.sharding.Mesh(np.array(devices), ("blocks",))
     blocks, same = jax.sharding.PartitionSpec("blocks"), jax.sharding.PartitionSpec()
 
-    def on_device(params, seed_key, block_ids, n_valid):
-        run = partial(simulate_block, params, **static)
-
+    def on_device(params, seed_key, block_ids, n_valid, draw_ids):
         def one(b):
-            return run(jax.random.fold_in(seed_key, b[0]), b[1])
+            block, valid, d = b  # a block simulates with its parameter draw's row of every table
+            return simulate_block(
+                jax.tree.map(lambda x: x[d], params), jax.random.fold_in(seed_key, block), valid, **static
+            )
 
-        return (jax.vmap(one) if side_by_side else partial(jax.lax.map, one))((block_ids, n_valid))
+        return (jax.vmap(one) if side_by_side else partial(jax.lax.map, one))((block_ids, n_valid, draw_ids))
 
-    return mesh, jax.jit(
-        jax.shard_map(on_device, mesh=mesh, in_specs=(same, same, blocks, blocks), out_specs=blocks, check_vma=False)
-    )
+    specs = (same, same, blocks, blocks, blocks)
+    return mesh, jax.jit(jax.shard_map(on_device, mesh=mesh, in_specs=specs, out_specs=blocks, check_vma=False))
 
 
 def run_blocks(
@@ -339,7 +337,8 @@ def run_blocks(
 ):
     """Simulate the logical ``blocks`` (indices into the ceil(n_paths / BLOCK_PATHS) blocks of the run).
 
-    Yields (block index, n_valid_paths, BlockOutput as numpy) per block. Blocks holding any of the first
+    Yields (block index, n_valid_paths, BlockOutput as numpy) per block. Block b simulates with parameter
+    draw b mod ``model.n_draws`` (row of ``model.steps``). Blocks holding any of the first
     ``month_paths`` paths also return every month end (a separate compile; other blocks skip that buffer).
     Each call gives every device ``blocks_per_call`` blocks (fewer if the group has fewer; a group of fewer
     blocks than devices uses as many devices as blocks), one after the other or all ``side_by_side`` (see
@@ -357,9 +356,9 @@ def run_blocks(
             return "step", model.steps, 0, model.report_steps, math.gcd(*model.report_steps)
         if keep_months and model.n_steps == model.horizon_months:  # a month is one step
             return "step", model.steps, 0, model.report_steps, G
-        if keep_months:
-            return ("segment", *segment_tables(model, 1), model.report_months, G)
-        return ("segment", *segment_tables(model, G), tuple(m // G for m in model.report_months), 1)
+        tables, count_bits = segment_tables(model, 1 if keep_months else G)  # one parameter set: a draw axis of 1
+        ends = model.report_months if keep_months else tuple(m // G for m in model.report_months)
+        return "segment", type(tables)(*(x[None] for x in tables)), count_bits, ends, G if keep_months else 1
 
     month_blocks = -(-month_paths // BLOCK_PATHS)
     done = 0
@@ -404,6 +403,7 @@ def run_blocks(
                     seed_key,
                     jax.device_put(ids.astype(np.uint32), spread),
                     jax.device_put(valid.astype(np.int32), spread),
+                    jax.device_put((ids % model.n_draws).astype(np.int32), spread),
                 )
                 return group[i : i + per_call], valid, out
 

@@ -56,9 +56,15 @@ class Result:
         column per asset."""
         return pd.DataFrame(self._stats.total_returns(int(horizon_months)), columns=list(self.model.asset_keys))
 
+    def uncertainty(self) -> pd.DataFrame | None:
+        """Per parameter draw and report horizon: paths, p_outperform, excess median and the draw's parameter
+        values (the columns of uncertainty.csv); None for a scenario without parameter uncertainty."""
+        return self._stats.uncertainty(self.name) if self.model.uncertain else None
+
     def save(self, out_dir: str | os.PathLike, force: bool = False) -> Path:
         """Write summary.csv, summary.json, fan.csv, fan.png and meta.json into ``out_dir``, atomically (the
-        folder appears only when complete). An existing non-empty folder is refused unless ``force``."""
+        folder appears only when complete), and uncertainty.csv with parameter uncertainty. An existing
+        non-empty folder is refused unless ``force``."""
         from .plots import fan_figure  # matplotlib is imported only when a figure is written
 
         def write(tmp: Path) -> None:
@@ -69,6 +75,8 @@ class Result:
             figure = fan_figure(fan, self.model, title=self._title(), labels=self.scenario.assets)
             figure.savefig(tmp / "fan.png", dpi=110)
             (tmp / "meta.json").write_text(json.dumps(self.meta, indent=2, default=str))
+            if self.model.uncertain:
+                self.uncertainty().to_csv(tmp / "uncertainty.csv", index=False)
 
         return write_folder(out_dir, write, force)
 
@@ -112,7 +120,7 @@ def simulate(
         raise CapsimError(f"seed must lie in 0..2**32-1, got {seed}")
     n_paths, seed = int(n_paths), int(seed)
     devs = resolve_devices(device, devices)
-    model = build_model(scenario, horizon_months)
+    model = build_model(scenario, horizon_months, n_paths=n_paths, seed=seed)
     method, segment = resolve_method(model, method, scenario.source)
     cpu = devs[0].platform == "cpu"
     blocks_per_call = max(1, (batch_paths or (CPU_BATCH_PATHS if cpu else ACCELERATOR_BATCH_PATHS)) // BLOCK_PATHS)
@@ -156,6 +164,14 @@ def simulate(
         "precision": precision,
         "block_paths": BLOCK_PATHS,
         "method": method,
+        "parameter_draws": {
+            "draws": model.n_draws,
+            "simulated": len(model.steps.drift),
+            "fields": list(model.draw_parameters),
+            "given": scenario.draw_values is not None,
+        }
+        if model.uncertain
+        else None,
         "drawdowns_observed": observed(segment),
         "wall_seconds": round(wall, 4),
         "path_steps_per_second": n_paths * model.n_steps / max(wall, 1e-9),
@@ -209,6 +225,7 @@ def resolved_parameters(scenario: Scenario, model: Model) -> dict:
         "steps_per_year": model.steps_per_year,
         "horizon_months": model.horizon_months,
         "report_months": list(model.report_months),
+        # with distributions: at their centres (docs/scenarios.md)
         "base_transition_matrix": np.round(model.base_matrix, 12).tolist(),
         "start_probabilities": np.round(model.start_probs, 12).tolist(),
     }
