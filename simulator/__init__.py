@@ -12,6 +12,7 @@ from .history import DataError, load_us_size_returns, read_returns  # noqa: E402
 from .output import OutputExistsError  # noqa: E402
 from .run import MethodError, Result, simulate  # noqa: E402
 from .scenario import Scenario, ScenarioError, load_scenario, parse_scenario  # noqa: E402
+from .uncertainty import with_parameter_draws  # noqa: E402
 
 __all__ = [
     "CapsimError",
@@ -33,4 +34,5 @@ __all__ = [
     "read_returns",
     "simulate",
     "use_cpu_cores",
+    "with_parameter_draws",
 ]
