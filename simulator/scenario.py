@@ -472,6 +472,7 @@ def _check(sc: Scenario) -> list[tuple[str, str]]:
     of plain files on the scenario with every distribution at its centre (what a distribution's support has
     already answered for is not reported twice)."""
     out = _check_distributions(sc)
+    _check_expect(sc, lambda path, msg: out.append((path, msg)))  # the metrics depend on the uncertainty
     flagged = [path for path, _ in out]
     rest = _check_plain(resolve(sc, {}), any_problem=bool(out))
     return out + [p for p in rest if not any(_within(p[0], q) or _within(q, p[0]) for q in flagged)]
@@ -552,7 +553,6 @@ def _check_plain(sc: Scenario, any_problem: bool = False) -> list[tuple[str, str
     _check_start(sc, regimes, bad)
     if sc.rates is not None:
         _check_rates(sc, assets, bad)
-    _check_expect(sc, bad)
     if sc.uncertainty is not None and sc.uncertainty.draws is not None and sc.uncertainty.draws < 1:
         bad("uncertainty.draws", f"must be at least 1, got {sc.uncertainty.draws}")
 
