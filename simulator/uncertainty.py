@@ -16,6 +16,7 @@ import zlib
 from collections.abc import Mapping
 
 import numpy as np
+from pydantic import BaseModel
 
 from .scenario import (
     ALLOWED,
@@ -128,7 +129,7 @@ def with_parameter_draws(sc: Scenario, values: Mapping[str, np.typing.ArrayLike]
             )
         elif x.ndim != 1 or len(x) == 0 or not np.all(np.isfinite(x)):
             problems.append((path, f"give a non-empty 1-d array of finite numbers, got shape {x.shape}"))
-        elif problem := rule_problem(field, x.min(), x.max(), "the given draws", m):
+        elif problem := rule_problem(field, x.min(), x.max(), f"the range [{x.min():g}, {x.max():g}] of the draws", m):
             problems.append((path, problem))
         else:
             table[path] = x
@@ -137,11 +138,14 @@ def with_parameter_draws(sc: Scenario, values: Mapping[str, np.typing.ArrayLike]
         problems.append(("", f"every field needs the same number of draws, got lengths {sorted(lengths)}"))
     if not problems:
         for row, entries in _full_rows(plain, table).items():
-            total = sum(table[p] for p in entries)
-            worst = int(np.argmax(np.abs(total - 1)))
+            total = sum(table[p] for p in entries).tolist()
+            worst = int(np.argmax(np.abs(np.subtract(total, 1))))
             if abs(total[worst] - 1) > ROW_TOL:
                 problems.append(
-                    (row, f"the given draws must sum to 1 (within {ROW_TOL:g}); draw {worst} sums to {total[worst]!r}")
+                    (
+                        row,
+                        f"the given draws must sum to 1 (within {ROW_TOL:g}); draw {worst} sums to {total[worst]!r}",
+                    )
                 )
     if problems:
         raise ScenarioError(sc.source, problems)
@@ -158,7 +162,7 @@ def _field_name(root, path: str) -> str | None:
         for part in path.split("."):
             if isinstance(node, list):
                 return None
-            field = part if hasattr(node, "model_fields") else field
+            field = part if isinstance(node, BaseModel) else field
             node = _child(node, part)
     except (KeyError, AttributeError, ValueError, IndexError):
         return None
