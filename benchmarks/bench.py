@@ -40,6 +40,7 @@ import json
 import math
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -1054,9 +1055,15 @@ def main(argv=None) -> int:
     if out_path is not None:
         from simulator.output import write_text_atomic
 
-        write_text_atomic(
-            out_path, report(rows, limit, info, args, load_before, load_after, notes, elapsed), force=True
+        text = report(rows, limit, info, args, load_before, load_after, notes, elapsed)
+        kept = (
+            re.search(r"<!-- uncertainty:begin -->.*?<!-- uncertainty:end -->", out_path.read_text(), re.S)
+            if out_path.exists()
+            else None
         )
+        write_text_atomic(
+            out_path, text + ("\n" + kept.group(0) + "\n" if kept else ""), force=True
+        )  # uncertainty.py's section stays
         print(f"\n[bench] wrote {out_path}")
     return 0
 
