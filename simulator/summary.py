@@ -7,10 +7,10 @@
   exact for the run; beyond it they carry the sampling error of ``keep`` paths (a q-quantile's standard
   error is sqrt(q (1 - q) / keep) / density).
 - Per parameter draw (scenarios with parameter uncertainty; block b has draw b mod D): p_outperform from the
-  per-block counts, exact; the excess median from the draw's whole blocks among the kept paths, else (a draw
-  whose first block lies past them) from its first block, whose median is taken as that block is merged. It
-  is therefore exact (over every path of the draw) when each draw's blocks are all kept or a draw is one block
-  (the default); otherwise it is the median of the draw's first kept blocks, at least 16,384 paths.
+  per-block counts, exact; the excess median from the draw's blocks kept whole, else (a draw whose first
+  block lies past them) from its first block, whose median is taken as the block is merged. It is therefore
+  exact (over every path of the draw) when each draw's blocks are all kept or a draw is one block (the
+  default); otherwise it is the median of the draw's kept blocks, at least its first 16,384 paths.
 - The fan (every month end) from the first ``fan_paths`` paths (at most FAN_PATHS, fewer if the months
   would pass FAN_BUDGET_BYTES). They are the first blocks simulated, so the fan table is made in a background
   thread while the engine simulates the rest.
@@ -109,7 +109,7 @@ class Accumulator:
         self.wins = np.zeros((n_blocks, R))  # count of X > 0
         self.occupancy = np.zeros((n_blocks, R, K))  # path-steps in each regime up to each report horizon
         self.filled = np.zeros(n_blocks)  # paths merged per block
-        self.block_median = np.zeros((n_blocks, R))  # excess median of a draw's first block when not all kept
+        self.block_median = np.zeros((n_blocks, R))  # excess median of each draw's first block
 
     def add(self, block: int, n_valid: int, out) -> None:
         """Merge block ``block`` (engine.BlockOutput as numpy; its first ``n_valid`` paths count)."""
@@ -124,8 +124,8 @@ class Accumulator:
         self.occupancy[block] = out.occupancy
         self.filled[block] = n_valid
         first = block * BLOCK_PATHS
-        if self.model.uncertain and block < self.model.n_draws and first + n_valid > self.keep:
-            self.block_median[block] = np.median(X, axis=1)  # block b < D is draw b's first block
+        if self.model.uncertain and block < self.model.n_draws:  # block b < D is draw b's first block
+            self.block_median[block] = np.median(X, axis=1)
         for kept, source in ((self.kept_reports, out.reports), (self.kept_dd, out.report_dd)):
             hi = min(first + n_valid, self.keep)
             if hi > first:
@@ -185,6 +185,7 @@ class Summaries:
         self.occupancy_paths = total["occupancy"]  # [R, K] path-steps in each regime up to each horizon
         self.blocks = {name: getattr(acc, name) for name in ("wins", "filled", "block_median")}  # per block
 
+    @functools.cached_property
     def per_draw(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(paths [U], p_outperform [U, R], excess median [U, R]) of each parameter draw that has paths
         (U = min(D, blocks)); see the module's docstring for what is exact."""
@@ -194,17 +195,14 @@ class Summaries:
         draw = np.arange(n_blocks) % m.n_draws
         paths = np.bincount(draw, weights=b["filled"], minlength=U)
         wins = np.stack([np.bincount(draw, weights=b["wins"][:, r], minlength=U) for r in range(R)], axis=1)
-        i, j = m.compare
-        R_kept = np.expm1(self.kept_reports.astype(np.float64))
-        X = R_kept[:, i] - R_kept[:, j]  # [R, keep]
-        ends = np.arange(n_blocks) * BLOCK_PATHS + b["filled"]
+        median = b["block_median"][:U].copy()  # each draw's first block
+        ends = (np.arange(n_blocks) * BLOCK_PATHS + b["filled"]).astype(np.intp)
         whole = int(np.sum(ends <= self.keep))  # blocks kept whole: the first ones
-        median = b["block_median"][:U].copy()
-        for d in range(min(U, whole)):
-            cols = np.concatenate(
-                [np.arange(k * BLOCK_PATHS, ends[k], dtype=np.intp) for k in range(d, whole, m.n_draws)]
-            )
-            median[d] = np.median(X[:, cols], axis=1)
+        i, j = m.compare
+        for d in range(min(U, whole - m.n_draws)):  # draws with several blocks kept whole: all of those
+            cols = np.concatenate([np.arange(k * BLOCK_PATHS, ends[k]) for k in range(d, whole, m.n_draws)])
+            R_d = np.expm1(self.kept_reports[:, :, cols].astype(np.float64))
+            median[d] = np.median(R_d[:, i] - R_d[:, j], axis=1)
         return paths, wins / paths[:, None], median
 
     def total_returns(self, horizon_months: int) -> np.ndarray:
@@ -234,7 +232,7 @@ class Summaries:
             occ = self.occupancy_paths[r] / (self.n * m.report_steps[r])
             rows.append({**row, **{f"occupancy_{k}": occ[i] for i, k in enumerate(m.regime_names)}})
         if m.uncertain:
-            _, p, median = self.per_draw()
+            _, p, median = self.per_draw
             spread = np.concatenate([across_draws(p), across_draws(median)])  # [6, R] in DRAW_METRICS order
             for r, row in enumerate(rows):
                 row.update(zip(DRAW_METRICS, spread[:, r]))
@@ -244,7 +242,7 @@ class Summaries:
         """uncertainty.csv: one row per parameter draw and report horizon: the draw's paths, p_outperform and
         excess median, then the draw's value of every uncertain field (columns named by field path)."""
         m = self.model
-        paths, p, median = self.per_draw()
+        paths, p, median = self.per_draw
         U, R = p.shape
         frame = pd.DataFrame(
             {

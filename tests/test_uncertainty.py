@@ -251,6 +251,13 @@ def test_draws_d_gives_block_b_draw_b_mod_d_and_the_same_numbers_whatever_the_ch
     paths = table.groupby("draw")["n_paths"].first().to_numpy()
     np.testing.assert_array_equal(paths, [3 * BLOCK_PATHS, 2 * BLOCK_PATHS + 5, 2 * BLOCK_PATHS])  # 0,3,6 | 1,4,7 | 2,5
     assert table.groupby("draw")["regimes.expansion.drift.small"].nunique().eq(1).all()
+    paths = runs[0].draws(12)
+    excess = (paths["small"] - paths["large"]).to_numpy()
+    block = np.arange(n) // BLOCK_PATHS
+    for d in range(3):  # each draw's figures from its own paths (every path is kept here)
+        mine = excess[block % 3 == d]
+        row = table[(table["draw"] == d) & (table["horizon_months"] == 12)].iloc[0]
+        assert row["excess_median"] == np.median(mine) and row["p_outperform"] == np.mean(mine > 0)
     for other in runs[1:]:
         pd.testing.assert_frame_equal(runs[0].summary(), other.summary(), check_exact=True)
         pd.testing.assert_frame_equal(table, other.uncertainty(), check_exact=True)
