@@ -7,15 +7,23 @@ from .errors import CapsimError  # noqa: E402
 
 use_cpu_cores()  # one CPU device per core, while JAX has not started (see devices.use_cpu_cores)
 from . import backtest, calibrate  # noqa: E402  (modules: sim.calibrate.calibrate(...), sim.backtest.backtest(...))
+from .blend import BlendError, BlendResult, blend  # noqa: E402  (sim.blend, sim.compare: the functions)
 from .calibrate import Calibration, FitError  # noqa: E402
+from .compare import CompareError, Comparison, compare  # noqa: E402
 from .history import DataError, load_us_size_returns, read_returns  # noqa: E402
 from .output import OutputExistsError  # noqa: E402
-from .run import MethodError, Result, simulate  # noqa: E402
+from .run import MethodError, Result, ResultError, SavedResult, load_result, simulate  # noqa: E402
 from .scenario import Scenario, ScenarioError, load_scenario, parse_scenario  # noqa: E402
 from .uncertainty import with_parameter_draws  # noqa: E402
 
 __all__ = [
+    "BlendError",
+    "BlendResult",
     "CapsimError",
+    "CompareError",
+    "Comparison",
+    "blend",
+    "compare",
     "Calibration",
     "DataError",
     "DeviceError",
@@ -23,11 +31,14 @@ __all__ = [
     "MethodError",
     "OutputExistsError",
     "Result",
+    "ResultError",
+    "SavedResult",
     "Scenario",
     "ScenarioError",
     "__version__",
     "backtest",
     "calibrate",
+    "load_result",
     "load_scenario",
     "load_us_size_returns",
     "parse_scenario",

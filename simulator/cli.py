@@ -10,6 +10,7 @@ import functools
 import json
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import click
 import jax
@@ -21,7 +22,7 @@ from .errors import CapsimError
 from .output import refuse_existing, refuse_existing_file, write_text_atomic
 from .run import simulate
 from .scenario import ScenarioError, load_scenario
-from .shipped import find_shipped, init_folder, schema_text, shipped_files
+from .shipped import init_folder, load_scenarios, scenario_files, schema_text, shipped_files
 
 DRAWS_P = ("p_outperform_draws_q05", "p_outperform_draws_q95")
 DRAWS_X = ("excess_median_draws_q05", "excess_median_draws_q95")
@@ -43,39 +44,6 @@ def user_errors(fn):
             raise UserError(exc.cli_message()) from None
 
     return wrapper
-
-
-def scenario_files(paths) -> list[Path]:
-    """Expand folders into their *.yaml / *.yml files (sorted); keep files as given; a name that is no file
-    or folder is a shipped scenario's ('rate_cut' or 'rate-cut')."""
-    files = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            found = sorted([*p.glob("*.yaml"), *p.glob("*.yml")])
-            if not found:
-                raise UserError(f"{p}: folder holds no *.yaml or *.yml scenario files")
-            files += found
-        elif p.exists():
-            files.append(p)
-        elif (shipped := find_shipped(str(p))) is not None:
-            files.append(shipped)
-        else:
-            names = ", ".join(f.stem for f in shipped_files())
-            raise UserError(f"{p}: no such file or folder, nor a shipped scenario ({names}; see `capsim scenarios`)")
-    return files
-
-
-def load_all(paths) -> list:
-    """Load every scenario, reporting all bad files together (exit 2) before anything runs."""
-    scenarios, errors = [], []
-    for f in scenario_files(paths):
-        try:
-            scenarios.append(load_scenario(f))
-        except ScenarioError as exc:
-            errors.append(str(exc))
-    if errors:
-        raise UserError("\n".join(errors))
-    return scenarios
 
 
 def progress_bar(total: int, quiet: bool, label: str):
@@ -167,6 +135,94 @@ def print_summary(res) -> None:
     Console(width=max(110, (52 + 30 * len(df)) if res.model.uncertain else (32 + 18 * len(df)))).print(table)
 
 
+class RunOptions(NamedTuple):
+    """The run options of every simulating command, as ``simulate``'s keyword arguments."""
+
+    n_paths: int
+    seed: int
+    horizon_months: int | None
+    device: str
+    devices: int | str
+    precision: int
+    method: str
+
+
+def run_options(out_help: str | None = None):
+    """The options of every command that simulates (run, batch, sweep, compare, blend), defined once.
+
+    The command receives ``run`` (a ``RunOptions``) and, with ``out_help`` (the help of --out: its default
+    differs per command), ``out``, ``force``, ``as_json`` and ``quiet``. The multi-host flags
+    (--coordinator, --num-processes, --process-id, or JAX's environment variables) join the processes
+    before the command runs."""
+    simulation = [
+        click.option(
+            "--paths",
+            "n_paths",
+            type=click.IntRange(min=2),
+            default=1_000_000,
+            show_default=True,
+            help="Number of simulated paths.",
+        ),
+        click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True),
+        click.option(
+            "--horizon", type=click.IntRange(min=1), default=None, help="Horizon in months (default: the file's)."
+        ),
+        click.option("--device", type=click.Choice(["cpu", "gpu", "auto"]), default="cpu", show_default=True),
+        click.option(
+            "--devices",
+            "n_devices",
+            default="all",
+            show_default=True,
+            help="How many devices of that backend share the paths: a number or 'all' (on a CPU: one per "
+            "core). The numbers are the same whatever the count.",
+        ),
+        click.option("--precision", type=click.Choice(["32", "64"]), default="32", show_default=True),
+        click.option(
+            "--method",
+            type=click.Choice(["step", "exact", "auto"]),
+            default="step",
+            show_default=True,
+            help="step: every step simulated; exact: whole segments between report horizons drawn from "
+            "their exact law (Gaussian regimes; drawdowns seen at segment ends only); auto: exact where "
+            "allowed and a segment has several steps.",
+        ),
+    ]
+    outputs = [
+        click.option("--out", type=click.Path(file_okay=False), default=None, help=out_help),
+        click.option("--force", is_flag=True, help="Replace an existing non-empty output folder."),
+        click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON instead of a table."),
+        click.option("--quiet", is_flag=True, help="No progress bar and no table."),
+    ]
+    hosts = [
+        click.option("--coordinator", default=None, help="Several hosts: HOST:PORT of process 0 (jax.distributed)."),
+        click.option("--num-processes", type=click.IntRange(min=1), default=None, help="Several hosts: process count."),
+        click.option(
+            "--process-id", type=click.IntRange(min=0), default=None, help="Several hosts: this process's id."
+        ),
+    ]
+
+    def decorate(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, n_paths, seed, horizon, device, n_devices, precision, method, **kwargs):
+            coordinator, num_processes, process_id = (kwargs.pop(k) for k in HOST_FLAGS)
+            if coordinator is not None or num_processes is not None or process_id is not None or wants_processes():
+                try:
+                    init_processes(coordinator, num_processes, process_id)
+                except CapsimError as exc:
+                    raise UserError(exc.cli_message()) from None
+            run = RunOptions(n_paths, seed, horizon, device, n_devices, int(precision), method)
+            return fn(*args, run=run, **kwargs)
+
+        for option in reversed(simulation + (outputs if out_help else []) + hosts):
+            wrapper = option(wrapper)
+        return wrapper
+
+    return decorate
+
+
+HOST_FLAGS = ("coordinator", "num_processes", "process_id")
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="capsim")
 def main():
@@ -176,75 +232,17 @@ def main():
 
 @main.command()
 @click.argument("scenarios", nargs=-1, required=True, type=click.Path())
-@click.option(
-    "--paths",
-    "n_paths",
-    type=click.IntRange(min=2),
-    default=1_000_000,
-    show_default=True,
-    help="Number of simulated paths.",
-)
-@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
-@click.option("--horizon", type=click.IntRange(min=1), default=None, help="Horizon in months (default: the file's).")
-@click.option("--device", type=click.Choice(["cpu", "gpu", "auto"]), default="cpu", show_default=True)
-@click.option(
-    "--devices",
-    "n_devices",
-    default="all",
-    show_default=True,
-    help="How many devices of that backend share the paths: a number or 'all' (on a CPU: one per "
-    "core). The numbers are the same whatever the count.",
-)
-@click.option("--precision", type=click.Choice(["32", "64"]), default="32", show_default=True)
-@click.option(
-    "--method",
-    type=click.Choice(["step", "exact", "auto"]),
-    default="step",
-    show_default=True,
-    help="step: every step simulated; exact: whole segments between report horizons drawn from "
-    "their exact law (Gaussian regimes; drawdowns seen at segment ends only); auto: exact where "
-    "allowed and a segment has several steps.",
-)
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Output folder (default results/<name>; with several scenarios, OUT/<name>).",
-)
-@click.option("--force", is_flag=True, help="Replace an existing non-empty output folder.")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON instead of a table.")
-@click.option("--quiet", is_flag=True, help="No progress bar and no table.")
-@click.option("--coordinator", default=None, help="Several hosts: HOST:PORT of process 0 (jax.distributed).")
-@click.option("--num-processes", type=click.IntRange(min=1), default=None, help="Several hosts: process count.")
-@click.option("--process-id", type=click.IntRange(min=0), default=None, help="Several hosts: this process's id.")
+@run_options(out_help="Output folder (default results/<name>; with several scenarios, OUT/<name>).")
 @user_errors
-def run(
-    scenarios,
-    n_paths,
-    seed,
-    horizon,
-    device,
-    n_devices,
-    precision,
-    method,
-    out,
-    force,
-    as_json,
-    quiet,
-    coordinator,
-    num_processes,
-    process_id,
-):
+def run(scenarios, run, out, force, as_json, quiet):
     """Simulate scenario files, print a summary and write a results folder for each.
 
     Several hosts: start the same command on every host with --coordinator/--num-processes/--process-id
     (or JAX's JAX_COORDINATOR_ADDRESS/JAX_NUM_PROCESSES/JAX_PROCESS_ID); each simulates its share of the
     path blocks, and process 0 prints and writes the merged result.
     """
-    if coordinator is not None or num_processes is not None or process_id is not None or wants_processes():
-        init_processes(coordinator, num_processes, process_id)
     lead = jax.process_index() == 0
-    loaded = load_all(scenarios)
+    loaded = load_scenarios(scenarios)
     outs = [Path(out) if out and len(loaded) == 1 else Path(out or "results") / sc.name for sc in loaded]
     if len(set(outs)) < len(outs):
         raise UserError(
@@ -256,19 +254,9 @@ def run(
             refuse_existing(o, force)
     records = []
     for sc, o in zip(loaded, outs):
-        bar, callback = progress_bar(n_paths, quiet or not lead, sc.name)
+        bar, callback = progress_bar(run.n_paths, quiet or not lead, sc.name)
         with bar:
-            res = simulate(
-                sc,
-                n_paths=n_paths,
-                seed=seed,
-                horizon_months=horizon,
-                device=device,
-                devices=n_devices,
-                precision=int(precision),
-                method=method,
-                progress=callback,
-            )
+            res = simulate(sc, **run._asdict(), progress=callback)
         if not lead:
             continue
         res.save(o, force=force)
@@ -283,6 +271,7 @@ def run(
 
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
+@user_errors
 def validate(paths):
     """Check scenario files (or folders of them) without simulating."""
     bad = 0
@@ -331,6 +320,123 @@ def check(paths, n_paths, seed, junit):
         sys.exit(2)
     if failed:
         sys.exit(1)
+
+
+def _scenario_or_folder(item: str):
+    """A compare item: a result folder as it is, else a scenario file or shipped name, loaded."""
+    return item if Path(item).is_dir() else load_scenario(scenario_files([item])[0])
+
+
+@main.command("compare")
+@click.argument("items", nargs=-1, required=True, type=click.Path())
+@click.option(
+    "--horizons", default=None, help="Comma-separated report horizons in months, e.g. 3,12 (default: every common one)."
+)
+@run_options(out_help="Output folder (default results/compare).")
+@user_errors
+def compare_cmd(items, horizons, run, out, force, as_json, quiet):
+    """Compare results side by side: each ITEM is a result folder (from run, batch or blend) or a scenario
+    file (or shipped name), simulated here; every scenario item uses the same seed and path count (common
+    random numbers), so their differences are paired.
+
+    Prints figure x horizon by item, with the differences from the first item and their standard errors
+    (paired or independent, as the table says), and writes compare.csv, compare.png, report.html and
+    meta.json.
+    """
+    from .compare import compare
+
+    wanted = None
+    if horizons is not None:
+        try:
+            wanted = sorted({int(h) for h in horizons.split(",") if h.strip()})
+        except ValueError:
+            raise UserError(f"--horizons {horizons!r}: give comma-separated months, e.g. --horizons 3,12") from None
+    out = Path(out or Path("results") / "compare")
+    lead = jax.process_index() == 0
+    if lead:
+        refuse_existing(out, force)
+    objs = [_scenario_or_folder(i) for i in items]
+    n_sim = sum(not isinstance(o, str) for o in objs)
+    bar, callback = progress_bar(run.n_paths * max(n_sim, 1), quiet or not lead, "compare")
+    with bar:
+        comparison = compare(objs, **run._asdict(), horizons=wanted, progress=callback)
+    if not lead:
+        return
+    comparison.save(out, force=force)
+    if as_json:
+        click.echo(comparison.table().to_json(orient="records", indent=2))
+    elif not quiet:
+        print_comparison(comparison)
+        click.echo(f"wrote {out}/")
+
+
+def print_comparison(comparison) -> None:
+    """Figure x horizon rows, one column per item; differences from the first item with their SEs."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .report import DIFF_ROWS, ROWS, fmt, row_labels
+
+    items = comparison.items
+    first, second = items[0].result.meta["compare"]
+    value = {(r.item, r.horizon_months, r.metric): r.value for r in comparison.table().itertuples()}
+    table = Table(title=f"{first} - {second}: {len(items)} items", title_justify="left")
+    table.add_column("figure", no_wrap=True)
+    table.add_column("months", justify="right")
+    for i in items:
+        table.add_column(i.label, justify="right")
+    for metric, label, kind in row_labels(ROWS + (DIFF_ROWS if len(items) > 1 else ()), comparison):
+        for r, h in enumerate(comparison.horizons):
+            cells = [fmt(value[(i.label, h, metric)], kind) if (i.label, h, metric) in value else "" for i in items]
+            table.add_row(label if r == 0 else "", str(h), *cells)
+        table.add_section()
+    Console(width=max(110, 50 + 16 * len(items))).print(table)
+    for i in items[1:]:
+        paired = value.get((i.label, comparison.horizons[0], "diff_paired")) == 1.0
+        how = "paired (common random numbers)" if paired else "independent"
+        click.echo(f"{i.label} - {items[0].label}: standard errors {how}")
+
+
+@main.command("blend")
+@click.argument("components", nargs=-1, required=True, metavar="SCENARIO=WEIGHT...")
+@click.option("--name", default=None, help="Name of the blend (default: blend- and the components' names).")
+@run_options(out_help="Output folder (default results/<name>).")
+@user_errors
+def blend_cmd(components, name, run, out, force, as_json, quiet):
+    """The probability-weighted mixture of scenarios as one result: component i gets round(w_i n) of the
+    paths (largest remainders) from its own random stream, and every figure is computed on the pooled
+    paths. Weights are positive and sum to 1. Writes the folder `run` writes plus components.csv.
+    """
+    from .blend import blend, default_name
+
+    pairs = []
+    for item in components:
+        path, sep, weight = item.rpartition("=")
+        if not sep or not path:
+            raise UserError(f"{item!r}: give each component as SCENARIO=WEIGHT, e.g. soft_landing=0.6")
+        try:
+            w = float(weight)
+        except ValueError:
+            raise UserError(f"{item!r}: weight {weight!r} is not a number") from None
+        pairs.append((load_scenario(scenario_files([path])[0]), w))
+    out = Path(out or Path("results") / (name or default_name([sc for sc, _ in pairs])))
+    lead = jax.process_index() == 0
+    if lead:
+        refuse_existing(out, force)
+    bar, callback = progress_bar(run.n_paths, quiet or not lead, "blend")
+    with bar:
+        res = blend(pairs, **run._asdict(), name=name, progress=callback)
+    if not lead:
+        return
+    res.save(out, force=force)
+    if as_json:
+        click.echo(res.summary().to_json(orient="records", indent=2))
+    elif not quiet:
+        print_summary(res)
+        comp = res.components()
+        comp["weight"] = comp["weight"].map(lambda w: f"{w:g}")
+        click.echo(comp.drop(columns=["file"]).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        click.echo(f"wrote {out}/")
 
 
 @main.command()

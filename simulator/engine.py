@@ -25,6 +25,8 @@ import numpy as np
 
 from .params import BLOCK_PATHS, Model, end_bits, segment_tables
 
+STREAM_BASE = 1 << 31  # first key tag of a random stream; a run has fewer blocks than this (3.5e13 paths)
+
 
 class PathState(NamedTuple):
     """Per-path state of one block (P paths, A assets; assets-major so each asset is one contiguous vector)."""
@@ -334,6 +336,7 @@ def run_blocks(
     segment_months: int = 1,
     side_by_side: bool = False,
     on_blocks=None,
+    stream: int | None = None,
 ):
     """Simulate the logical ``blocks`` (indices into the ceil(n_paths / BLOCK_PATHS) blocks of the run).
 
@@ -346,7 +349,9 @@ def run_blocks(
     ``params.segment_tables``): segments of ``segment_months`` months, one month at a time in the blocks that
     keep month ends (one step at a time where a month is one step: the same law, and the step kernel is
     faster), drawdowns seen at segment ends in all.
-    ``on_blocks(paths_done)`` reports progress.
+    ``on_blocks(paths_done)`` reports progress. ``stream`` (a blend's component): the run's key is
+    ``fold_in(key(seed), STREAM_BASE + stream)`` instead of ``key(seed)``, so runs of one seed on different
+    streams share no random numbers (block indices, folded into the same key, stay below STREAM_BASE).
     """
     G = segment_months
 
@@ -392,7 +397,10 @@ def run_blocks(
             params = jax.device_put(
                 type(tables)(*[np.asarray(a, dtype=dtype if a.dtype.kind == "f" else a.dtype) for a in tables]), same
             )
-            seed_key = jax.device_put(jax.random.key(seed), same)
+            seed_key = jax.random.key(seed)
+            if stream is not None:
+                seed_key = jax.random.fold_in(seed_key, STREAM_BASE + stream)
+            seed_key = jax.device_put(seed_key, same)
 
             def dispatch(i):
                 ids = np.asarray(group[i : i + per_call])

@@ -24,6 +24,16 @@ def readable_by_all(tmp: Path) -> None:
     os.chmod(tmp, (0o777 if tmp.is_dir() else 0o666) & ~umask)
 
 
+def sync(path: Path) -> None:
+    """Flush a file, or a folder's entries, to disk (``fsync``), so that a rename after it never exposes a name
+    whose content a crash could still lose."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def refuse_existing(out: str | os.PathLike, force: bool) -> None:
     """Raise ``OutputExistsError`` if ``out`` holds anything and ``force`` is off."""
     out = Path(out)
@@ -39,7 +49,8 @@ def refuse_existing(out: str | os.PathLike, force: bool) -> None:
 
 def write_folder(out: str | os.PathLike, write: Callable[[Path], None], force: bool = False) -> Path:
     """Call ``write(tmp)`` to fill a temporary folder, then move it to ``out`` (replacing it if ``force``).
-    On any error the temporary folder is removed and ``out`` is left as it was."""
+    On any error the temporary folder is removed and ``out`` is left as it was. The files are on disk
+    (``fsync``) before the rename, so ``out`` is complete even after a crash or a power cut."""
     out = Path(out)
     refuse_existing(out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -47,6 +58,9 @@ def write_folder(out: str | os.PathLike, write: Callable[[Path], None], force: b
     try:
         readable_by_all(tmp)
         write(tmp)
+        for f in tmp.iterdir():
+            sync(f)
+        sync(tmp)
         if out.exists():
             trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
             os.replace(out, trash / out.name)
@@ -54,6 +68,7 @@ def write_folder(out: str | os.PathLike, write: Callable[[Path], None], force: b
             shutil.rmtree(trash, ignore_errors=True)
         else:
             os.replace(tmp, out)
+        sync(out.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -78,8 +93,11 @@ def write_text_atomic(path: str | Path, text: str, force: bool = False) -> Path:
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
             fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
         readable_by_all(Path(tmp))
         os.replace(tmp, path)
+        sync(path.parent)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

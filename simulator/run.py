@@ -19,12 +19,15 @@ from .engine import BLOCK_PATHS, run_blocks
 from .errors import CapsimError
 from .output import write_folder
 from .params import Model, build_model, exact_method_problem, exact_segment_months
-from .scenario import Scenario
+from .scenario import Scenario, ScenarioError, parse_scenario
 from .summary import Accumulator, Summaries
 
 # Paths per jitted call and device (whole blocks): one block at a time is fastest on a CPU device (a core); an
 # accelerator runs 64 blocks (about a million paths) side by side.
 CPU_BATCH_PATHS, ACCELERATOR_BATCH_PATHS = BLOCK_PATHS, 64 * BLOCK_PATHS
+
+
+RESULT_FILES = ("summary.csv", "summary.json", "fan.csv", "fan.png", "meta.json")  # a complete result folder
 
 
 class Result:
@@ -75,13 +78,68 @@ class Result:
             figure = fan_figure(fan, self.model, title=self._title(), labels=self.scenario.assets)
             figure.savefig(tmp / "fan.png", dpi=110)
             (tmp / "meta.json").write_text(json.dumps(self.meta, indent=2, default=str))
-            if self.model.uncertain:
-                self.uncertainty().to_csv(tmp / "uncertainty.csv", index=False)
+            self._write_extra(tmp)
 
         return write_folder(out_dir, write, force)
 
+    def _write_extra(self, tmp: Path) -> None:
+        """Files a kind of result adds to its folder: uncertainty.csv with parameter uncertainty (a blend:
+        components.csv)."""
+        if self.model.uncertain:
+            self.uncertainty().to_csv(tmp / "uncertainty.csv", index=False)
+
     def _title(self) -> str:
         return f"{self.name}: {self.meta['n_paths']:,} paths, seed {self.meta['seed']}"
+
+
+class ResultError(CapsimError):
+    """A result folder that cannot be loaded: missing, incomplete, or with an unreadable meta.json."""
+
+
+class SavedResult:
+    """A result folder written by ``Result.save`` (``capsim run``, ``batch``, ``blend``), loaded back:
+    ``summary()``, ``fan()``, ``meta`` and ``scenario`` (the scenario that was run, parsed back from meta.json;
+    None for a blend, whose components meta.json lists)."""
+
+    def __init__(self, folder: Path, meta: dict, scenario: Scenario | None):
+        self.folder, self.meta, self.scenario = folder, meta, scenario
+
+    @property
+    def name(self) -> str:
+        return self.meta["scenario"]
+
+    def summary(self) -> pd.DataFrame:
+        """summary.csv: one row per report horizon."""
+        return pd.read_csv(self.folder / "summary.csv", engine="python")  # Python floats: exact round trip
+
+    def fan(self) -> pd.DataFrame:
+        """fan.csv: quantiles and mean of each series at every month."""
+        return pd.read_csv(self.folder / "fan.csv", engine="python")  # Python floats: exact round trip
+
+
+def load_result(folder: str | os.PathLike) -> SavedResult:
+    """Load the result folder ``folder`` (as ``Result.save`` writes it). Raises ``ResultError`` naming the folder
+    when it is missing or incomplete, or its meta.json cannot be read or holds no scenario."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ResultError(f"{folder}: no such result folder")
+    missing = [f for f in RESULT_FILES if not (folder / f).is_file()]
+    if missing:
+        raise ResultError(f"{folder}: not a complete result folder (missing {', '.join(missing)})")
+    try:
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+        blended = meta.get("kind") == "blend"  # a blend's scenarios are its components (meta lists them)
+        data = None if blended else meta["scenario_data"]
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise ResultError(f"{folder}: meta.json cannot be read ({type(exc).__name__}: {exc})") from None
+    if blended:
+        return SavedResult(folder, meta, None)
+    try:
+        scenario = parse_scenario(data, source=str(meta.get("scenario_file", folder / "meta.json")))
+    except ScenarioError as exc:
+        raise ResultError(f"{folder}: the scenario in meta.json is not valid:\n{exc}") from None
+    scenario._sha256 = meta.get("scenario_sha256")
+    return SavedResult(folder, meta, scenario)
 
 
 def simulate(
@@ -96,6 +154,7 @@ def simulate(
     method: str = "step",
     batch_paths: int | None = None,
     progress=None,
+    stream: int | None = None,
 ) -> Result:
     """Simulate ``n_paths`` paths of ``scenario`` and summarise them.
 
@@ -110,7 +169,8 @@ def simulate(
     ``precision`` 32 or 64 (float type of the engine); ``batch_paths`` paths per jitted call and device
     (rounded to a whole number of blocks of ``BLOCK_PATHS``; default CPU_BATCH_PATHS on a CPU, else
     ACCELERATOR_BATCH_PATHS, all side by side; it changes memory and speed, never the numbers);
-    ``progress(paths_done)`` is called as blocks finish.
+    ``progress(paths_done)`` is called as blocks finish. ``stream``: a random stream other than the seed's
+    own (``blend`` gives each component one), so runs of one seed on different streams share no paths.
     """
     if int(n_paths) < 2:
         raise CapsimError(f"n_paths must be at least 2, got {n_paths}")
@@ -142,6 +202,7 @@ def simulate(
             segment_months=segment or 1,
             side_by_side=not cpu,
             on_blocks=progress,
+            stream=stream,
         ):
             acc.add(block, n_valid, out)
         if jax.process_count() > 1:
@@ -153,8 +214,11 @@ def simulate(
         "scenario": scenario.name,
         "scenario_file": scenario.source,
         "scenario_sha256": scenario.sha256,
+        "scenario_data": scenario.model_dump(mode="json"),
         "parameters": resolved_parameters(scenario, model),
+        "compare": list(scenario.compare_pair),
         "seed": seed,
+        **({"stream": stream} if stream is not None else {}),
         "n_paths": n_paths,
         "kept_paths": stats.keep,
         "fan_paths": stats.fan_paths,

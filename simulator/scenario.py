@@ -25,6 +25,7 @@ from pydantic import (
     PrivateAttr,
     Tag,
     ValidationError,
+    field_validator,
     model_serializer,
     model_validator,
 )
@@ -221,6 +222,22 @@ class Rates(_Strict):
         "point of the rate (-0.06: a 1 pp cut adds 6%)."
     )
 
+    @field_validator("path", mode="before")
+    @classmethod
+    def _numeric_keys(cls, path):
+        """Knot months written as strings ('12', '12.0': JSON has no other keys, so a scenario saved in
+        meta.json or written as JSON) are the numbers they spell; any other key is left for validation."""
+        if not isinstance(path, dict):
+            return path
+        return {_number(k) if isinstance(k, str) else k: v for k, v in path.items()}
+
+
+def _number(text: str) -> float | str:
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
 
 class Expect(_Strict):
     """A check for `capsim check`: a summary figure at a horizon, between two numbers or above/below a number
@@ -291,6 +308,11 @@ class Scenario(_Strict):
     def sha256(self) -> str | None:
         """SHA-256 of the file's bytes (None when built from a dict)."""
         return self._sha256
+
+    def __hash__(self) -> int:
+        """Scenarios can key a mapping (``blend({scenario: weight})``). Equal scenarios (same fields, file and
+        bytes) hash alike."""
+        return hash((self._source, self._sha256, self.name))
 
     @property
     def steps_per_year(self) -> int:

@@ -13,8 +13,9 @@ import shutil
 from importlib import resources
 from pathlib import Path
 
+from .errors import CapsimError
 from .output import OutputExistsError, write_folder
-from .scenario import Scenario, json_schema, load_scenario
+from .scenario import Scenario, ScenarioError, json_schema, load_scenario
 
 SCHEMA_FILE = "scenario.schema.json"
 
@@ -44,6 +45,41 @@ def find_shipped(name: str) -> Path | None:
         if f.stem.replace("-", "_") == wanted:
             return f
     return None
+
+
+def scenario_files(paths) -> list[Path]:
+    """Expand folders into their *.yaml / *.yml files (sorted); keep files as given; a name that is no file
+    or folder is a shipped scenario's ('rate_cut' or 'rate-cut'). Raises ``CapsimError`` for an empty folder
+    or a name that is none of these."""
+    files = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted([*p.glob("*.yaml"), *p.glob("*.yml")])
+            if not found:
+                raise CapsimError(f"{p}: folder holds no *.yaml or *.yml scenario files")
+            files += found
+        elif p.exists():
+            files.append(p)
+        elif (shipped := find_shipped(str(p))) is not None:
+            files.append(shipped)
+        else:
+            names = ", ".join(f.stem for f in shipped_files())
+            raise CapsimError(f"{p}: no such file or folder, nor a shipped scenario ({names}; see `capsim scenarios`)")
+    return files
+
+
+def load_scenarios(paths) -> list[Scenario]:
+    """Load every scenario of ``paths`` (files, folders, shipped names: ``scenario_files``), validating them all
+    before returning; the problems of every bad file are reported together (one ``CapsimError``)."""
+    scenarios, errors = [], []
+    for f in scenario_files(paths):
+        try:
+            scenarios.append(load_scenario(f))
+        except ScenarioError as exc:
+            errors.append(str(exc))
+    if errors:
+        raise CapsimError("\n".join(errors))
+    return scenarios
 
 
 def schema_text() -> str:

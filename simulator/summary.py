@@ -182,7 +182,10 @@ class Summaries:
         self.mean_x = total["sum_x"] / n
         var = (total["sum_x2"] - total["sum_x"] ** 2 / n) / max(n - 1, 1)
         self.sd_x = np.sqrt(np.maximum(var, 0))
-        self.occupancy_paths = total["occupancy"]  # [R, K] path-steps in each regime up to each horizon
+        self.se_win = np.sqrt(self.p_win * (1 - self.p_win) / n)  # standard error of p_outperform
+        steps = np.asarray(self.model.report_steps, np.float64)[:, None]
+        self.occupancy = total["occupancy"] / (n * steps)  # [R, K] share of the steps up to each horizon
+
         self.blocks = {name: getattr(acc, name) for name in ("wins", "filled", "block_median")}  # per block
 
     @functools.cached_property
@@ -204,6 +207,36 @@ class Summaries:
             R_d = np.expm1(self.kept_reports[:, :, cols].astype(np.float64))
             median[d] = np.median(R_d[:, i] - R_d[:, j], axis=1)
         return paths, wins / paths[:, None], median
+
+    @classmethod
+    def pooled(cls, model: Model, parts: list[tuple[Summaries, list[int], int, int]]) -> Summaries:
+        """The statistics of the paths of several runs taken together (a stratified mixture: each run's share
+        of the paths is fixed). ``parts``: (a run's statistics, the indices of ``model``'s assets among its
+        assets, its kept paths to use, its fan paths to use); ``model`` describes the pool (common report
+        horizons; regimes the union, a run lacking one spends no time in it). Sums over every path combine
+        exactly; kept and fan paths are the first ones of each run (i.i.d., so uniform samples of it)."""
+        self = cls.__new__(cls)
+        ns = np.array([p.n for p, *_ in parts], np.float64)
+        self.model, self.n = model, int(ns.sum())
+        self.keep, self.fan_paths = sum(k for *_, k, _ in parts), sum(f for *_, f in parts)
+        self.kept_reports = np.concatenate([p.kept_reports[:, idx, :k] for p, idx, k, _ in parts], axis=2)
+        self.kept_dd = np.concatenate([p.kept_dd[:, idx, :k] for p, idx, k, _ in parts], axis=2)
+        self.fan_job = None
+        self.fan_months = lambda: np.concatenate([p.fan_months()[:, idx, :f] for p, idx, _, f in parts], axis=2)
+        w = ns / ns.sum()
+
+        def mix(values):  # path-weighted mean of per-run figures
+            return sum(wi * v for wi, v in zip(w, values))
+
+        self.mean_r = mix([p.mean_r[:, idx] for p, idx, *_ in parts])
+        self.p_loss = mix([p.p_loss[:, idx] for p, idx, *_ in parts])
+        self.p_win = mix([p.p_win for p, *_ in parts])
+        self.se_win = np.sqrt(mix([wi * p.se_win**2 for wi, (p, *_) in zip(w, parts)]))  # stratified
+        self.mean_x = mix([p.mean_x for p, *_ in parts])
+        second_moment = mix([(p.n - 1) / p.n * p.sd_x**2 + p.mean_x**2 for p, *_ in parts])
+        self.sd_x = np.sqrt(np.maximum(second_moment - self.mean_x**2, 0) * self.n / max(self.n - 1, 1))
+        self.occupancy = mix([regime_columns(p.occupancy, p.model.regime_names, model.regime_names) for p, *_ in parts])
+        return self
 
     def total_returns(self, horizon_months: int) -> np.ndarray:
         """[keep, A] simple total returns R_a(h) of the kept paths (float64) at a report horizon."""
@@ -229,8 +262,7 @@ class Summaries:
             row = {"scenario": scenario, "horizon_months": h, "n_paths": self.n, **excess[r]}
             for a in range(len(m.asset_keys)):
                 row.update(assets[r, a])
-            occ = self.occupancy_paths[r] / (self.n * m.report_steps[r])
-            rows.append({**row, **{f"occupancy_{k}": occ[i] for i, k in enumerate(m.regime_names)}})
+            rows.append({**row, **{f"occupancy_{k}": self.occupancy[r, i] for i, k in enumerate(m.regime_names)}})
         if m.uncertain:
             _, p, median = self.per_draw
             spread = np.concatenate([across_draws(p), across_draws(median)])  # [6, R] in DRAW_METRICS order
@@ -269,7 +301,7 @@ class Summaries:
         p = self.p_win[r]
         return {
             "p_outperform": p,
-            "p_outperform_se": np.sqrt(p * (1 - p) / self.n),
+            "p_outperform_se": self.se_win[r],
             "excess_mean": self.mean_x[r],
             "excess_sd": self.sd_x[r],
             "excess_q05": q[0],
@@ -304,6 +336,14 @@ class Summaries:
     def fan(self) -> pd.DataFrame:
         """Quantiles and mean of each asset's total return and of the excess at every month (fan paths)."""
         return self.fan_job.result() if self.fan_job is not None else fan_table(self.model, self.fan_months())
+
+
+def regime_columns(values: np.ndarray, names, union) -> np.ndarray:
+    """``values`` [..., len(names)] laid out over the regimes ``union`` (zero for a regime not in ``names``)."""
+    out = np.zeros(values.shape[:-1] + (len(union),))
+    for i, k in enumerate(names):
+        out[..., list(union).index(k)] = values[..., i]
+    return out
 
 
 def fan_table(model: Model, months: np.ndarray) -> pd.DataFrame:

@@ -1,0 +1,274 @@
+"""``compare``: several results side by side, with differences from the first and their standard errors.
+
+Items are results (simulated, blended or loaded from a folder) or scenarios simulated here with one seed and
+path count (common random numbers). Differences from the first item, per common report horizon:
+
+- ``diff_p_outperform`` and its standard error: **paired** when both items were simulated with the same seed
+  and path count on the seed's own stream and their kept paths are at hand (path j of one item and path j of
+  the other share their random numbers): sqrt(Var(1[X_b > 0] - 1[X_a > 0]) / n), the variance from the kept
+  paths. Otherwise **independent**: sqrt(se_a^2 + se_b^2).
+- ``diff_excess_median`` and its standard error: paired, from the Bahadur representation of the two sample
+  medians (their variances and covariance from the kept paths, the densities at the medians by the
+  Hall-Sheather difference quotient of the empirical quantile function); independent, each median's variance
+  0.25 / (n_kept f^2) with f from the quartiles, 0.5 / (q75 - q25) (exact for a uniform law, 7% high for a
+  normal one).
+
+``balance_of_risks`` = excess_mean - excess_median: positive when the upside tail of the excess return is the
+longer one.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from .errors import CapsimError
+from .scenario import Scenario, load_scenario
+
+FIGURES = ("p_outperform", "excess_mean", "excess_median", "excess_q05", "excess_q95", "balance_of_risks")
+Z95 = 1.959963984540054
+
+
+class CompareError(CapsimError):
+    """Items that cannot be compared."""
+
+
+class Item(NamedTuple):
+    """One compared result: its label, the result (``summary()``, ``fan()``, ``meta``), the scenario text
+    shown in reports, and whether its kept paths can be paired with other items' (``draws`` is not None)."""
+
+    label: str
+    result: object
+    description: str
+    sources: list[str]
+    source: str
+    draws: object  # callable horizon -> DataFrame of kept total returns, or None
+
+
+def _pairable(result) -> bool:
+    meta = result.meta
+    return hasattr(result, "draws") and meta.get("kind", "run") == "run" and "stream" not in meta
+
+
+def as_item(obj, label: str | None = None) -> Item:
+    """An ``Item`` from a Result (simulated, a blend, or loaded from a folder)."""
+    sc = getattr(obj, "scenario", None)
+    meta = obj.meta
+    if sc is not None:
+        description, sources = sc.description, list(sc.sources)
+    else:
+        description, sources = meta.get("description", ""), list(meta.get("sources", []))
+    return Item(
+        label or meta["scenario"],
+        obj,
+        " ".join(str(description).split()),
+        sources,
+        str(meta.get("scenario_file", meta.get("folder", ""))),
+        obj.draws if _pairable(obj) else None,
+    )
+
+
+def hall_sheather(n: int, q: float = 0.5, alpha: float = 0.05) -> float:
+    """The Hall-Sheather bandwidth (in probability) for the density of the q-quantile from n draws."""
+    from scipy.stats import norm
+
+    x = norm.ppf(q)
+    return n ** (-1 / 3) * norm.ppf(1 - alpha / 2) ** (2 / 3) * (1.5 * norm.pdf(x) ** 2 / (2 * x**2 + 1)) ** (1 / 3)
+
+
+def density_at_median(sorted_x: np.ndarray) -> float:
+    """f(median) by the difference quotient 2h / (Q(0.5 + h) - Q(0.5 - h)), h the Hall-Sheather bandwidth."""
+    h = min(hall_sheather(len(sorted_x)), 0.49)
+    lo, hi = np.quantile(sorted_x, [0.5 - h, 0.5 + h])
+    return 2 * h / (hi - lo) if hi > lo else math.inf
+
+
+def paired_differences(xa: np.ndarray, xb: np.ndarray, n: int) -> dict:
+    """Standard errors of p_outperform(b) - p_outperform(a) (estimated over all ``n`` paths) and of
+    median(b) - median(a) (over the kept paths), from the kept excess returns ``xa``, ``xb`` of the same
+    paths (common random numbers)."""
+    wins = (xb > 0).astype(np.float64) - (xa > 0).astype(np.float64)
+    k = len(xa)
+    ma, mb = np.median(xa), np.median(xb)
+    fa, fb = density_at_median(np.sort(xa)), density_at_median(np.sort(xb))
+    ia, ib = (xa <= ma).astype(np.float64), (xb <= mb).astype(np.float64)
+    cov = np.mean(ia * ib) - ia.mean() * ib.mean()
+    var_median = (ia.var() / fa**2 + ib.var() / fb**2 - 2 * cov / (fa * fb)) / k
+    return {
+        "diff_p_outperform_se": math.sqrt(wins.var(ddof=1) / n),
+        "diff_excess_median_se": math.sqrt(max(var_median, 0.0)),
+    }
+
+
+def independent_differences(a: pd.Series, b: pd.Series, kept_a: int, kept_b: int) -> dict:
+    """Standard errors of the differences of two independent runs' figures (one summary row each)."""
+
+    def median_var(row, kept):
+        spread = row["excess_q75"] - row["excess_q25"]
+        return math.inf if spread <= 0 else 0.25 / (kept * (0.5 / spread) ** 2)
+
+    return {
+        "diff_p_outperform_se": math.hypot(a["p_outperform_se"], b["p_outperform_se"]),
+        "diff_excess_median_se": math.sqrt(median_var(a, kept_a) + median_var(b, kept_b)),
+    }
+
+
+class Comparison:
+    """Items side by side at their common report horizons. ``table()`` is the tidy compare.csv (item,
+    horizon_months, metric, value); ``wide()`` the side-by-side table (rows: figure x horizon; columns:
+    items); ``save(dir)`` writes compare.csv, compare.png, report.html and meta.json."""
+
+    def __init__(self, items: list[Item], horizons: list[int], meta: dict):
+        self.items, self.horizons, self.meta = items, horizons, meta
+        first = items[0]
+        rows = []
+        for k, item in enumerate(items):
+            summary = item.result.summary().set_index("horizon_months")
+            for h in horizons:
+                row = summary.loc[h]
+                figures = {name: float(row[name]) for name in summary.columns if name != "scenario"}
+                figures["balance_of_risks"] = figures["excess_mean"] - figures["excess_median"]
+                if k > 0:
+                    figures.update(self._difference(first, item, h))
+                rows += [(item.label, h, name, value) for name, value in figures.items()]
+        self._table = pd.DataFrame(rows, columns=["item", "horizon_months", "metric", "value"])
+
+    def _difference(self, a: Item, b: Item, h: int) -> dict:
+        ra, rb = (i.result.summary().set_index("horizon_months").loc[h] for i in (a, b))
+        paired = (
+            a.draws is not None
+            and b.draws is not None
+            and a.result.meta["seed"] == b.result.meta["seed"]
+            and a.result.meta["n_paths"] == b.result.meta["n_paths"]
+        )
+        if paired:
+            xa, xb = (self._excess(i, h) for i in (a, b))
+            se = paired_differences(xa, xb, int(a.result.meta["n_paths"]))
+        else:
+            se = independent_differences(ra, rb, a.result.meta["kept_paths"], b.result.meta["kept_paths"])
+        return {
+            "diff_p_outperform": rb["p_outperform"] - ra["p_outperform"],
+            "diff_excess_median": rb["excess_median"] - ra["excess_median"],
+            **se,
+            "diff_paired": float(paired),
+        }
+
+    @staticmethod
+    def _excess(item: Item, h: int) -> np.ndarray:
+        draws = item.draws(h)
+        first, second = item.result.meta["compare"]
+        return (draws[first] - draws[second]).to_numpy()
+
+    def table(self) -> pd.DataFrame:
+        """compare.csv: one row per item, horizon and metric (tidy)."""
+        return self._table.copy()
+
+    def wide(self, metrics=None) -> pd.DataFrame:
+        """Rows (metric, horizon_months), columns the items in order."""
+        t = self._table if metrics is None else self._table[self._table["metric"].isin(metrics)]
+        wide = t.pivot_table(index=["metric", "horizon_months"], columns="item", values="value", sort=False)
+        return wide[[i.label for i in self.items if i.label in wide.columns]]
+
+    def save(self, out_dir, force: bool = False) -> Path:
+        """Write compare.csv, compare.png, report.html and meta.json into ``out_dir`` atomically."""
+        import json
+
+        from .output import write_folder
+        from .report import compare_figure, report_html
+
+        def write(tmp: Path) -> None:
+            self.table().to_csv(tmp / "compare.csv", index=False)
+            figure = compare_figure(self)
+            figure.savefig(tmp / "compare.png", dpi=110)
+            import matplotlib.pyplot as plt
+
+            plt.close(figure)
+            (tmp / "report.html").write_text(report_html(self, tmp / "compare.png"), encoding="utf-8")
+            (tmp / "meta.json").write_text(json.dumps(self.meta, indent=2, default=str))
+
+        return write_folder(out_dir, write, force)
+
+
+def common_horizons(items: list[Item], horizons=None) -> list[int]:
+    """The report horizons every item has (those of ``horizons`` only, when given); an error names the items
+    when there are none, or when they compare different pairs of assets."""
+    pairs = {tuple(i.result.meta["compare"]) for i in items}
+    if len(pairs) > 1:
+        listed = "; ".join(f"{i.label}: {' - '.join(i.result.meta['compare'])}" for i in items)
+        raise CompareError(f"the items compare different pairs of assets ({listed})")
+    sets = [set(i.result.summary()["horizon_months"]) for i in items]
+    common = sorted(set.intersection(*sets))
+    if horizons is not None:
+        missing = sorted(set(horizons) - set(common))
+        if missing:
+            raise CompareError(
+                f"horizons {missing} are not report horizons of every item (common: {common})",
+                ("choose horizons among them", "choose --horizons among them"),
+            )
+        common = sorted(set(horizons))
+    if not common:
+        listed = "; ".join(f"{i.label}: {sorted(s)}" for i, s in zip(items, sets))
+        raise CompareError(f"the items share no report horizon ({listed})")
+    return common
+
+
+def compare(
+    items,
+    n_paths: int = 1_000_000,
+    seed: int = 0,
+    *,
+    horizons=None,
+    load=None,
+    progress=None,
+    **run_options,
+) -> Comparison:
+    """Compare ``items``: Results, Scenarios, scenario files or result folders (``load(folder)`` reads one;
+    default ``simulator.load_result``). Scenarios and files are simulated here with ``n_paths`` and ``seed``
+    (common random numbers; ``run_options`` go to ``simulate``). ``horizons``: report horizons to keep
+    (default: every common one). ``progress(paths_done)`` counts the paths simulated here."""
+    from .run import simulate
+
+    if load is None:
+        from . import load_result as load
+    if len(items) < 1:
+        raise CompareError("give at least one item to compare")
+    resolved, labels, done = [], [], 0
+    for obj in items:
+        if isinstance(obj, (str, Path)) and Path(obj).is_dir():
+            result = load(obj)
+        elif isinstance(obj, (str, Path, Scenario)):
+            sc = obj if isinstance(obj, Scenario) else load_scenario(obj)
+            report = None if progress is None else (lambda d, before=done: progress(before + d))
+            result = simulate(sc, n_paths, seed, progress=report, **run_options)
+            done += n_paths
+        elif hasattr(obj, "summary") and hasattr(obj, "meta"):
+            result = obj
+        else:
+            raise CompareError(f"{obj!r} is neither a result, a scenario, a scenario file nor a result folder")
+        label = result.meta["scenario"]
+        while label in labels:  # the same scenario twice (another seed, a folder and its file, ...)
+            label += "'"
+        labels.append(label)
+        resolved.append(as_item(result, label))
+    hs = common_horizons(resolved, horizons)
+    meta = {
+        "items": [
+            {
+                "label": i.label,
+                "source": i.source,
+                "seed": i.result.meta.get("seed"),
+                "n_paths": i.result.meta.get("n_paths"),
+                "kind": i.result.meta.get("kind", "run"),
+                "version": i.result.meta.get("version"),
+            }
+            for i in resolved
+        ],
+        "horizons": hs,
+        "seed": seed,
+        "n_paths": n_paths,
+    }
+    return Comparison(resolved, hs, meta)
