@@ -301,24 +301,24 @@ def simulate_block(
 
 
 @functools.lru_cache(maxsize=32)
-def block_runner(devices: tuple, side_by_side: bool = False, **static):
+def block_runner(devices: tuple, side_by_side: bool = False, per_block: bool = False, **static):
     """The jitted function of a run shape: each device of ``devices`` simulates its share of the blocks
-    (leading axis), each with its parameter draw's row of the tables, one after the other (``lax.map``: fastest
-    on a CPU) or all side by side (``vmap``: a GPU needs millions of paths in flight). Returns BlockOutput with
-    a leading block axis. The numbers are the same either way: each block has its own key."""
+    (leading axis) one after the other (``lax.map``: fastest on a CPU) or all side by side (``vmap``: a GPU
+    needs millions of paths in flight). ``per_block``: the parameter tables have a leading block axis too, and
+    each block simulates with its own row (its parameter draw's tables); else every block shares them. Returns
+    BlockOutput with a leading block axis. The numbers are the same either way: each block has its own key."""
     mesh = jax.sharding.Mesh(np.array(devices), ("blocks",))
     blocks, same = jax.sharding.PartitionSpec("blocks"), jax.sharding.PartitionSpec()
 
-    def on_device(params, seed_key, block_ids, n_valid, draw_ids):
+    def on_device(params, seed_key, block_ids, n_valid):
         def one(b):
-            block, valid, d = b  # a block simulates with its parameter draw's row of every table
-            return simulate_block(
-                jax.tree.map(lambda x: x[d], params), jax.random.fold_in(seed_key, block), valid, **static
-            )
+            block, valid, p = b if per_block else (*b, params)
+            return simulate_block(p, jax.random.fold_in(seed_key, block), valid, **static)
 
-        return (jax.vmap(one) if side_by_side else partial(jax.lax.map, one))((block_ids, n_valid, draw_ids))
+        xs = (block_ids, n_valid, params) if per_block else (block_ids, n_valid)
+        return (jax.vmap(one) if side_by_side else partial(jax.lax.map, one))(xs)
 
-    specs = (same, same, blocks, blocks, blocks)
+    specs = (blocks if per_block else same, same, blocks, blocks)
     return mesh, jax.jit(jax.shard_map(on_device, mesh=mesh, in_specs=specs, out_specs=blocks, check_vma=False))
 
 
@@ -341,8 +341,9 @@ def run_blocks(
     """Simulate the logical ``blocks`` (indices into the ceil(n_paths / BLOCK_PATHS) blocks of the run).
 
     Yields (block index, n_valid_paths, BlockOutput as numpy) per block. Block b simulates with parameter
-    draw b mod ``model.n_draws`` (row of ``model.steps``). Blocks holding any of the first
-    ``month_paths`` paths also return every month end (a separate compile; other blocks skip that buffer).
+    draw b mod ``model.n_draws``: row b mod D of ``model.steps``, passed in with the block. Blocks holding any
+    of the first ``month_paths`` paths also return every month end (a separate compile; other blocks skip that
+    buffer).
     Each call gives every device ``blocks_per_call`` blocks (fewer if the group has fewer; a group of fewer
     blocks than devices uses as many devices as blocks), one after the other or all ``side_by_side`` (see
     ``block_runner``). ``method``: 'step' (per-step scan, any scenario) or 'exact' (Gaussian regimes; see
@@ -361,9 +362,9 @@ def run_blocks(
             return "step", model.steps, 0, model.report_steps, math.gcd(*model.report_steps)
         if keep_months and model.n_steps == model.horizon_months:  # a month is one step
             return "step", model.steps, 0, model.report_steps, G
-        tables, count_bits = segment_tables(model, 1 if keep_months else G)  # one parameter set: a draw axis of 1
+        tables, count_bits = segment_tables(model, 1 if keep_months else G)  # one parameter set, shared
         ends = model.report_months if keep_months else tuple(m // G for m in model.report_months)
-        return "segment", type(tables)(*(x[None] for x in tables)), count_bits, ends, G if keep_months else 1
+        return "segment", tables, count_bits, ends, G if keep_months else 1
 
     month_blocks = -(-month_paths // BLOCK_PATHS)
     done = 0
@@ -378,9 +379,11 @@ def run_blocks(
             used = tuple(devices)[: len(group)]  # no device left with only padding to simulate
             per_device = max(1, min(blocks_per_call, -(-len(group) // len(used))))
             per_call = per_device * len(used)
+            per_block = kernel == "step"  # StepParams: one table per parameter draw, a row per block
             mesh, runner = block_runner(
                 used,
                 side_by_side,
+                per_block,
                 n_paths=BLOCK_PATHS,
                 n_months=model.horizon_months,
                 report_ends=tuple(ends),
@@ -394,9 +397,8 @@ def run_blocks(
             )
             same = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
             spread = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("blocks"))
-            params = jax.device_put(
-                type(tables)(*[np.asarray(a, dtype=dtype if a.dtype.kind == "f" else a.dtype) for a in tables]), same
-            )
+            tables = type(tables)(*[np.asarray(a, dtype=dtype if a.dtype.kind == "f" else a.dtype) for a in tables])
+            shared = None if per_block else jax.device_put(tables, same)
             seed_key = jax.random.key(seed)
             if stream is not None:
                 seed_key = jax.random.fold_in(seed_key, STREAM_BASE + stream)
@@ -406,12 +408,18 @@ def run_blocks(
                 ids = np.asarray(group[i : i + per_call])
                 ids = np.concatenate([ids, np.full(per_call - len(ids), ids[-1])])  # fixed shape: one compile
                 valid = np.clip(n_paths - ids * BLOCK_PATHS, 0, BLOCK_PATHS)
+                # block b's parameters: row b mod D of each table, gathered here so that the compiled shape
+                # does not depend on D (one compile whatever the number of draws)
+                params = (
+                    jax.device_put(type(tables)(*(x[ids % model.n_draws] for x in tables)), spread)
+                    if per_block
+                    else shared
+                )
                 out = runner(
                     params,
                     seed_key,
                     jax.device_put(ids.astype(np.uint32), spread),
                     jax.device_put(valid.astype(np.int32), spread),
-                    jax.device_put((ids % model.n_draws).astype(np.int32), spread),
                 )
                 return group[i : i + per_call], valid, out
 
