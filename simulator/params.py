@@ -1,8 +1,8 @@
 """Model parameters: a validated scenario resolved into per-step arrays for the engine (docs/model.md).
 
 Step t covers months [t/m, (t+1)/m) with m = steps per month; phase overrides apply to the steps whose
-start month t/m lies in the phase window. Every array is indexed by parameter draw, then step, so the engine
-picks a block's draw once and scans over steps without ever looking up a phase.
+start month t/m lies in the phase window. Every array is indexed by parameter draw, then step: a block gets its
+draw's arrays and the engine scans over steps without ever looking up a phase.
 """
 
 from __future__ import annotations
@@ -156,12 +156,12 @@ def build_model(sc: Scenario, horizon_months: int | None = None, *, n_paths: int
     assets, names = sc.asset_keys, sc.regime_names
     month_steps = tuple(steps_to_month(h, f) for h in range(H + 1))
     reports = tuple(sc.report_months_for(H))
-    centre = resolve(sc, {})
+    centre = resolve(sc, {})  # the scenario itself when it has no distributions
     D = n_draws(sc, n_blocks(n_paths))
     values = draw_values(sc, seed, min(D, n_blocks(n_paths))) if sc.is_uncertain else {}
     sets = [step_params(s, month_steps) for s in (draw_scenarios(sc, values) if sc.is_uncertain else [centre])]
-    steps = StepParams(*(np.stack(x) for x in zip(*(p for p, _ in sets))))
-    start, base, step_trans = step_params(centre, month_steps)[1] if sc.is_uncertain else sets[0][1]
+    steps = StepParams(*(np.stack(x) for x in zip(*(p for p, _ in sets))))  # [D_used, T, ...]
+    start, base, step_trans = (step_params(centre, month_steps) if sc.is_uncertain else sets[0])[1]
     first, second = sc.compare_pair
     return Model(
         steps=steps,

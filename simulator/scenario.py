@@ -102,8 +102,7 @@ class Dist(_Strict):
         None,
         min_length=2,
         max_length=2,
-        description="[median, sd of the log]: median x exp(sd_log x Z); only on positive fields (vols, durations, "
-        "tails), whose whole support it must respect.",
+        description="[median, sd of the log]: median x exp(sd_log x Z), on (0, inf); only on vols.",
     )
     beta: list[Num] | None = Field(
         None,
@@ -738,14 +737,15 @@ ALLOWED = {
     "sensitivity": ("uniform", "triangular", "normal"),
     "path": ("uniform", "triangular", "normal"),
     "vol": ("uniform", "triangular", "lognormal"),
-    "tails": ("uniform", "triangular", "lognormal"),
-    "duration_months": ("uniform", "triangular", "lognormal"),
+    "tails": ("uniform", "triangular"),  # floors above 0: a lognormal always reaches below them
+    "duration_months": ("uniform", "triangular"),
     "corr": ("uniform", "triangular", "beta"),
     "next": ("uniform", "triangular", "beta"),  # one entry of a probability row
     "transitions": ("uniform", "triangular", "beta"),
     "start": ("uniform", "triangular", "beta"),
 }
 ROW_FIELDS = ("next", "transitions", "start")
+VALUE_FIELDS = ("regimes", "transitions", "start", "phases", "rates")  # the top-level fields that hold numbers
 
 
 def _key(k) -> str:
@@ -913,31 +913,50 @@ def _put(node, part: str, value) -> None:
 def resolve(sc: Scenario, values: dict[str, float]) -> Scenario:
     """A plain copy of ``sc``: the field at each dotted path of ``values`` set to its number, every other
     distribution at its ``centre`` (a Dirichlet row at its mean). In a probability row where some entries were
-    set and the row does not sum to 1 within 1e-9, the entries not set are rescaled in proportion to fill
-    the rest (a row whose every entry was set is left as it is)."""
-    dists = distributions(sc)
-    if not dists and not values:
+    set (or one is a distribution) and the row does not sum to 1 within 1e-9, the other entries are rescaled
+    in proportion to fill the rest (a row whose every entry was set is left as it is)."""
+    if not values and not distributions(sc):
         return sc
+    centred = centred_copy(sc)
+    return set_values(centred, values, row_fills(sc, centred, values))
+
+
+def centred_copy(sc: Scenario) -> Scenario:
+    """A deep copy of ``sc`` with every distribution replaced by its centre (a Dirichlet row by its mean);
+    rows with one uncertain entry are not yet filled (``row_fills``)."""
     out = sc.model_copy(deep=True)
-    for path, (field, dist) in dists.items():
-        parent, last = path.rsplit(".", 1) if "." in path else ("", path)
+    for path, (field, dist) in distributions(sc).items():
         if isinstance(dist, Dirichlet):
             total = sum(dist.dirichlet.values())
             value = {k: (c / total if total > 0 else math.nan) for k, c in dist.dirichlet.items()}
         else:
             value = centre(dist, field)
+        parent, _, last = path.rpartition(".")
         _put(_node(out, parent), last, value)
-    touched: dict[str, set] = {}
+    return out
+
+
+def row_fills(sc: Scenario, centred: Scenario, paths) -> dict[str, set[str]]:
+    """The probability rows of which some entries are set, by ``paths`` or by a distribution of ``sc`` on one
+    entry: row path -> those entries' keys."""
+    entries = [p for p, (field, d) in distributions(sc).items() if field in ROW_FIELDS and isinstance(d, Dist)]
+    rows: dict[str, set[str]] = {}
+    for path in [*paths, *entries]:
+        parent, _, last = path.rpartition(".")
+        if parent and _is_row(centred, parent):
+            rows.setdefault(parent, set()).add(last)
+    return rows
+
+
+def set_values(plain: Scenario, values: dict[str, float], rows: dict[str, set[str]]) -> Scenario:
+    """A deep copy of the plain scenario ``plain`` with the number at each dotted path of ``values`` set, then
+    each row of ``rows`` (row path -> keys set) filled by ``_fill_row``."""
+    out = plain.model_copy(update={k: copy.deepcopy(getattr(plain, k)) for k in VALUE_FIELDS})
     for path, value in values.items():
-        parent, last = path.rsplit(".", 1)
+        parent, _, last = path.rpartition(".")
         _put(_node(out, parent), last, float(value))
-        touched.setdefault(parent, set()).add(last)
-    for path, (field, dist) in dists.items():
-        if field in ROW_FIELDS and isinstance(dist, Dist):
-            touched.setdefault(path.rsplit(".", 1)[0], set()).add(path.rsplit(".", 1)[1])
-    for parent, given in touched.items():
-        if _is_row(out, parent):
-            _fill_row(_node(out, parent), given)
+    for parent, given in rows.items():
+        _fill_row(_node(out, parent), given)
     return out
 
 

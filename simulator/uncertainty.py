@@ -29,9 +29,12 @@ from .scenario import (
     _child,
     _is_row,
     _node,
+    centred_copy,
     distributions,
     resolve,
+    row_fills,
     rule_problem,
+    set_values,
 )
 
 PARAMETER_STREAM = 0x5041524D  # "PARM": keeps parameter streams apart from any other use of the seed
@@ -96,9 +99,11 @@ def n_draws(sc: Scenario, n_blocks: int) -> int:
 
 
 def draw_scenarios(sc: Scenario, values: dict[str, np.ndarray]) -> list[Scenario]:
-    """One plain scenario per draw: ``sc`` with draw d's value at every path of ``values``."""
+    """One plain scenario per draw: ``sc`` with draw d's value at every path of ``values`` (``resolve``)."""
     n = len(next(iter(values.values()))) if values else 1
-    return [resolve(sc, {path: v[d] for path, v in values.items()}) for d in range(n)]
+    centred = centred_copy(sc)
+    rows = row_fills(sc, centred, values)
+    return [set_values(centred, {path: v[d] for path, v in values.items()}, rows) for d in range(n)]
 
 
 def with_parameter_draws(sc: Scenario, values: Mapping[str, np.typing.ArrayLike]) -> Scenario:

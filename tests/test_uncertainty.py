@@ -50,7 +50,8 @@ def point_masses(sc: dict) -> dict:
     ex_["vol"]["large"] = {"triangular": [0.15, 0.15, 0.15]}
     ex_["corr"] = {"uniform": [0.85, 0.85]}
     sl["drift"]["large"] = {"normal": [0.04, 0.0]}
-    sl["duration_months"] = {"lognormal": [12, 0.0]}
+    sl["duration_months"] = {"uniform": [12, 12]}
+    rc["vol"]["large"] = {"lognormal": [0.25, 0.0]}
     rc["tails"] = {"uniform": [5, 5]}
     ex_["next"] = {"slowdown": {"uniform": [0.7, 0.7]}, "recession": 0.3}
     u["start"] = {"expansion": {"triangular": [0.7, 0.7, 0.7]}, "slowdown": 0.3}
@@ -308,9 +309,14 @@ def test_exact_method_refuses_uncertain_scenarios_and_auto_steps():
             "reaches above 1",
         ),
         (
-            lambda s: s["regimes"]["recession"].update(tails={"lognormal": [5, 0.2]}),
+            lambda s: s["regimes"]["recession"].update(tails={"uniform": [2, 6]}),
             "regimes.recession.tails",
             "reaches 2 or below",
+        ),
+        (
+            lambda s: s["regimes"]["slowdown"].update(duration_months={"lognormal": [12, 0.2]}),
+            "regimes.slowdown.duration_months",
+            "lognormal is not allowed",
         ),
         (
             lambda s: s["regimes"]["slowdown"].update(duration_months={"uniform": [0.5, 6]}),
