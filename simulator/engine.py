@@ -362,9 +362,9 @@ def run_blocks(
             return "step", model.steps, 0, model.report_steps, math.gcd(*model.report_steps)
         if keep_months and model.n_steps == model.horizon_months:  # a month is one step
             return "step", model.steps, 0, model.report_steps, G
-        tables, count_bits = segment_tables(model, 1 if keep_months else G)  # one parameter set, shared
-        ends = model.report_months if keep_months else tuple(m // G for m in model.report_months)
-        return "segment", tables, count_bits, ends, G if keep_months else 1
+        if keep_months:
+            return ("segment", *segment_tables(model, 1), model.report_months, G)
+        return ("segment", *segment_tables(model, G), tuple(m // G for m in model.report_months), 1)
 
     month_blocks = -(-month_paths // BLOCK_PATHS)
     done = 0
@@ -379,7 +379,8 @@ def run_blocks(
             used = tuple(devices)[: len(group)]  # no device left with only padding to simulate
             per_device = max(1, min(blocks_per_call, -(-len(group) // len(used))))
             per_call = per_device * len(used)
-            per_block = kernel == "step"  # StepParams: one table per parameter draw, a row per block
+            per_block = kernel == "step"  # StepParams: one set per parameter draw, a row per block (segment
+            # tables: the exact method runs one parameter set, shared by every block)
             mesh, runner = block_runner(
                 used,
                 side_by_side,

@@ -171,7 +171,7 @@ def _field_name(root, path: str) -> str | None:
             node = _child(node, part)
     except (KeyError, AttributeError, ValueError, IndexError):
         return None
-    return field if isinstance(node, float) and not isinstance(node, bool) else None
+    return field if isinstance(node, float) else None
 
 
 def _full_rows(plain: Scenario, table: dict) -> dict[str, list[str]]:
