@@ -97,7 +97,7 @@ def print_summary(res) -> None:
 
     if res.model.uncertain:  # the 5-95% interval across parameter draws beside the pooled figure
         table.add_row(
-            f"P({first} beats {second}) ± SE [5%, 95% across draws]",
+            f"P({first} beats {second}) ± SE (draws 5%, 95%)",
             *[
                 f"{p:.3f} ± {se:.4f} [{lo:.3f}, {hi:.3f}]"
                 for p, se, lo, hi in zip(*(df[c] for c in ("p_outperform", "p_outperform_se", *DRAWS_P)))
@@ -105,7 +105,7 @@ def print_summary(res) -> None:
         )
         add("excess mean", pct, "excess_mean")
         table.add_row(
-            "excess median [5%, 95% across draws]",
+            "excess median (draws 5%, 95%)",
             *[f"{pct(v)} [{pct(lo)}, {pct(hi)}]" for v, lo, hi in zip(*(df[c] for c in ("excess_median", *DRAWS_X)))],
         )
     else:
@@ -132,7 +132,7 @@ def print_summary(res) -> None:
     table.add_section()
     for k in res.model.regime_names:
         add(f"time in {k}", pct, f"occupancy_{k}")
-    Console(width=max(110, (52 + 30 * len(df)) if res.model.uncertain else (32 + 18 * len(df)))).print(table)
+    Console(width=max(110, (50 + 34 * len(df)) if res.model.uncertain else (32 + 18 * len(df)))).print(table)
 
 
 class RunOptions(NamedTuple):

@@ -457,7 +457,7 @@ def test_run_writes_uncertainty_csv_and_shows_the_interval(tmp_path, write_scena
     out = tmp_path / "out"
     r = CliRunner().invoke(main, ["run", str(path), "--paths", str(3 * BLOCK_PATHS), "--out", str(out)])
     assert r.exit_code == 0, r.output
-    assert "across draws" in r.output
+    assert "(draws 5%, 95%)" in r.output
     table = pd.read_csv(out / "uncertainty.csv")
     assert list(table.columns[:6]) == ["scenario", "draw", "horizon_months", "n_paths", "p_outperform", "excess_median"]
     assert "regimes.bull.drift.small" in table.columns and table["draw"].nunique() == 3
