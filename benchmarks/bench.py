@@ -40,6 +40,7 @@ import json
 import math
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -1055,9 +1056,13 @@ def main(argv=None) -> int:
         from simulator.output import write_text_atomic
 
         text = report(rows, limit, info, args, load_before, load_after, notes, elapsed)
-        kept = out_path.read_text(encoding="utf-8") if out_path.exists() else ""
-        if MANY_SECTION in kept:  # benchmarks/many.py's section (batch and sweep) stays
-            text = text.rstrip("\n") + "\n\n" + kept[kept.index(MANY_SECTION) :]
+        old = out_path.read_text(encoding="utf-8") if out_path.exists() else ""
+        # the sections other scripts write stay: uncertainty.py's, then benchmarks/many.py's (to the end)
+        unc = re.search(r"<!-- uncertainty:begin -->.*?<!-- uncertainty:end -->", old, re.S)
+        if unc:
+            text = text.rstrip("\n") + "\n\n" + unc.group(0) + "\n"
+        if MANY_SECTION in old:
+            text = text.rstrip("\n") + "\n\n" + old[old.index(MANY_SECTION) :]
         write_text_atomic(out_path, text, force=True)
         print(f"\n[bench] wrote {out_path}")
     return 0

@@ -16,6 +16,7 @@ from .output import OutputExistsError  # noqa: E402
 from .run import MethodError, Result, ResultError, SavedResult, load_result, simulate  # noqa: E402
 from .scenario import Scenario, ScenarioError, load_scenario, parse_scenario  # noqa: E402
 from .sweep import SweepError, sweep  # noqa: E402  (sim.sweep: the function)
+from .uncertainty import with_parameter_draws  # noqa: E402
 
 __all__ = [
     "BatchError",
@@ -51,4 +52,5 @@ __all__ = [
     "simulate",
     "sweep",
     "use_cpu_cores",
+    "with_parameter_draws",
 ]

@@ -180,7 +180,10 @@ def blend(
     pair = scenarios[0].compare_pair
     assets = [a for a in first.asset_keys if all(a in p.model.asset_keys for p in parts)]
     regimes = list(dict.fromkeys(k for p in parts for k in p.model.regime_names))
-    model = first._replace(
+    model = first._replace(  # one pool: no per-draw figures even where components carry parameter uncertainty
+        uncertain=False,
+        n_draws=1,
+        draw_parameters={},
         asset_keys=tuple(assets),
         regime_names=tuple(regimes),
         compare=(assets.index(pair[0]), assets.index(pair[1])),

@@ -25,6 +25,9 @@ from .run import simulate
 from .scenario import ScenarioError, load_scenario
 from .shipped import init_folder, load_scenarios, scenario_files, schema_text, shipped_files
 
+DRAWS_P = ("p_outperform_draws_q05", "p_outperform_draws_q95")
+DRAWS_X = ("excess_median_draws_q05", "excess_median_draws_q95")
+
 
 class UserError(click.ClickException):
     exit_code = 2
@@ -128,12 +131,26 @@ def print_summary(res) -> None:
     def add(label, fmt, col):
         table.add_row(label, *[fmt(v) for v in df[col]])
 
-    table.add_row(
-        f"P({first} beats {second})",
-        *[f"{p:.3f} ± {se:.4f}" for p, se in zip(df["p_outperform"], df["p_outperform_se"])],
-    )
-    add("excess mean", pct, "excess_mean")
-    add("excess median", pct, "excess_median")
+    if res.model.uncertain:  # the 5-95% interval across parameter draws beside the pooled figure
+        table.add_row(
+            f"P({first} beats {second}) ± SE (draws 5%, 95%)",
+            *[
+                f"{p:.3f} ± {se:.4f} [{lo:.3f}, {hi:.3f}]"
+                for p, se, lo, hi in zip(*(df[c] for c in ("p_outperform", "p_outperform_se", *DRAWS_P)))
+            ],
+        )
+        add("excess mean", pct, "excess_mean")
+        table.add_row(
+            "excess median (draws 5%, 95%)",
+            *[f"{pct(v)} [{pct(lo)}, {pct(hi)}]" for v, lo, hi in zip(*(df[c] for c in ("excess_median", *DRAWS_X)))],
+        )
+    else:
+        table.add_row(
+            f"P({first} beats {second})",
+            *[f"{p:.3f} ± {se:.4f}" for p, se in zip(df["p_outperform"], df["p_outperform_se"])],
+        )
+        add("excess mean", pct, "excess_mean")
+        add("excess median", pct, "excess_median")
     table.add_row("excess 5% .. 95%", *[f"{pct(a)} .. {pct(b)}" for a, b in zip(df["excess_q05"], df["excess_q95"])])
     table.add_row(
         "excess 90% HDI", *[f"{pct(a)} .. {pct(b)}" for a, b in zip(df["excess_hdi90_low"], df["excess_hdi90_high"])]
@@ -151,7 +168,7 @@ def print_summary(res) -> None:
     table.add_section()
     for k in res.model.regime_names:
         add(f"time in {k}", pct, f"occupancy_{k}")
-    Console(width=max(110, 32 + 18 * len(df))).print(table)
+    Console(width=max(110, (50 + 34 * len(df)) if res.model.uncertain else (32 + 18 * len(df)))).print(table)
 
 
 class RunOptions(NamedTuple):

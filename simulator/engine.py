@@ -25,9 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .params import Model, end_bits, segment_tables
+from .params import BLOCK_PATHS, Model, end_bits, segment_tables
 
-BLOCK_PATHS = 1 << 14  # paths per logical block: the unit of randomness; a multiple of 8 for fast sampling
 STREAM_BASE = 1 << 31  # first key tag of a random stream; a run has fewer blocks than this (3.5e13 paths)
 
 
@@ -304,36 +303,46 @@ def simulate_block(
 
 
 @functools.lru_cache(maxsize=32)
-def block_runner(devices: tuple, side_by_side: bool = False, **static):
+def block_runner(devices: tuple, side_by_side: bool = False, per_block: bool = False, **static):
     """The jitted function of a run shape: each device of ``devices`` simulates its share of the blocks
     (leading axis) one after the other (``lax.map``: fastest on a CPU) or all side by side (``vmap``: a GPU
-    needs millions of paths in flight). Returns BlockOutput with a leading block axis. The numbers are the
-    same either way: each block has its own key."""
+    needs millions of paths in flight). ``per_block``: the parameter tables have a leading block axis too, and
+    each block simulates with its own row (its parameter draw's tables); else every block shares them. Returns
+    BlockOutput with a leading block axis. The numbers are the same either way: each block has its own key."""
     mesh = jax.sharding.Mesh(np.array(devices), ("blocks",))
     blocks, same = jax.sharding.PartitionSpec("blocks"), jax.sharding.PartitionSpec()
 
     def on_device(params, seed_key, block_ids, n_valid):
-        run = partial(simulate_block, params, **static)
-
         def one(b):
-            return run(jax.random.fold_in(seed_key, b[0]), b[1])
+            block, valid, p = b if per_block else (*b, params)
+            return simulate_block(p, jax.random.fold_in(seed_key, block), valid, **static)
 
-        return (jax.vmap(one) if side_by_side else partial(jax.lax.map, one))((block_ids, n_valid))
+        xs = (block_ids, n_valid, params) if per_block else (block_ids, n_valid)
+        return (jax.vmap(one) if side_by_side else partial(jax.lax.map, one))(xs)
 
-    return mesh, jax.jit(
-        jax.shard_map(on_device, mesh=mesh, in_specs=(same, same, blocks, blocks), out_specs=blocks, check_vma=False)
-    )
+    specs = (blocks if per_block else same, same, blocks, blocks)
+    return mesh, jax.jit(jax.shard_map(on_device, mesh=mesh, in_specs=specs, out_specs=blocks, check_vma=False))
 
 
 class GroupCall(NamedTuple):
-    """How one group of blocks is simulated: the jitted runner, its parameter tables (on the devices), blocks
-    per call, and the shardings of replicated and per-block arguments."""
+    """How one group of blocks is simulated: the jitted runner, its parameter tables, blocks per call, the
+    shardings of replicated and per-block arguments, and ``per_block``: the tables are per parameter draw (on
+    the host; a call gets row b mod D for block b, see ``call_params``), else shared (on the devices)."""
 
     runner: object
     params: object
     per_call: int
     same: jax.sharding.NamedSharding
     spread: jax.sharding.NamedSharding
+    per_block: bool
+
+
+def call_params(call: GroupCall, ids: np.ndarray, n_draws: int):
+    """The parameter tables of one call of blocks ``ids``: block b's row b mod ``n_draws``, gathered here so
+    that the compiled shape does not depend on the number of draws; shared tables as they are."""
+    if not call.per_block:
+        return call.params
+    return jax.device_put(type(call.params)(*(x[ids % n_draws] for x in call.params)), call.spread)
 
 
 def block_groups(blocks, month_paths: int) -> list[tuple[list[int], bool]]:
@@ -373,9 +382,12 @@ def group_call(
         ends, chunk = tuple(m // G for m in model.report_months), 1
     used = tuple(devices)[:n_blocks]  # no device left with only padding to simulate
     per_device = max(1, min(blocks_per_call, -(-n_blocks // len(used))))
+    per_block = kernel == "step"  # StepParams: a set per parameter draw, a row per block (segment tables: the
+    # exact method runs one parameter set, shared by every block)
     mesh, runner = block_runner(
         used,
         side_by_side,
+        per_block,
         n_paths=BLOCK_PATHS,
         n_months=model.horizon_months,
         report_ends=tuple(ends),
@@ -389,10 +401,10 @@ def group_call(
     )
     same = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
     spread = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("blocks"))
-    params = jax.device_put(
-        type(tables)(*[np.asarray(a, dtype=dtype if a.dtype.kind == "f" else a.dtype) for a in tables]), same
-    )
-    return GroupCall(runner, params, per_device * len(used), same, spread)
+    params = type(tables)(*[np.asarray(a, dtype=dtype if a.dtype.kind == "f" else a.dtype) for a in tables])
+    if not per_block:
+        params = jax.device_put(params, same)
+    return GroupCall(runner, params, per_device * len(used), same, spread, per_block)
 
 
 _compiling: dict = {}  # kernel and argument shapes -> set once compiled (compile_blocks)
@@ -423,7 +435,8 @@ def compile_blocks(
         ]
 
     def compile_call(call: GroupCall) -> None:
-        key = (call.runner, tuple((a.shape, a.dtype.str) for a in call.params))
+        params = call_params(call, np.zeros(call.per_call, np.int64), 1)
+        key = (call.runner, tuple((a.shape, a.dtype.str) for a in params))
         with _compiling_lock:
             done = _compiling.get(key)
             mine = done is None
@@ -435,7 +448,7 @@ def compile_blocks(
         try:  # the configuration run_blocks traces under (a thread starts with the defaults)
             with jax.threefry_partitionable(False), jax.enable_x64(np.dtype(dtype) == np.float64):
                 call.runner.lower(
-                    call.params,
+                    params,
                     jax.device_put(jax.random.key(0), call.same),
                     jax.device_put(np.zeros(call.per_call, np.uint32), call.spread),
                     jax.device_put(np.zeros(call.per_call, np.int32), call.spread),
@@ -465,8 +478,10 @@ def run_blocks(
 ):
     """Simulate the logical ``blocks`` (indices into the ceil(n_paths / BLOCK_PATHS) blocks of the run).
 
-    Yields (block index, n_valid_paths, BlockOutput as numpy) per block. Blocks holding any of the first
-    ``month_paths`` paths also return every month end (a separate compile; other blocks skip that buffer).
+    Yields (block index, n_valid_paths, BlockOutput as numpy) per block. Block b simulates with parameter
+    draw b mod ``model.n_draws``: row b mod D of ``model.steps``, passed in with the block. Blocks holding any
+    of the first ``month_paths`` paths also return every month end (a separate compile; other blocks skip that
+    buffer).
     Each call gives every device ``blocks_per_call`` blocks (fewer if the group has fewer; a group of fewer
     blocks than devices uses as many devices as blocks), one after the other or all ``side_by_side`` (see
     ``block_runner``). ``method``: 'step' (per-step scan, any scenario) or 'exact' (Gaussian regimes; see
@@ -483,7 +498,7 @@ def run_blocks(
             call = group_call(
                 model, len(group), keep_months, dtype, devices, blocks_per_call, method, segment_months, side_by_side
             )
-            runner, params, per_call, spread = call.runner, call.params, call.per_call, call.spread
+            runner, per_call, spread = call.runner, call.per_call, call.spread
             seed_key = jax.random.key(seed)
             if stream is not None:
                 seed_key = jax.random.fold_in(seed_key, STREAM_BASE + stream)
@@ -494,7 +509,7 @@ def run_blocks(
                 ids = np.concatenate([ids, np.full(per_call - len(ids), ids[-1])])  # fixed shape: one compile
                 valid = np.clip(n_paths - ids * BLOCK_PATHS, 0, BLOCK_PATHS)
                 out = runner(
-                    params,
+                    call_params(call, ids, model.n_draws),
                     seed_key,
                     jax.device_put(ids.astype(np.uint32), spread),
                     jax.device_put(valid.astype(np.int32), spread),

@@ -1,8 +1,8 @@
 """Model parameters: a validated scenario resolved into per-step arrays for the engine (docs/model.md).
 
 Step t covers months [t/m, (t+1)/m) with m = steps per month; phase overrides apply to the steps whose
-start month t/m lies in the phase window. Every array is indexed by step first, so the engine scans over
-them without ever looking up a phase.
+start month t/m lies in the phase window. Every array is indexed by parameter draw, then step: a block gets its
+draw's arrays and the engine scans over steps without ever looking up a phase.
 """
 
 from __future__ import annotations
@@ -13,11 +13,28 @@ from typing import NamedTuple
 import numpy as np
 
 from .errors import CapsimError
-from .scenario import Scenario, base_matrix, corr_matrix, merge_override, phase_matrix, stationary_distribution
+from .scenario import (
+    Scenario,
+    base_matrix,
+    corr_matrix,
+    merge_override,
+    phase_matrix,
+    resolve,
+    stationary_distribution,
+)
+from .uncertainty import draw_scenarios, draw_values, n_draws
+
+BLOCK_PATHS = 1 << 14  # paths per logical block: the unit of randomness; a multiple of 8 for fast sampling
+
+
+def n_blocks(n_paths: int) -> int:
+    """Blocks of ``BLOCK_PATHS`` that hold ``n_paths`` paths (the last one may be partly filled)."""
+    return -(-int(n_paths) // BLOCK_PATHS)
 
 
 class StepParams(NamedTuple):
-    """Per-step arrays (leading axis: step t = 0..T-1). Float arrays are float64 here; the engine casts."""
+    """Per-step arrays (leading axis: step t = 0..T-1; in ``Model.steps`` a parameter-draw axis comes first).
+    Float arrays are float64 here; the engine casts."""
 
     cum_trans: np.ndarray  # [T, K, K] cumulative rows of the move INTO step t (row t=0: the start law)
     drift: np.ndarray  # [T, K, A] drift * dt: mean log return per step
@@ -47,9 +64,16 @@ class SegmentParams(NamedTuple):
 
 
 class Model(NamedTuple):
-    """Everything the engine and the summaries need to know about one run shape."""
+    """Everything the engine and the summaries need to know about one run shape.
 
-    steps: StepParams
+    ``steps`` holds one parameter set per draw (leading axis, D_used = min(D, blocks) sets; one without
+    uncertainty); block b of a run simulates with set b mod ``n_draws``. The matrices below are those of the
+    scenario with every distribution at its centre (docs/scenarios.md)."""
+
+    steps: StepParams  # [D_used, T, ...]
+    n_draws: int  # D: block b uses draw b mod D
+    uncertain: bool  # whether the scenario carries parameter uncertainty
+    draw_parameters: dict  # dotted field path -> [D_used] values of each draw (empty without uncertainty)
     steps_per_year: int
     horizon_months: int
     report_months: tuple[int, ...]
@@ -66,6 +90,11 @@ class Model(NamedTuple):
     @property
     def n_steps(self) -> int:
         return self.month_steps[-1]
+
+    @property
+    def point_steps(self) -> StepParams:
+        """The per-step arrays of the first parameter set (the only one without uncertainty)."""
+        return StepParams(*(x[0] for x in self.steps))
 
 
 def steps_to_month(month: float, steps_per_year: int) -> int:
@@ -116,19 +145,51 @@ def regime_loading(regime, assets: list[str], dt: float) -> np.ndarray:
     return sd[:, None] * np.linalg.cholesky(C)
 
 
-def build_model(sc: Scenario, horizon_months: int | None = None) -> Model:
-    """Resolve ``sc`` into per-step arrays for a run of ``horizon_months`` (default: the file's)."""
+def build_model(sc: Scenario, horizon_months: int | None = None, *, n_paths: int = 1, seed: int = 0) -> Model:
+    """Resolve ``sc`` into per-step arrays for a run of ``horizon_months`` (default: the file's). With parameter
+    uncertainty, one set of arrays per draw that a run of ``n_paths`` paths with ``seed`` uses
+    (``simulator.uncertainty``)."""
     H = int(horizon_months or sc.horizon_months)
     if H < 1:
         raise CapsimError(f"horizon_months must be at least 1, got {H}")
     f = sc.steps_per_year
+    assets, names = sc.asset_keys, sc.regime_names
+    month_steps = tuple(steps_to_month(h, f) for h in range(H + 1))
+    reports = tuple(sc.report_months_for(H))
+    centre = resolve(sc, {})  # the scenario itself when it has no distributions
+    D = n_draws(sc, n_blocks(n_paths))
+    values = draw_values(sc, seed, min(D, n_blocks(n_paths))) if sc.is_uncertain else {}
+    sets = [step_params(s, month_steps) for s in (draw_scenarios(sc, values) if sc.is_uncertain else [centre])]
+    steps = StepParams(*(np.stack(x) for x in zip(*(p for p, _ in sets))))  # [D_used, T, ...]
+    start, base, step_trans = (step_params(centre, month_steps) if sc.is_uncertain else sets[0])[1]
+    first, second = sc.compare_pair
+    return Model(
+        steps=steps,
+        n_draws=D,
+        uncertain=sc.is_uncertain,
+        draw_parameters=values,
+        steps_per_year=f,
+        horizon_months=H,
+        report_months=reports,
+        report_steps=tuple(month_steps[h] for h in reports),
+        month_steps=month_steps,
+        asset_keys=tuple(assets),
+        regime_names=tuple(names),
+        compare=(assets.index(first), assets.index(second)),
+        has_tails=bool(np.isfinite(steps.tails).any()),
+        start_probs=start,
+        base_matrix=base,
+        step_matrices=step_trans,
+    )
+
+
+def step_params(sc: Scenario, month_steps: tuple[int, ...]) -> tuple[StepParams, tuple]:
+    """The per-step arrays of a plain scenario (no distributions) over the steps ``month_steps[-1]``, and its
+    (start law, base matrix, per-step matrices)."""
+    f = sc.steps_per_year
     dt = 1.0 / f
     assets, names = sc.asset_keys, sc.regime_names
-    K = len(names)
-    month_steps = tuple(steps_to_month(h, f) for h in range(H + 1))
-    T = month_steps[-1]
-    reports = tuple(sc.report_months_for(H))
-    report_steps = tuple(month_steps[h] for h in reports)
+    K, T = len(names), month_steps[-1]
 
     # Phase settings for every step: (transition matrix, regimes with overrides).
     base = base_matrix(sc)
@@ -143,12 +204,10 @@ def build_model(sc: Scenario, horizon_months: int | None = None) -> Model:
     phase_of_step = np.searchsorted(np.asarray(bounds, dtype=float), start_month, side="right")
     phase_of_step = np.where(phase_of_step < len(bounds), phase_of_step + 1, 0)
 
-    n_set = len(settings)
     trans = np.stack([P for P, _ in settings])  # [S, K, K]
     drift = np.array([[[reg[k].drift[a] * dt for a in assets] for k in names] for _, reg in settings])
     loading = np.array([[regime_loading(reg[k], assets, dt) for k in names] for _, reg in settings])
     tails = np.array([[reg[k].tails if reg[k].tails is not None else np.inf for k in names] for _, reg in settings])
-    assert trans.shape[0] == n_set
 
     start = start_probabilities(sc, base)
     step_trans = trans[phase_of_step]
@@ -163,22 +222,7 @@ def build_model(sc: Scenario, horizon_months: int | None = None) -> Model:
         shift=rate_shift(sc, T),
         month_slot=month_slot.astype(np.int32),
     )
-    first, second = sc.compare_pair
-    return Model(
-        steps=steps,
-        steps_per_year=f,
-        horizon_months=H,
-        report_months=reports,
-        report_steps=report_steps,
-        month_steps=month_steps,
-        asset_keys=tuple(assets),
-        regime_names=tuple(names),
-        compare=(assets.index(first), assets.index(second)),
-        has_tails=bool(np.isfinite(tails).any()),
-        start_probs=start,
-        base_matrix=base,
-        step_matrices=step_trans,
-    )
+    return steps, (start, base, step_trans)
 
 
 MAX_SEGMENT_OUTCOMES = 1 << 17  # (regime counts, end regime) outcomes a segment may have before pruning
@@ -187,8 +231,10 @@ PRUNED_MASS = 1e-13  # largest total probability of the outcomes dropped from on
 
 def exact_method_problem(model: Model) -> str | None:
     """Why the exact method cannot run ``model`` even month by month (None when it can)."""
+    if model.uncertain:
+        return "parameter uncertainty (its tables are built for one parameter set)"
     if model.has_tails:
-        names = [k for k, t in zip(model.regime_names, np.isfinite(model.steps.tails).any(axis=0)) if t]
+        names = [k for k, t in zip(model.regime_names, np.isfinite(model.point_steps.tails).any(axis=0)) if t]
         return (
             f"Student-t regimes (tails in: {', '.join(names)}): a segment's return given the regime counts "
             "is not Gaussian"
@@ -198,7 +244,7 @@ def exact_method_problem(model: Model) -> str | None:
 
 def segment_problem(model: Model, months: int) -> str | None:
     """Why the exact method cannot draw ``months``-month segments of ``model`` at once (None when it can)."""
-    K, p, ends = len(model.regime_names), model.steps, model.month_steps
+    K, p, ends = len(model.regime_names), model.point_steps, model.month_steps
     for s in range(model.horizon_months // months):
         t0, t1 = ends[s * months], ends[(s + 1) * months]
         if not (np.all(p.drift[t0:t1] == p.drift[t0]) and np.all(p.loading[t0:t1] == p.loading[t0])):
@@ -264,11 +310,11 @@ def segment_tables(model: Model, months: int) -> tuple[SegmentParams, int]:
         rows = [alias_table(prob[k], N) for k in range(K)]
         tables[key] = (np.stack([a for a, _ in rows]), np.stack([code[i] for _, i in rows]), code)
     accept, alias, code = (np.stack(x) for x in zip(*[tables[key] for key in keys]))
-    first = np.asarray(bounds[:-1])
-    cov = np.einsum("tkab,tkcb->tkac", model.steps.loading[first], model.steps.loading[first])
-    shift = np.stack([model.steps.shift[t0:t1].sum(axis=0) for t0, t1 in spans])
+    first, p = np.asarray(bounds[:-1]), model.point_steps
+    cov = np.einsum("tkab,tkcb->tkac", p.loading[first], p.loading[first])
+    shift = np.stack([p.shift[t0:t1].sum(axis=0) for t0, t1 in spans])
     params = SegmentParams(
-        accept, alias, code, model.steps.drift[first], cov, shift, np.arange(1, len(steps) + 1, dtype=np.int32) * months
+        accept, alias, code, p.drift[first], cov, shift, np.arange(1, len(steps) + 1, dtype=np.int32) * months
     )
     return params, count_bits
 

@@ -60,9 +60,15 @@ class Result:
         column per asset."""
         return pd.DataFrame(self._stats.total_returns(int(horizon_months)), columns=list(self.model.asset_keys))
 
+    def uncertainty(self) -> pd.DataFrame | None:
+        """Per parameter draw and report horizon: paths, p_outperform, excess median and the draw's parameter
+        values (the columns of uncertainty.csv); None for a scenario without parameter uncertainty."""
+        return self._stats.uncertainty(self.name) if self.model.uncertain else None
+
     def save(self, out_dir: str | os.PathLike, force: bool = False) -> Path:
         """Write summary.csv, summary.json, fan.csv, fan.png and meta.json into ``out_dir``, atomically (the
-        folder appears only when complete). An existing non-empty folder is refused unless ``force``."""
+        folder appears only when complete), and uncertainty.csv with parameter uncertainty. An existing
+        non-empty folder is refused unless ``force``."""
         from .plots import fan_figure, save_figure  # matplotlib is imported only when a figure is written
 
         def write(tmp: Path) -> None:
@@ -77,7 +83,10 @@ class Result:
         return write_folder(out_dir, write, force)
 
     def _write_extra(self, tmp: Path) -> None:
-        """Files a kind of result adds to its folder (a blend: components.csv)."""
+        """Files a kind of result adds to its folder: uncertainty.csv with parameter uncertainty (a blend:
+        components.csv)."""
+        if self.model.uncertain:
+            self.uncertainty().to_csv(tmp / "uncertainty.csv", index=False)
 
     def _title(self) -> str:
         return f"{self.name}: {self.meta['n_paths']:,} paths, seed {self.meta['seed']}"
@@ -199,6 +208,14 @@ def simulate(
         "precision": precision,
         "block_paths": BLOCK_PATHS,
         "method": method,
+        "parameter_draws": {
+            "draws": model.n_draws,
+            "simulated": len(model.steps.drift),
+            "fields": list(model.draw_parameters),
+            "given": scenario.draw_values is not None,
+        }
+        if model.uncertain
+        else None,
         "drawdowns_observed": observed(segment),
         "wall_seconds": round(wall, 4),
         "path_steps_per_second": n_paths * model.n_steps / max(wall, 1e-9),
@@ -243,7 +260,7 @@ def plan(
     if not 0 <= int(seed) < 2**32:
         raise CapsimError(f"seed must lie in 0..2**32-1, got {seed}")
     devs = resolve_devices(device, devices)
-    model = build_model(scenario, horizon_months)
+    model = build_model(scenario, horizon_months, n_paths=int(n_paths), seed=int(seed))
     return Plan(model, *resolve_method(model, method, scenario.source), devs)
 
 
@@ -319,6 +336,7 @@ def resolved_parameters(scenario: Scenario, model: Model) -> dict:
         "steps_per_year": model.steps_per_year,
         "horizon_months": model.horizon_months,
         "report_months": list(model.report_months),
+        # with distributions: at their centres (docs/scenarios.md)
         "base_transition_matrix": np.round(model.base_matrix, 12).tolist(),
         "start_probabilities": np.round(model.start_probs, 12).tolist(),
     }

@@ -17,7 +17,18 @@ from typing import Annotated, Literal
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PrivateAttr,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from .errors import CapsimError
 
@@ -65,26 +76,125 @@ def _field(key: str, default=..., description: str | None = None):
     return Field(default, description=description or DOC[key])
 
 
+# --------------------------------------------------------------------------------------------
+# Distributions in place of numbers (docs/scenarios.md, "Distributions")
+
+FAMILIES = ("uniform", "triangular", "normal", "lognormal", "beta")
+
+
+class Dist(_Strict):
+    """A distribution in place of a number: exactly one family. Draws are made per parameter draw
+    (``simulator.uncertainty``); validation checks the family's whole support against the field's rules."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1, "maxProperties": 1})
+
+    uniform: list[Num] | None = Field(None, min_length=2, max_length=2, description="[low, high], in the field's unit.")
+    triangular: list[Num] | None = Field(
+        None, min_length=3, max_length=3, description="[low, mode, high], in the field's unit."
+    )
+    normal: list[Num] | None = Field(
+        None,
+        min_length=2,
+        max_length=2,
+        description="[mean, sd], in the field's unit; only on unbounded fields (drifts, sensitivities, rate knots).",
+    )
+    lognormal: list[Num] | None = Field(
+        None,
+        min_length=2,
+        max_length=2,
+        description="[median, sd of the log]: median x exp(sd_log x Z), on (0, inf); only on vols.",
+    )
+    beta: list[Num] | None = Field(
+        None,
+        min_length=2,
+        max_length=2,
+        description="[a, b] shape parameters: a probability (one entry of a row), or a correlation mapped to "
+        "[-1, 1] as 2 B - 1.",
+    )
+
+    @model_validator(mode="after")
+    def _one_family(self):
+        given = [f for f in FAMILIES if getattr(self, f) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one distribution family of {', '.join(FAMILIES)}, got {given or 'none'}")
+        return self
+
+    @model_serializer
+    def _as_written(self) -> dict:
+        return {self.family: list(self.args)}
+
+    @property
+    def family(self) -> str:
+        return next(f for f in FAMILIES if getattr(self, f) is not None)
+
+    @property
+    def args(self) -> tuple[float, ...]:
+        return tuple(getattr(self, self.family))
+
+    def __str__(self) -> str:
+        return f"{self.family} [{', '.join(f'{v:g}' for v in self.args)}]"
+
+
+class Dirichlet(_Strict):
+    """A whole probability row (``next``, a ``transitions`` row or a ``start`` mapping) drawn from a Dirichlet law."""
+
+    dirichlet: dict[str, Num] = Field(
+        description="Regime -> concentration (> 0): the row's mean is concentration / total; the larger the "
+        "total, the tighter the row."
+    )
+
+    def __str__(self) -> str:
+        return "dirichlet {" + ", ".join(f"{k}: {v:g}" for k, v in self.dirichlet.items()) + "}"
+
+
+def _value_tag(v) -> str:
+    return "<dist>" if isinstance(v, (dict, Dist)) else "<number>"
+
+
+def _row_tag(v) -> str:
+    if isinstance(v, Dirichlet) or (
+        isinstance(v, dict) and list(v) == ["dirichlet"] and isinstance(v["dirichlet"], dict)
+    ):
+        return "<dirichlet>"
+    return "<row>"
+
+
+def _corr_tag(v) -> str:
+    return "<matrix>" if isinstance(v, list) else _value_tag(v)
+
+
+# A number or a distribution (pydantic picks the branch from the input's type, so errors name one branch).
+Value = Annotated[Annotated[Num, Tag("<number>")] | Annotated[Dist, Tag("<dist>")], Discriminator(_value_tag)]
+# A probability row: entries that are numbers (one of them may be a distribution), or a whole Dirichlet row.
+Row = Annotated[
+    Annotated[dict[str, Value], Tag("<row>")] | Annotated[Dirichlet, Tag("<dirichlet>")], Discriminator(_row_tag)
+]
+Corr = Annotated[
+    Annotated[Num, Tag("<number>")] | Annotated[Dist, Tag("<dist>")] | Annotated[list[list[Num]], Tag("<matrix>")],
+    Discriminator(_corr_tag),
+]
+
+
 class RegimeSpec(_Strict):
     """One regime: annualised log-return drift and vol per asset, correlation, optional tails and exits."""
 
-    drift: dict[str, Num] = _field("drift")
-    vol: dict[str, Num] = _field("vol")
-    corr: Num | list[list[Num]] = _field("corr")
-    tails: Num | None = _field("tails", None)
-    duration_months: Num | None = _field("duration_months", None)
-    next: dict[str, Num] | None = _field("next", None)
+    drift: dict[str, Value] = _field("drift")
+    vol: dict[str, Value] = _field("vol")
+    corr: Corr = _field("corr")
+    tails: Value | None = _field("tails", None)
+    duration_months: Value | None = _field("duration_months", None)
+    next: Row | None = _field("next", None)
 
 
 class RegimeOverride(_Strict):
     """A phase's partial override of a regime: any field of a regime; per-asset maps may be partial."""
 
-    drift: dict[str, Num] | None = _field("drift", None)
-    vol: dict[str, Num] | None = _field("vol", None)
-    corr: Num | list[list[Num]] | None = _field("corr", None)
-    tails: Num | None = _field("tails", None)
-    duration_months: Num | None = _field("duration_months", None)
-    next: dict[str, Num] | None = _field("next", None)
+    drift: dict[str, Value] | None = _field("drift", None)
+    vol: dict[str, Value] | None = _field("vol", None)
+    corr: Corr | None = _field("corr", None)
+    tails: Value | None = _field("tails", None)
+    duration_months: Value | None = _field("duration_months", None)
+    next: Row | None = _field("next", None)
 
 
 class Phase(_Strict):
@@ -95,7 +205,7 @@ class Phase(_Strict):
         "increasing order, within horizon_months."
     )
     regimes: dict[str, RegimeOverride] = Field({}, description="Regime name -> the fields that change in this window.")
-    transitions: dict[str, dict[str, Num]] | None = _field(
+    transitions: dict[str, Row] | None = _field(
         "transitions", None, "Per-step transition matrix in this window (only when the file uses the transitions form)."
     )
 
@@ -103,10 +213,10 @@ class Phase(_Strict):
 class Rates(_Strict):
     """A policy-rate overlay: each step adds sensitivity x (rate change over the step) to the log return."""
 
-    path: dict[Num, Num] = Field(
+    path: dict[Num, Value] = Field(
         description="Month -> policy rate in percent (4.00 = 4%); linear between knots, flat after the last."
     )
-    sensitivity: dict[str, Num] = Field(
+    sensitivity: dict[str, Value] = Field(
         description="Per asset: change of the log return per +1 percentage "
         "point of the rate (-0.06: a 1 pp cut adds 6%)."
     )
@@ -141,6 +251,16 @@ class Expect(_Strict):
     below: Num | str | None = Field(None, description="A number, or another metric at the same horizon.")
 
 
+class Uncertainty(_Strict):
+    """Parameter uncertainty settings: how many parameter draws the paths are split among."""
+
+    draws: Int | None = Field(
+        None,
+        description="Number of parameter draws D: block b of 16,384 paths gets draw b mod D (default: one draw "
+        "per block).",
+    )
+
+
 class Scenario(_Strict):
     """A capsim scenario file: regimes, how long each lasts and where it leads, an optional policy-rate path,
     fat tails and checks. Build it with ``load_scenario``/``parse_scenario``."""
@@ -161,8 +281,8 @@ class Scenario(_Strict):
         None, description="[first, second]: excess return = first minus second (default: the first two assets)."
     )
     regimes: dict[str, RegimeSpec] = Field(description="One or more regimes, in order: name -> parameters.")
-    transitions: dict[str, dict[str, Num]] | None = _field("transitions", None)
-    start: str | dict[str, Num] = Field(
+    transitions: dict[str, Row] | None = _field("transitions", None)
+    start: str | Row = Field(
         "stationary",
         description="Regime at step 0: 'stationary' (the "
         "chain's stationary law), a regime "
@@ -171,9 +291,13 @@ class Scenario(_Strict):
     phases: list[Phase] = Field([], description="Time windows overriding regime fields, in order.")
     rates: Rates | None = Field(None, description="Optional policy-rate overlay.")
     expect: list[Expect] = Field([], description="Checks run by `capsim check`.")
+    uncertainty: Uncertainty | None = Field(
+        None, description="How parameter draws are spread over the paths (with distributions in the file)."
+    )
 
     _source: str = PrivateAttr(default="<memory>")
     _sha256: str | None = PrivateAttr(default=None)
+    _draw_values: dict[str, np.ndarray] | None = PrivateAttr(default=None)
 
     @property
     def source(self) -> str:
@@ -230,10 +354,24 @@ class Scenario(_Strict):
         for a in self.asset_keys:
             names += [f"{a}_{s}" for s in ASSET_STATS]
         names += [f"occupancy_{k}" for k in self.regime_names]
+        if self.is_uncertain:
+            names += list(DRAW_METRICS)
         return names
+
+    @property
+    def is_uncertain(self) -> bool:
+        """Whether the scenario carries parameter uncertainty (distributions, ``uncertainty``, or given draws)."""
+        return bool(distributions(self)) or self.uncertainty is not None or self._draw_values is not None
+
+    @property
+    def draw_values(self) -> dict[str, np.ndarray] | None:
+        """Externally given parameter draws (``with_parameter_draws``): dotted field path -> [D] values."""
+        return self._draw_values
 
 
 ASSET_STATS = ("mean", "median", "q05", "q95", "var95", "es95", "p_loss", "mdd_median", "mdd_q95")
+# Across parameter draws: the 5%, 50% and 95% points of the per-draw p_outperform and excess median.
+DRAW_METRICS = tuple(f"{m}_draws_{q}" for m in ("p_outperform", "excess_median") for q in ("q05", "q50", "q95"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -329,7 +467,11 @@ def _within(path: str, prefix: str) -> bool:
 
 def _loc(loc: tuple) -> str:
     # pydantic adds union-member tags ("float", "list[...]", "function-after[...]") to paths; drop them.
-    parts = [str(p) for p in loc if not (isinstance(p, str) and ("[" in p or p in ("float", "str", "int")))]
+    parts = [
+        str(p)
+        for p in loc
+        if not (isinstance(p, str) and ("[" in p or p.startswith("<") or p in ("float", "str", "int")))
+    ]
     return ".".join(parts)
 
 
@@ -338,7 +480,8 @@ def _pydantic_msg(err: dict) -> str:
         return "unknown field (check the spelling; `capsim schema` lists the allowed fields)"
     if err["type"] == "missing":
         return "required field is missing"
-    return f"{err['msg']} (got {err.get('input')!r})"
+    msg = str(err["ctx"]["error"]) if err["type"] == "value_error" else err["msg"]
+    return f"{msg} (got {err.get('input')!r})"
 
 
 # --------------------------------------------------------------------------------------------
@@ -346,6 +489,17 @@ def _pydantic_msg(err: dict) -> str:
 
 
 def _check(sc: Scenario) -> list[tuple[str, str]]:
+    """Every problem of ``sc``: its distributions (their supports against the fields' rules), then the rules
+    of plain files on the scenario with every distribution at its centre (what a distribution's support has
+    already answered for is not reported twice)."""
+    out = _check_distributions(sc)
+    _check_expect(sc, lambda path, msg: out.append((path, msg)))  # the metrics depend on the uncertainty
+    flagged = [path for path, _ in out]
+    rest = _check_plain(resolve(sc, {}), any_problem=bool(out))
+    return out + [p for p in rest if not any(_within(p[0], q) or _within(q, p[0]) for q in flagged)]
+
+
+def _check_plain(sc: Scenario, any_problem: bool = False) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     bad = lambda path, msg: out.append((path, msg))  # noqa: E731
     assets, regimes = sc.asset_keys, sc.regime_names
@@ -420,9 +574,10 @@ def _check(sc: Scenario) -> list[tuple[str, str]]:
     _check_start(sc, regimes, bad)
     if sc.rates is not None:
         _check_rates(sc, assets, bad)
-    _check_expect(sc, bad)
+    if sc.uncertainty is not None and sc.uncertainty.draws is not None and sc.uncertainty.draws < 1:
+        bad("uncertainty.draws", f"must be at least 1, got {sc.uncertainty.draws}")
 
-    if not out and sc.start == "stationary" and len(regimes) > 1:
+    if not out and not any_problem and sc.start == "stationary" and len(regimes) > 1:
         P = base_matrix(sc)
         if not is_irreducible(P):
             bad(
@@ -571,6 +726,259 @@ def _check_expect(sc, bad):
                 bad(f"{path}.{k}", f"{v!r} is neither a number nor a metric name")
             elif isinstance(v, float) and not math.isfinite(v):
                 bad(f"{path}.{k}", f"the threshold must be a finite number, got {v}")
+
+
+# --------------------------------------------------------------------------------------------
+# Distributions: where they are, their supports against the fields' rules, and scenarios with chosen values
+
+# Field (the pydantic attribute holding the value) -> families allowed there.
+ALLOWED = {
+    "drift": ("uniform", "triangular", "normal"),
+    "sensitivity": ("uniform", "triangular", "normal"),
+    "path": ("uniform", "triangular", "normal"),
+    "vol": ("uniform", "triangular", "lognormal"),
+    "tails": ("uniform", "triangular"),  # floors above 0: a lognormal always reaches below them
+    "duration_months": ("uniform", "triangular"),
+    "corr": ("uniform", "triangular", "beta"),
+    "next": ("uniform", "triangular", "beta"),  # one entry of a probability row
+    "transitions": ("uniform", "triangular", "beta"),
+    "start": ("uniform", "triangular", "beta"),
+}
+ROW_FIELDS = ("next", "transitions", "start")
+VALUE_FIELDS = ("regimes", "transitions", "start", "phases", "rates")  # the top-level fields that hold numbers
+
+
+def _key(k) -> str:
+    return f"{k:g}" if isinstance(k, float) else str(k)
+
+
+def _join(path: str, part: str) -> str:
+    return f"{path}.{part}" if path else part
+
+
+def distributions(sc: Scenario) -> dict[str, tuple[str, Dist | Dirichlet]]:
+    """Every distribution in ``sc``: dotted field path -> (field name, distribution), in file order. The field
+    name is the attribute that holds it (``vol``, ``next``, ``path``, ...): it decides the rules that apply."""
+    out = {}
+
+    def walk(node, path, field):
+        if isinstance(node, (Dist, Dirichlet)):
+            out[path] = (field, node)
+        elif isinstance(node, BaseModel):
+            for name in type(node).model_fields:
+                walk(getattr(node, name), _join(path, name), name)
+        elif isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, _join(path, _key(k)), field)
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, _join(path, str(i)), field)
+
+    walk(sc, "", "")
+    return out
+
+
+def support(dist: Dist, field: str) -> tuple[float, float]:
+    """(lowest, highest) value ``dist`` can give the field (a beta on ``corr`` is mapped to [-1, 1])."""
+    a = dist.args
+    lo, hi = {
+        "uniform": (a[0], a[-1]),
+        "triangular": (a[0], a[-1]),
+        "normal": (-math.inf, math.inf) if a[1] > 0 else (a[0], a[0]),
+        "lognormal": (0.0, math.inf) if a[1] > 0 else (a[0], a[0]),
+        "beta": (0.0, 1.0),
+    }[dist.family]
+    return (2 * lo - 1, 2 * hi - 1) if dist.family == "beta" and field == "corr" else (lo, hi)
+
+
+def centre(dist: Dist, field: str) -> float:
+    """A value inside the support (the mean; the median for lognormal): what validation checks the rest of the
+    file with, and what ``meta.json``'s derived matrices use. NaN when the parameters are invalid."""
+    a = np.asarray(dist.args, dtype=float)
+    with np.errstate(all="ignore"):
+        value = {"uniform": a.mean(), "triangular": a.mean(), "normal": a[0], "lognormal": a[0]}.get(
+            dist.family, a[0] / (a[0] + a[1]) if dist.family == "beta" else np.nan
+        )
+    return float(2 * value - 1 if dist.family == "beta" and field == "corr" else value)
+
+
+def rule_problem(field: str, lo: float, hi: float, what: str, steps_per_month: float) -> str | None:
+    """Why values in [lo, hi] break the rule of ``field`` (None when they all keep it); ``what`` names the
+    values in the message ('uniform [-0.1, 0.3]', 'the given draws')."""
+    if field == "vol" and lo < 0:
+        return f"a volatility cannot be negative; {what} reaches below 0"
+    if field in ("corr",) and (lo < -1 or hi > 1):
+        return f"a correlation must lie in [-1, 1]; {what} reaches {'below -1' if lo < -1 else 'above 1'}"
+    if field in ROW_FIELDS and (lo < 0 or hi > 1):
+        return f"a probability must lie in [0, 1]; {what} reaches {'below 0' if lo < 0 else 'above 1'}"
+    if field == "tails" and lo <= 2:
+        return f"Student-t degrees of freedom must be > 2 (finite variance); {what} reaches 2 or below"
+    if field == "duration_months" and lo * steps_per_month < 1 - 1e-12:
+        step = 1 / steps_per_month
+        return f"a duration must be at least one step ({step:.4g} months); {what} reaches below {step:.4g}"
+    return None
+
+
+def _params_problem(dist: Dist) -> str | None:
+    a = dist.args
+    if not all(math.isfinite(v) for v in a):
+        return f"the parameters of {dist} must be finite numbers"
+    f = dist.family
+    ok, form = {
+        "uniform": (lambda: a[0] <= a[1], "[low, high] with low <= high"),
+        "triangular": (lambda: a[0] <= a[1] <= a[2], "[low, mode, high] with low <= mode <= high"),
+        "normal": (lambda: a[1] >= 0, "[mean, sd] with sd >= 0"),
+        "lognormal": (lambda: a[0] > 0 and a[1] >= 0, "[median, sd_log] with median > 0 and sd_log >= 0"),
+        "beta": (lambda: a[0] > 0 and a[1] > 0, "[a, b] with a > 0 and b > 0"),
+    }[f]
+    return None if ok() else f"{f} needs {form}, got {list(a)}"
+
+
+def _check_distributions(sc: Scenario) -> list[tuple[str, str]]:
+    """Each distribution: a family allowed on its field, valid parameters, a support inside the field's rules;
+    a probability row with at most one uncertain entry, whose other entries can share what it leaves."""
+    out = []
+    m = sc.steps_per_year / 12
+    rows: dict[str, list[str]] = {}
+    for path, (field, dist) in distributions(sc).items():
+        if isinstance(dist, Dirichlet):
+            if not dist.dirichlet or not all(math.isfinite(c) and c > 0 for c in dist.dirichlet.values()):
+                out.append((path, f"dirichlet concentrations must be finite numbers > 0, got {dist.dirichlet}"))
+            continue
+        if dist.family not in ALLOWED[field]:
+            where = "one entry of a probability row" if field in ROW_FIELDS else f"`{field}`"
+            out.append(
+                (
+                    path,
+                    f"{dist.family} is not allowed on {where}; use {' or '.join(ALLOWED[field])}",
+                )
+            )
+            continue
+        problem = _params_problem(dist) or rule_problem(field, *support(dist, field), str(dist), m)
+        if problem:
+            out.append((path, problem))
+        if field in ROW_FIELDS:
+            rows.setdefault(path.rsplit(".", 1)[0], []).append(path)
+    for row_path, entries in rows.items():
+        if len(entries) > 1:
+            out.append(
+                (
+                    row_path,
+                    "at most one entry of a probability row may be a distribution; use dirichlet for a whole row",
+                )
+            )
+        elif sum(v for v in _node(sc, row_path).values() if not isinstance(v, Dist)) <= 0:
+            out.append(
+                (
+                    row_path,
+                    "the other entries share what the uncertain one leaves (in proportion): "
+                    "give at least one of them a positive number",
+                )
+            )
+    return out
+
+
+def _node(root, path: str):
+    """The value at a dotted ``path`` (model attributes, mapping keys, list indices)."""
+    node = root
+    for part in path.split(".") if path else []:
+        node = _child(node, part)
+    return node
+
+
+def _child(node, part: str):
+    if isinstance(node, BaseModel):
+        return getattr(node, part)
+    if isinstance(node, dict):
+        return node[_dict_key(node, part)]
+    return node[int(part)]
+
+
+def _dict_key(d: dict, part: str):
+    for k in d:
+        if _key(k) == part:
+            return k
+    raise KeyError(part)
+
+
+def _put(node, part: str, value) -> None:
+    if isinstance(node, BaseModel):
+        setattr(node, part, value)
+    elif isinstance(node, dict):
+        node[_dict_key(node, part)] = value
+    else:
+        node[int(part)] = value
+
+
+def resolve(sc: Scenario, values: dict[str, float]) -> Scenario:
+    """A plain copy of ``sc``: the field at each dotted path of ``values`` set to its number, every other
+    distribution at its ``centre`` (a Dirichlet row at its mean). In a probability row where some entries were
+    set (or one is a distribution) and the row does not sum to 1 within 1e-9, the other entries are rescaled
+    in proportion to fill the rest (a row whose every entry was set is left as it is)."""
+    if not values and not distributions(sc):
+        return sc
+    centred = centred_copy(sc)
+    return set_values(centred, values, row_fills(sc, centred, values))
+
+
+def centred_copy(sc: Scenario) -> Scenario:
+    """A deep copy of ``sc`` with every distribution replaced by its centre (a Dirichlet row by its mean);
+    rows with one uncertain entry are not yet filled (``row_fills``)."""
+    out = sc.model_copy(deep=True)
+    for path, (field, dist) in distributions(sc).items():
+        if isinstance(dist, Dirichlet):
+            total = sum(dist.dirichlet.values())
+            value = {k: (c / total if total > 0 else math.nan) for k, c in dist.dirichlet.items()}
+        else:
+            value = centre(dist, field)
+        parent, _, last = path.rpartition(".")
+        _put(_node(out, parent), last, value)
+    return out
+
+
+def row_fills(sc: Scenario, centred: Scenario, paths) -> dict[str, set[str]]:
+    """The probability rows of which some entries are set, by ``paths`` or by a distribution of ``sc`` on one
+    entry: row path -> those entries' keys."""
+    entries = [p for p, (field, d) in distributions(sc).items() if field in ROW_FIELDS and isinstance(d, Dist)]
+    rows: dict[str, set[str]] = {}
+    for path in [*paths, *entries]:
+        parent, _, last = path.rpartition(".")
+        if parent and _is_row(centred, parent):
+            rows.setdefault(parent, set()).add(last)
+    return rows
+
+
+def set_values(plain: Scenario, values: dict[str, float], rows: dict[str, set[str]]) -> Scenario:
+    """A deep copy of the plain scenario ``plain`` with the number at each dotted path of ``values`` set, then
+    each row of ``rows`` (row path -> keys set) filled by ``_fill_row``."""
+    out = plain.model_copy(update={k: copy.deepcopy(getattr(plain, k)) for k in VALUE_FIELDS})
+    for path, value in values.items():
+        parent, _, last = path.rpartition(".")
+        _put(_node(out, parent), last, float(value))
+    for parent, given in rows.items():
+        _fill_row(_node(out, parent), given)
+    return out
+
+
+def _is_row(root, path: str) -> bool:
+    """Whether the value at ``path`` is a probability row: a ``next``, a ``start`` mapping, a ``transitions`` row."""
+    node, field, below = root, "", 0
+    for part in path.split("."):
+        field, below = (part, 0) if isinstance(node, BaseModel) else (field, below + 1)
+        node = _child(node, part)
+    return isinstance(node, dict) and field in ROW_FIELDS and below == (field == "transitions")
+
+
+def _fill_row(row: dict, given: set) -> None:
+    """Rescale the entries of a probability ``row`` not in ``given`` to fill 1 - (sum of the given ones)."""
+    total = sum(row.values())
+    rest = [k for k in row if _key(k) not in given]
+    if abs(total - 1) <= ROW_TOL or not rest:
+        return
+    others = sum(row[k] for k in rest)
+    scale = (1 - (total - others)) / others if others > 0 else math.nan
+    for k in rest:
+        row[k] = row[k] * scale
 
 
 def corr_problem(corr, n_assets: int) -> str | None:

@@ -6,6 +6,11 @@
   every quantile, the HDI, VaR, ES, the drawdown figures, and ``draws(h)``. Up to MAX_KEEP_PATHS these are
   exact for the run; beyond it they carry the sampling error of ``keep`` paths (a q-quantile's standard
   error is sqrt(q (1 - q) / keep) / density).
+- Per parameter draw (scenarios with parameter uncertainty; block b has draw b mod D): p_outperform from the
+  per-block counts, exact; the excess median from the draw's blocks kept whole, else (a draw whose first
+  block lies past them) from its first block, whose median is taken as the block is merged. It is therefore
+  exact (over every path of the draw) when each draw's blocks are all kept or a draw is one block (the
+  default); otherwise it is the median of the draw's kept blocks, at least its first 16,384 paths.
 - The fan (every month end) from the first ``fan_paths`` paths (at most FAN_PATHS, fewer if the months
   would pass FAN_BUDGET_BYTES). They are the first blocks simulated, so the fan table is made in a background
   thread while the engine simulates the rest.
@@ -26,6 +31,8 @@ from .devices import cpu_cores
 from .engine import BLOCK_PATHS
 from .errors import CapsimError
 from .params import Model
+from .scenario import DRAW_METRICS
+from .uncertainty import across_draws
 
 
 @functools.cache
@@ -83,7 +90,7 @@ class Accumulator:
     whichever process or device simulated which block.
     """
 
-    STATS = ("sum_r", "loss", "sum_x", "sum_x2", "wins", "occupancy", "filled")
+    STATS = ("sum_r", "loss", "sum_x", "sum_x2", "wins", "occupancy", "filled", "block_median")
 
     def __init__(self, model: Model, n_paths: int, dtype=np.float32, fan_in_background: bool = True):
         M1, A, R = len(model.month_steps), len(model.asset_keys), len(model.report_months)
@@ -103,6 +110,7 @@ class Accumulator:
         self.wins = np.zeros((n_blocks, R))  # count of X > 0
         self.occupancy = np.zeros((n_blocks, R, K))  # path-steps in each regime up to each report horizon
         self.filled = np.zeros(n_blocks)  # paths merged per block
+        self.block_median = np.zeros((n_blocks, R))  # excess median of each draw's first block
 
     def add(self, block: int, n_valid: int, out) -> None:
         """Merge block ``block`` (engine.BlockOutput as numpy; its first ``n_valid`` paths count)."""
@@ -117,6 +125,8 @@ class Accumulator:
         self.occupancy[block] = out.occupancy
         self.filled[block] = n_valid
         first = block * BLOCK_PATHS
+        if self.model.uncertain and block < self.model.n_draws:  # block b < D is draw b's first block
+            self.block_median[block] = np.median(X, axis=1)
         for kept, source in ((self.kept_reports, out.reports), (self.kept_dd, out.report_dd)):
             hi = min(first + n_valid, self.keep)
             if hi > first:
@@ -177,6 +187,28 @@ class Summaries:
         steps = np.asarray(self.model.report_steps, np.float64)[:, None]
         self.occupancy = total["occupancy"] / (n * steps)  # [R, K] share of the steps up to each horizon
 
+        self.blocks = {name: getattr(acc, name) for name in ("wins", "filled", "block_median")}  # per block
+
+    @functools.cached_property
+    def per_draw(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(paths [U], p_outperform [U, R], excess median [U, R]) of each parameter draw that has paths
+        (U = min(D, blocks)); see the module's docstring for what is exact."""
+        m, b = self.model, self.blocks
+        n_blocks, R = b["wins"].shape
+        U = min(m.n_draws, n_blocks)
+        draw = np.arange(n_blocks) % m.n_draws
+        paths = np.bincount(draw, weights=b["filled"], minlength=U)
+        wins = np.stack([np.bincount(draw, weights=b["wins"][:, r], minlength=U) for r in range(R)], axis=1)
+        median = b["block_median"][:U].copy()  # each draw's first block
+        ends = (np.arange(n_blocks) * BLOCK_PATHS + b["filled"]).astype(np.intp)
+        whole = int(np.sum(ends <= self.keep))  # blocks kept whole: the first ones
+        i, j = m.compare
+        for d in range(min(U, whole - m.n_draws)):  # draws with several blocks kept whole: all of those
+            cols = np.concatenate([np.arange(k * BLOCK_PATHS, ends[k]) for k in range(d, whole, m.n_draws)])
+            R_d = np.expm1(self.kept_reports[:, :, cols].astype(np.float64))
+            median[d] = np.median(R_d[:, i] - R_d[:, j], axis=1)
+        return paths, wins / paths[:, None], median
+
     @classmethod
     def pooled(cls, model: Model, parts: list[tuple[Summaries, list[int], int, int]]) -> Summaries:
         """The statistics of the paths of several runs taken together (a stratified mixture: each run's share
@@ -232,7 +264,32 @@ class Summaries:
             for a in range(len(m.asset_keys)):
                 row.update(assets[r, a])
             rows.append({**row, **{f"occupancy_{k}": self.occupancy[r, i] for i, k in enumerate(m.regime_names)}})
+        if m.uncertain:
+            _, p, median = self.per_draw
+            spread = np.concatenate([across_draws(p), across_draws(median)])  # [6, R] in DRAW_METRICS order
+            for r, row in enumerate(rows):
+                row.update(zip(DRAW_METRICS, spread[:, r]))
         return pd.DataFrame(rows)
+
+    def uncertainty(self, scenario: str) -> pd.DataFrame:
+        """uncertainty.csv: one row per parameter draw and report horizon: the draw's paths, p_outperform and
+        excess median, then the draw's value of every uncertain field (columns named by field path)."""
+        m = self.model
+        paths, p, median = self.per_draw
+        U, R = p.shape
+        frame = pd.DataFrame(
+            {
+                "scenario": scenario,
+                "draw": np.repeat(np.arange(U), R),
+                "horizon_months": np.tile(m.report_months, U),
+                "n_paths": np.repeat(paths.astype(np.int64), R),
+                "p_outperform": p.ravel(),
+                "excess_median": median.ravel(),
+            }
+        )
+        for path, values in m.draw_parameters.items():
+            frame[path] = np.repeat(np.asarray(values)[:U], R)
+        return frame
 
     def _excess(self, r: int) -> dict:
         """Excess-return columns at report horizon index ``r`` (X sorted once: quantiles and HDI)."""

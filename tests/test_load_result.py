@@ -10,6 +10,7 @@ import pytest
 
 import simulator as sim
 from simulator.run import RESULT_FILES
+from simulator.scenario import Dist
 from simulator.shipped import find_shipped
 
 
@@ -36,7 +37,8 @@ def test_json_scenario_block_parses_to_the_same_scenario(saved):
     block = json.loads((out / "meta.json").read_text())["scenario_data"]
     assert set(block["rates"]["path"]) == {"0.0", "3.0", "6.0", "12.0"}  # JSON keys are strings
     again = sim.parse_scenario(block, source=sc.source)
-    assert again.rates.path == sc.rates.path == {0.0: 4.0, 3.0: 3.75, 6.0: 3.5, 12.0: 3.25}
+    assert again.rates.path == sc.rates.path  # numbers, and the month-12 knot's distribution
+    assert again.rates.path[3.0] == 3.75 and again.rates.path[12.0] == Dist(uniform=[3.0, 3.25])
     assert again.model_dump() == sc.model_dump()
 
 

@@ -25,6 +25,7 @@ from simulator.shipped import SCHEMA_FILE, find_shipped, shipped_files
 REPO = Path(__file__).resolve().parent.parent
 SCHEMA_LINE = "# yaml-language-server: $schema=scenario.schema.json"
 OUTPUT_FILES = {"summary.csv", "summary.json", "fan.csv", "fan.png", "meta.json"}
+RATE_CUT_FILES = OUTPUT_FILES | {"uncertainty.csv"}  # rate_cut carries parameter uncertainty
 
 
 def invoke(*args):
@@ -144,7 +145,7 @@ def test_run_a_shipped_scenario_by_name(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no file called rate_cut here
     r = invoke("run", "rate_cut", "--paths", 20_000, "--quiet")
     assert r.exit_code == 0, r.output
-    assert {p.name for p in (tmp_path / "results" / "rate-cut").iterdir()} == OUTPUT_FILES
+    assert {p.name for p in (tmp_path / "results" / "rate-cut").iterdir()} == RATE_CUT_FILES
     shipped = sim.load_scenario(find_shipped("rate_cut"))
     assert (
         json.loads((tmp_path / "results" / "rate-cut" / "meta.json").read_text())["scenario_sha256"] == shipped.sha256
@@ -298,7 +299,7 @@ def test_wheel_installed_outside_the_repo_runs_a_shipped_scenario(tmp_path):
     )
     assert r.returncode == 0, r.stderr
     folder = work / "results" / "rate-cut"
-    assert {p.name for p in folder.iterdir()} == OUTPUT_FILES
+    assert {p.name for p in folder.iterdir()} == RATE_CUT_FILES
     assert len(pd.read_csv(folder / "summary.csv")) == 4
     listed = subprocess.run(
         [str(env_dir / "bin" / "capsim"), "scenarios"], cwd=work, env=env, capture_output=True, text=True, timeout=120

@@ -1,0 +1,190 @@
+"""Parameter draws: the values of a scenario's uncertain fields, one set per draw, and which paths get which.
+
+Paths are split among draws in whole engine blocks (``engine.BLOCK_PATHS``): block b gets draw b mod D, with
+D = ``uncertainty.draws`` or, by default, one draw per block. Field F's values come from its own NumPy stream,
+``default_rng([seed, PARAMETER_STREAM, crc32(F)])``, drawn in draw order, so draw d's value of F depends on the
+seed, F and d only: not on D, the path count, the chunking or the devices, nor on the other uncertain fields.
+(The paths' random numbers come from JAX's threefry keys, a separate generator.)
+
+Externally given draws (a posterior sample) enter through ``with_parameter_draws``: a table of D values per
+field path, used in place of drawing.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Mapping
+
+import numpy as np
+from pydantic import BaseModel
+
+from .scenario import (
+    ALLOWED,
+    ROW_FIELDS,
+    ROW_TOL,
+    Dirichlet,
+    Dist,
+    Scenario,
+    ScenarioError,
+    _child,
+    _is_row,
+    _node,
+    centred_copy,
+    distributions,
+    resolve,
+    row_fills,
+    rule_problem,
+    set_values,
+)
+
+PARAMETER_STREAM = 0x5041524D  # "PARM": keeps parameter streams apart from any other use of the seed
+
+
+def sample(dist: Dist | Dirichlet, field: str, rng: np.random.Generator, n: int) -> np.ndarray:
+    """``n`` draws of ``dist`` on ``field``: [n] values, or [n, entries] for a Dirichlet row. A point mass
+    (uniform [x, x], triangular [x, x, x], normal/lognormal with sd 0) gives x exactly."""
+    if isinstance(dist, Dirichlet):
+        return rng.dirichlet(list(dist.dirichlet.values()), n)
+    a = dist.args
+    if dist.family == "uniform":
+        return a[0] + (a[1] - a[0]) * rng.random(n)
+    if dist.family == "triangular":  # inverse CDF
+        lo, mode, hi = a
+        u = rng.random(n)
+        if hi == lo:
+            return np.full(n, lo)
+        left = u * (hi - lo) < (mode - lo)
+        return np.where(
+            left, lo + np.sqrt(u * (hi - lo) * (mode - lo)), hi - np.sqrt((1 - u) * (hi - lo) * (hi - mode))
+        )
+    if dist.family == "normal":
+        return a[0] + a[1] * rng.standard_normal(n)
+    if dist.family == "lognormal":
+        return a[0] * np.exp(a[1] * rng.standard_normal(n))
+    b = rng.beta(a[0], a[1], n)
+    return 2 * b - 1 if field == "corr" else b
+
+
+def field_stream(seed: int, path: str) -> np.random.Generator:
+    """The NumPy generator of the uncertain field at ``path`` for a run with ``seed``."""
+    return np.random.default_rng([int(seed), PARAMETER_STREAM, zlib.crc32(path.encode())])
+
+
+def draw_values(sc: Scenario, seed: int, n_draws: int) -> dict[str, np.ndarray]:
+    """The first ``n_draws`` draws of every uncertain field of ``sc``: dotted field path -> [n_draws] values (a
+    Dirichlet row gives one path per entry, ``regimes.expansion.next.slowdown``). Externally given draws
+    (``with_parameter_draws``) are taken as they are, in place of any distribution at the same paths."""
+    values = {}
+    given = sc.draw_values or {}
+    for path, (field, dist) in distributions(sc).items():
+        if path in given:
+            continue
+        x = sample(dist, field, field_stream(seed, path), n_draws)
+        if isinstance(dist, Dirichlet):
+            values.update({f"{path}.{k}": x[:, i] for i, k in enumerate(dist.dirichlet)})
+        else:
+            values[path] = x
+    return {**values, **{path: v[:n_draws] for path, v in given.items()}}
+
+
+def n_draws(sc: Scenario, n_blocks: int) -> int:
+    """D: the number of parameter draws of a run of ``n_blocks`` blocks (1 without uncertainty)."""
+    if not sc.is_uncertain:
+        return 1
+    if sc.draw_values:
+        return len(next(iter(sc.draw_values.values())))
+    if sc.uncertainty is not None and sc.uncertainty.draws is not None:
+        return sc.uncertainty.draws
+    return n_blocks
+
+
+def draw_scenarios(sc: Scenario, values: dict[str, np.ndarray]) -> list[Scenario]:
+    """One plain scenario per draw: ``sc`` with draw d's value at every path of ``values`` (``resolve``)."""
+    n = len(next(iter(values.values()))) if values else 1
+    centred = centred_copy(sc)
+    rows = row_fills(sc, centred, values)
+    return [set_values(centred, {path: v[d] for path, v in values.items()}, rows) for d in range(n)]
+
+
+def with_parameter_draws(sc: Scenario, values: Mapping[str, np.typing.ArrayLike]) -> Scenario:
+    """A copy of ``sc`` carrying D externally given parameter sets (e.g. posterior draws), run like the draws of
+    distributions: block b of a run gets set b mod D (D = the arrays' length).
+
+    ``values`` maps dotted field paths, as validation names them, to D numbers each: a drift, vol, correlation
+    (two assets), tails, duration, rate knot or sensitivity (``regimes.bull.drift.small``,
+    ``rates.sensitivity.small``, ``rates.path.12``, ``phases.0.regimes.bull.vol.large``) or one entry of a
+    probability row (``transitions.bull.bear``, ``regimes.bull.next.bear``, ``start.bull``). The field must exist
+    in ``sc`` (as a number or a distribution, which the draws replace). A row given whole must sum to 1 within
+    1e-9 in every draw; in a row given in part, the other entries are rescaled in proportion to fill it.
+    Raises ``ScenarioError`` naming each field whose values break its rule (a negative vol, a probability
+    outside [0, 1], ...), a path that names no such field, or arrays of different lengths."""
+    plain = resolve(sc, {})
+    problems, table = [], {}
+    m = sc.steps_per_year / 12
+    for path, raw in values.items():
+        x = np.asarray(raw, dtype=float)
+        field = _field_name(plain, path)
+        if field not in ALLOWED:
+            problems.append(
+                (
+                    path,
+                    "not a field that can take parameter draws (a drift, vol, two-asset corr, "
+                    "tails, duration, rate knot, sensitivity or probability-row entry of this scenario)",
+                )
+            )
+        elif x.ndim != 1 or len(x) == 0 or not np.all(np.isfinite(x)):
+            problems.append((path, f"give a non-empty 1-d array of finite numbers, got shape {x.shape}"))
+        elif problem := rule_problem(field, x.min(), x.max(), f"the range [{x.min():g}, {x.max():g}] of the draws", m):
+            problems.append((path, problem))
+        else:
+            table[path] = x
+    lengths = {len(x) for x in table.values()}
+    if len(lengths) > 1:
+        problems.append(("", f"every field needs the same number of draws, got lengths {sorted(lengths)}"))
+    if not problems:
+        for row, entries in _full_rows(plain, table).items():
+            total = sum(table[p] for p in entries).tolist()
+            worst = int(np.argmax(np.abs(np.subtract(total, 1))))
+            if abs(total[worst] - 1) > ROW_TOL:
+                problems.append(
+                    (
+                        row,
+                        f"the given draws must sum to 1 (within {ROW_TOL:g}); draw {worst} sums to {total[worst]!r}",
+                    )
+                )
+    if problems:
+        raise ScenarioError(sc.source, problems)
+    out = sc.model_copy()
+    out._draw_values = table or None
+    return out
+
+
+def _field_name(root, path: str) -> str | None:
+    """The model attribute holding the number at ``path`` (``vol``, ``next``, ...), or None where ``path`` names
+    no number (or a correlation matrix entry, which stays fixed)."""
+    node, field = root, None
+    try:
+        for part in path.split("."):
+            if isinstance(node, list):
+                return None
+            field = part if isinstance(node, BaseModel) else field
+            node = _child(node, part)
+    except (KeyError, AttributeError, ValueError, IndexError):
+        return None
+    return field if isinstance(node, float) else None
+
+
+def _full_rows(plain: Scenario, table: dict) -> dict[str, list[str]]:
+    """Probability rows every entry of which ``table`` gives: row path -> entry paths."""
+    rows: dict[str, list[str]] = {}
+    for path in table:
+        if _field_name(plain, path) in ROW_FIELDS:
+            rows.setdefault(path.rsplit(".", 1)[0], []).append(path)
+    return {
+        row: entries for row, entries in rows.items() if _is_row(plain, row) and len(entries) == len(_node(plain, row))
+    }
+
+
+def across_draws(values: np.ndarray) -> np.ndarray:
+    """The 5%, 50% and 95% points (np.quantile, linear) of per-draw figures ``values`` [D, ...] over draws."""
+    return np.quantile(values, [0.05, 0.5, 0.95], axis=0)
