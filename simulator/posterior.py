@@ -254,14 +254,13 @@ def sample_posterior(
         sm = mcmc.get_samples(group_by_chain=True)
         ex = mcmc.get_extra_fields(group_by_chain=True)
         drift, vol, Lc, P = sm["drift"], sm["vol"], sm["corr_chol"], sm["transition"]
-        start = _start_per_draw(y, drift, vol, Lc, P, f)
-        corr = Lc @ jnp.swapaxes(Lc, -1, -2)
+        corr = np.asarray(Lc @ jnp.swapaxes(Lc, -1, -2))
     return PosteriorFit(
         drift=np.asarray(drift),
         vol=np.asarray(vol),
-        corr=np.asarray(corr),
+        corr=corr,
         transition=np.asarray(P),
-        start=np.asarray(start),
+        start=np.einsum("cdk,cdkj->cdj", filtered_draws(y_np, drift, vol, corr, P, f)[:, :, -1], np.asarray(P)),
         diverging=np.asarray(ex["diverging"], bool),
         n_steps=np.asarray(ex["num_steps"]),
         step_size=np.asarray(ex["adapt_state"].step_size),
@@ -291,18 +290,23 @@ def _curvature_mass(y, K: int, f: int, init) -> np.ndarray | None:
 
 
 @jax.jit
-def _start_batch(y, drift, vol, Lc, P, f):
-    def one(d, v, lc, p):
-        L = v[:, :, None] * lc / jnp.sqrt(f)
-        _, lf = log_filter(log_emissions(y, d / f, L @ jnp.swapaxes(L, 1, 2)), p)
-        return jnp.exp(lf[-1]) @ p
+def _filtered_flat(y, drift, vol, corr, P, f):
+    def one(d, v, c, p):
+        covs = v[:, :, None] * c * v[:, None, :] / f
+        return jnp.exp(log_filter(log_emissions(y, d / f, covs), p)[1])
 
-    return jax.vmap(jax.vmap(one))(drift, vol, Lc, P)
+    return jax.vmap(one)(drift, vol, corr, P)
 
 
-def _start_per_draw(y, drift, vol, Lc, P, f):
-    """[C, D, K] each draw's filtered regime law at the last date moved one step on."""
-    return _start_batch(y, drift, vol, Lc, P, float(f))
+def filtered_draws(y, drift, vol, corr, P, steps_per_year: int) -> np.ndarray:
+    """[..., T, K] filtered regime probabilities P(s_t | y_0..y_t) under each draw's parameters (annualised
+    drift and vol [..., K, A], correlations [..., K, A, A], per-step P [..., K, K]); float64."""
+    lead = np.shape(drift)[:-2]
+    flat = lambda x: jnp.asarray(np.reshape(x, (-1, *np.shape(x)[len(lead) :])))  # noqa: E731
+    with jax.enable_x64(True):
+        out = _filtered_flat(jnp.asarray(y), flat(drift), flat(vol), flat(corr), flat(P), float(steps_per_year))
+        out = np.asarray(out)
+    return out.reshape(*lead, *out.shape[1:])
 
 
 def _now() -> float:
@@ -323,9 +327,9 @@ class Diagnostics(NamedTuple):
     draws: int  # kept draws in all chains
 
     def worst(self) -> tuple[float, float, float]:
-        """Largest R-hat, smallest bulk ESS, smallest tail ESS."""
+        """Largest R-hat, smallest bulk ESS, smallest tail ESS (NaN if any is NaN)."""
         v = np.array(list(self.table.values()))
-        return float(np.nanmax(v[:, 0])), float(np.nanmin(v[:, 1])), float(np.nanmin(v[:, 2]))
+        return float(np.max(v[:, 0])), float(np.min(v[:, 1])), float(np.min(v[:, 2]))  # NaN (one short chain) fails
 
     def failures(self) -> list[str]:
         """Each threshold that fails, with the scalar that fails it worst and what to try (empty: all pass)."""
@@ -618,3 +622,15 @@ def file_attrs(fit: PosteriorFit, diag: Diagnostics, seed: int) -> dict:
         "divergences": diag.divergences,
         "diagnostics_passed": int(not diag.failures()),
     }
+
+
+def draw_scenario(cal: Calibration, drift, vol, corr, P, start, *, name: str, horizon_months: int):
+    """A plain scenario from one draw's parameters (annualised drift and vol [K, A], correlations [K, A, A],
+    per-step P [K, K], start law [K]), through calibrate's ``to_scenario``."""
+    from .calibrate import MSParams, to_scenario
+
+    f = cal.steps_per_year
+    covs = np.asarray(vol)[:, :, None] * np.asarray(corr) * np.asarray(vol)[:, None, :] / f
+    params = MSParams(np.asarray(drift) / f, covs, np.asarray(P))
+    one = cal._replace(fit=cal.fit._replace(params=params))
+    return to_scenario(one, name=name, horizon_months=horizon_months, start=np.asarray(start))
