@@ -28,6 +28,7 @@ import hashlib
 import math
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import NamedTuple
 
@@ -102,7 +103,7 @@ def log_filter(logb, P, init=None):
         return la, la
 
     la0 = jnp.log(init) + logb[0]
-    last, rest = jax.lax.scan(step, la0, logb[1:])
+    _, rest = jax.lax.scan(step, la0, logb[1:])
     la = jnp.concatenate([la0[None], rest])
     norm = jax.nn.logsumexp(la, axis=1)
     return norm[-1], la - norm[:, None]
@@ -124,7 +125,7 @@ def model(y, K: int, steps_per_year: int):
     import numpyro.distributions as dist
     from numpyro.distributions import constraints
 
-    T, A = y.shape
+    A = y.shape[1]
     f = steps_per_year
     s = PRIORS["drift_sd"]
     level = numpyro.sample("drift_level", dist.ImproperUniform(constraints.ordered_vector, (), (K,)))
@@ -231,7 +232,7 @@ def sample_posterior(
     warmup = draws if warmup is None else int(warmup)
     y_np = np.asarray(y, float)
     K, f = len(cal.regimes), cal.steps_per_year
-    t0 = _now()
+    t0 = time.perf_counter()
     with jax.enable_x64(True):
         y = jnp.asarray(y_np)
         init = init_to_value(values=init_values(cal))
@@ -268,7 +269,7 @@ def sample_posterior(
         lp=-np.asarray(ex["potential_energy"]),
         cal=cal,
         y=y_np,
-        wall_seconds=_now() - t0,
+        wall_seconds=time.perf_counter() - t0,
         warmup=warmup,
     )
 
@@ -307,12 +308,6 @@ def filtered_draws(y, drift, vol, corr, P, steps_per_year: int) -> np.ndarray:
         out = _filtered_flat(jnp.asarray(y), flat(drift), flat(vol), flat(corr), flat(P), float(steps_per_year))
         out = np.asarray(out)
     return out.reshape(*lead, *out.shape[1:])
-
-
-def _now() -> float:
-    import time
-
-    return time.perf_counter()
 
 
 # --------------------------------------------------------------------------------------------
