@@ -382,8 +382,11 @@ def group_call(
         ends, chunk = tuple(m // G for m in model.report_months), 1
     used = tuple(devices)[:n_blocks]  # no device left with only padding to simulate
     per_device = max(1, min(blocks_per_call, -(-n_blocks // len(used))))
-    per_block = kernel == "step"  # StepParams: a set per parameter draw, a row per block (segment tables: the
-    # exact method runs one parameter set, shared by every block)
+    # StepParams of an uncertain scenario: a set per parameter draw, a row per block. Else one set shared by
+    # every block (the segment tables too: the exact method runs one parameter set).
+    per_block = kernel == "step" and model.uncertain
+    if kernel == "step" and not per_block:
+        tables = model.point_steps
     mesh, runner = block_runner(
         used,
         side_by_side,
