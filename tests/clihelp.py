@@ -18,7 +18,13 @@ def invoke(*args):
 
 
 def describe(result) -> str:
-    return f"exit={result.exit_code}\n--- output ---\n{result.output}\n--- exception ---\n{result.exception!r}"
+    """The result's exit code, output and traceback (if an exception other than SystemExit escaped)."""
+    exc = ""
+    if result.exc_info and not isinstance(result.exception, SystemExit):
+        import traceback
+
+        exc = "".join(traceback.format_exception(*result.exc_info))
+    return f"exit={result.exit_code}\n--- output ---\n{result.output}\n--- exception ---\n{exc}"
 
 
 def assert_user_error(result, *mentions):

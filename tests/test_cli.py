@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 from click.testing import CliRunner
+from clihelp import assert_user_error, describe, write
 
 import simulator as sim
 from simulator.cli import main
@@ -55,31 +55,6 @@ FAN_COLUMNS = ["month", "series", "q05", "q10", "q25", "q50", "q75", "q90", "q95
 def invoke(args, **kw):
     runner = CliRunner()
     return runner.invoke(main, [str(a) for a in args], **kw)
-
-
-def describe(result) -> str:
-    exc = ""
-    if result.exc_info and not isinstance(result.exception, SystemExit):
-        import traceback
-
-        exc = "".join(traceback.format_exception(*result.exc_info))
-    return f"exit={result.exit_code}\n--- output ---\n{result.output}\n--- exception ---\n{exc}"
-
-
-def assert_user_error(result, *mentions):
-    """Exit 2, no traceback, no unhandled exception, message mentions each given string."""
-    assert result.exit_code == 2, describe(result)
-    assert result.exception is None or isinstance(result.exception, SystemExit), describe(result)
-    assert "Traceback" not in result.output, describe(result)
-    for m in mentions:
-        assert m in result.output, f"{m!r} not in output:\n{describe(result)}"
-
-
-def dump(folder: Path, data: dict, filename: str) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / filename
-    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    return path
 
 
 def snapshot(folder: Path) -> dict:
@@ -133,7 +108,7 @@ def base_run(tmp_path_factory, make_scenario):
     root = tmp_path_factory.mktemp("base")
     data = make_scenario()
     data.pop("report_months")  # default: 3, 6, 12, 24 for a 24-month horizon
-    scenario_path = dump(root / "scenarios", data, "base.yaml")
+    scenario_path = write(root / "scenarios", data, "base.yaml")
     out = root / "runs" / "base"
     result = invoke(["run", scenario_path, "--paths", PATHS, "--seed", "7", "--out", out])
     return scenario_path, out, result
@@ -148,7 +123,7 @@ def ok_run(base_run):
 
 @pytest.fixture(scope="module")
 def neutral_path(tmp_path_factory, make_neutral):
-    return dump(tmp_path_factory.mktemp("neutral"), make_neutral(), "neutral.yaml")
+    return write(tmp_path_factory.mktemp("neutral"), make_neutral(), "neutral.yaml")
 
 
 # --------------------------------------------------------------------------------------------
@@ -355,7 +330,7 @@ class TestRunErrors:
     def test_bad_scenario_names_file_and_field_and_writes_nothing(self, tmp_path, make_scenario):
         data = make_scenario()
         data["regimes"]["recession"]["vol"]["small"] = -0.1
-        path = dump(tmp_path / "scen", data, "bad_vol.yaml")
+        path = write(tmp_path / "scen", data, "bad_vol.yaml")
         outs = tmp_path / "outs"
         outs.mkdir()
         result = invoke(["run", path, "--paths", PATHS, "--seed", "1", "--out", outs / "r"])
@@ -366,7 +341,7 @@ class TestRunErrors:
     def test_bad_scenario_default_out_not_created(self, tmp_path, make_scenario, monkeypatch):
         data = make_scenario()
         data["start"] = "boom"
-        path = dump(tmp_path / "scen", data, "bad_start.yaml")
+        path = write(tmp_path / "scen", data, "bad_start.yaml")
         monkeypatch.chdir(tmp_path)
         result = invoke(["run", path, "--paths", PATHS])
         assert_user_error(result, "bad_start.yaml", "start")
@@ -418,8 +393,8 @@ class TestRunErrors:
 class TestValidate:
     def test_folder_of_good_files(self, tmp_path, make_scenario, make_neutral):
         folder = tmp_path / "good"
-        dump(folder, make_scenario(), "a.yaml")
-        dump(folder, make_neutral(), "b.yaml")
+        write(folder, make_scenario(), "a.yaml")
+        write(folder, make_neutral(), "b.yaml")
         result = invoke(["validate", folder])
         assert result.exit_code == 0, describe(result)
 
@@ -429,10 +404,10 @@ class TestValidate:
 
     def test_folder_with_a_bad_file(self, tmp_path, make_scenario, make_neutral):
         folder = tmp_path / "mixed"
-        dump(folder, make_neutral(), "good.yaml")
+        write(folder, make_neutral(), "good.yaml")
         data = make_scenario()
         data["regimes"]["expansion"]["next"] = {"expansion": 0.5, "slowdown": 0.5}
-        dump(folder, data, "selfloop.yaml")
+        write(folder, data, "selfloop.yaml")
         result = invoke(["validate", folder])
         assert_user_error(result, "selfloop.yaml", "regimes.expansion.next.expansion")
 
@@ -440,7 +415,7 @@ class TestValidate:
         data = make_scenario()
         data["regimes"]["slowdown"]["tails"] = 2
         data["start"] = "boom"
-        path = dump(tmp_path, data, "tails.yaml")
+        path = write(tmp_path, data, "tails.yaml")
         result = invoke(["validate", path])
         assert_user_error(result, "tails.yaml", "regimes.slowdown.tails", "start")
 
@@ -452,7 +427,7 @@ class TestValidate:
         """`python -m simulator` is the same CLI; a user error gives exit 2, no traceback."""
         data = make_scenario()
         data["regimes"]["recession"]["vol"]["small"] = float("nan")
-        path = dump(tmp_path, data, "nanvol.yaml")
+        path = write(tmp_path, data, "nanvol.yaml")
         env = dict(os.environ, JAX_PLATFORMS="cpu")
         proc = subprocess.run(
             [sys.executable, "-m", "simulator", "validate", str(path)],
@@ -486,7 +461,7 @@ def test_results_are_readable_as_the_umask_allows(tmp_path):
 def test_compile_cache_is_kept_and_changes_nothing(tmp_path, make_scenario):
     """`capsim run` keeps compiled kernels in CAPSIM_CACHE_DIR; a second run, served from it, writes the same
     summary."""
-    path = dump(tmp_path, make_scenario(), "cached.yaml")
+    path = write(tmp_path, make_scenario(), "cached.yaml")
     cache = tmp_path / "xla"
     env = dict(os.environ, JAX_PLATFORMS="cpu", CAPSIM_CACHE_DIR=str(cache))
     summaries = []
@@ -523,7 +498,7 @@ class TestCheck:
     def test_passing_expects(self, tmp_path, make_neutral):
         data = make_neutral()
         data["expect"] = [dict(e) for e in PASSING_EXPECTS]
-        path = dump(tmp_path, data, "pass.yaml")
+        path = write(tmp_path, data, "pass.yaml")
         result = invoke(["check", path, "--paths", PATHS, "--seed", "1"])
         assert result.exit_code == 0, describe(result)
         pass_lines = [ln for ln in result.output.splitlines() if "PASS" in ln]
@@ -532,7 +507,7 @@ class TestCheck:
     def test_failing_expect(self, tmp_path, make_neutral):
         data = make_neutral()
         data["expect"] = [dict(PASSING_EXPECTS[0]), dict(IMPOSSIBLE)]
-        path = dump(tmp_path, data, "fail.yaml")
+        path = write(tmp_path, data, "fail.yaml")
         result = invoke(["check", path, "--paths", PATHS, "--seed", "1"])
         assert result.exit_code == 1, describe(result)
         assert "Traceback" not in result.output
@@ -544,7 +519,7 @@ class TestCheck:
     def test_junit(self, tmp_path, make_neutral):
         data = make_neutral()
         data["expect"] = [dict(PASSING_EXPECTS[0]), dict(IMPOSSIBLE), dict(PASSING_EXPECTS[2])]
-        path = dump(tmp_path / "scen", data, "junit.yaml")
+        path = write(tmp_path / "scen", data, "junit.yaml")
         report = tmp_path / "reports" / "junit.xml"
         report.parent.mkdir()
         result = invoke(["check", path, "--paths", PATHS, "--seed", "1", "--junit", report])
@@ -563,7 +538,7 @@ class TestCheck:
     def test_junit_all_pass(self, tmp_path, make_neutral):
         data = make_neutral()
         data["expect"] = [dict(e) for e in PASSING_EXPECTS[:2]]
-        path = dump(tmp_path, data, "ok.yaml")
+        path = write(tmp_path, data, "ok.yaml")
         report = tmp_path / "ok.xml"
         result = invoke(["check", path, "--paths", PATHS, "--seed", "1", "--junit", report])
         assert result.exit_code == 0, describe(result)
@@ -575,6 +550,6 @@ class TestCheck:
     def test_bad_scenario(self, tmp_path, make_neutral):
         data = make_neutral()
         data["expect"] = [{"metric": "p_win", "horizon_months": 12, "above": 0.5}]
-        path = dump(tmp_path, data, "badexpect.yaml")
+        path = write(tmp_path, data, "badexpect.yaml")
         result = invoke(["check", path, "--paths", PATHS, "--seed", "1"])
         assert_user_error(result, "badexpect.yaml", "expect.0.metric")
