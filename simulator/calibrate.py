@@ -828,14 +828,18 @@ def scenario_text(
     horizon_months: int = 24,
     command: str | None = None,
     notes: list[str] | None = None,
+    schema: str | None = None,
     **kwargs,
 ) -> str:
     """The scenario file's text (comment block + YAML), validated by ``parse_scenario``; raises
     ``ScenarioError`` if the result would not be a valid scenario (nothing is written). ``command``, when
-    given, is recorded in the comment block (how to reproduce the file); ``notes``, lines added to it."""
+    given, is recorded in the comment block (how to reproduce the file); ``notes``, lines added to it;
+    ``schema``, the JSON Schema's path relative to the file, for the first line
+    ``# yaml-language-server: $schema=...`` (docs/editors.md)."""
     data = scenario_dict(cal, name=name, horizon_months=horizon_months, **kwargs)
     extra = "".join(f"# {ln}".rstrip() + "\n" for ln in ["", *notes]) if notes else ""
-    text = comment_block(cal, command) + extra + render_yaml(data)
+    head = f"# yaml-language-server: $schema={schema}\n" if schema else ""
+    text = head + comment_block(cal, command) + extra + render_yaml(data)
     if yaml.safe_load(text) != data:  # the emitter below must say exactly what the mapping says
         raise AssertionError("scenario rendering does not round-trip; please report this")
     parse_scenario(yaml.safe_load(text), source=f"<calibrated scenario {name}>")

@@ -23,7 +23,7 @@ from .errors import CapsimError
 from .output import refuse_existing, refuse_existing_file, write_text_atomic
 from .run import simulate
 from .scenario import ScenarioError, load_scenario
-from .shipped import init_folder, load_scenarios, scenario_files, schema_text, shipped_files
+from .shipped import SCHEMA_FILE, init_folder, load_scenarios, scenario_files, schema_text, shipped_files
 
 DRAWS_P = ("p_outperform_draws_q05", "p_outperform_draws_q95")
 DRAWS_X = ("excess_median_draws_q05", "excess_median_draws_q95")
@@ -843,7 +843,10 @@ def calibrate_cmd(
             sys.exit(1)
         sha = write_posterior(fit, nc, attrs=file_attrs(fit, diag, seed), force=force)
         extra = {"uncertainty": {"posterior": nc.name, "sha256": sha}, "notes": comment_lines(fit, diag, seed)}
-    text = scenario_text(cal, name=name or scenario_name(out), horizon_months=horizon, command=command, **extra)
+    schema = SCHEMA_FILE if (out.parent / SCHEMA_FILE).is_file() else None  # as `capsim init` lays folders out
+    text = scenario_text(
+        cal, name=name or scenario_name(out), horizon_months=horizon, command=command, schema=schema, **extra
+    )
     write_text_atomic(out, text, force=force)
     for line in text.splitlines():
         if not line.startswith("#"):
