@@ -106,15 +106,8 @@ def write_text_atomic(path: str | Path, text: str, force: bool = False) -> Path:
 
 def read_csv_exact(path: str | os.PathLike):
     """A CSV that capsim wrote, as a DataFrame whose floats are exactly the values written (each written as its
-    shortest repr). pandas before 3.1 parses decimals with a fixed budget of digits that counts the zeros after
-    the point, with either engine: 0.0024992154987865693 reads as 0.0024992154987865. Python's ``float`` parses
-    exactly, so the float columns are parsed again with it."""
+    shortest repr). pandas before 3.1 parses decimals with a fixed budget of digits by default (either engine:
+    0.0024992154987865693 reads as 0.0024992154987865); ``float_precision="round_trip"`` parses them exactly."""
     import pandas as pd
 
-    table = pd.read_csv(path, engine="python")
-    floats = [c for c in table.columns if table[c].dtype == "float64"]
-    if floats:
-        text = pd.read_csv(path, engine="python", dtype={c: str for c in floats})
-        for c in floats:
-            table[c] = [float(v) for v in text[c]]  # a missing value is already the float NaN
-    return table
+    return pd.read_csv(path, float_precision="round_trip")
