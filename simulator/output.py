@@ -102,3 +102,12 @@ def write_text_atomic(path: str | Path, text: str, force: bool = False) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def read_csv_exact(path: str | os.PathLike):
+    """A CSV that capsim wrote, as a DataFrame whose floats are exactly the values written (each written as its
+    shortest repr). pandas before 3.1 parses decimals with a fixed budget of digits by default (either engine:
+    0.0024992154987865693 reads as 0.0024992154987865); ``float_precision="round_trip"`` parses them exactly."""
+    import pandas as pd
+
+    return pd.read_csv(path, float_precision="round_trip")

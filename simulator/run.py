@@ -18,7 +18,7 @@ from . import __version__
 from .devices import process_blocks, resolve_devices, sum_over_processes
 from .engine import BLOCK_PATHS, compile_blocks, run_blocks
 from .errors import CapsimError
-from .output import write_folder
+from .output import read_csv_exact, write_folder
 from .params import Model, build_model, exact_method_problem, exact_segment_months
 from .scenario import Scenario, ScenarioError, parse_scenario, posterior_path
 from .summary import Accumulator, Summaries, kept_counts
@@ -110,11 +110,11 @@ class SavedResult:
 
     def summary(self) -> pd.DataFrame:
         """summary.csv: one row per report horizon."""
-        return pd.read_csv(self.folder / "summary.csv", engine="python")  # Python floats: exact round trip
+        return read_csv_exact(self.folder / "summary.csv")
 
     def fan(self) -> pd.DataFrame:
         """fan.csv: quantiles and mean of each series at every month."""
-        return pd.read_csv(self.folder / "fan.csv", engine="python")  # Python floats: exact round trip
+        return read_csv_exact(self.folder / "fan.csv")
 
 
 def load_result(folder: str | os.PathLike) -> SavedResult:

@@ -22,6 +22,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    PlainSerializer,
     PrivateAttr,
     Tag,
     ValidationError,
@@ -169,9 +170,19 @@ Value = Annotated[Annotated[Num, Tag("<number>")] | Annotated[Dist, Tag("<dist>"
 Row = Annotated[
     Annotated[dict[str, Value], Tag("<row>")] | Annotated[Dirichlet, Tag("<dirichlet>")], Discriminator(_row_tag)
 ]
+
+
+def _corr_as_written(v):
+    """A correlation as written: a number, a matrix (lists of numbers) or a distribution's {family: args}."""
+    return v.model_dump() if isinstance(v, Dist) else v
+
+
+# The serializer picks the branch itself: pydantic before 2.9 serialised this union by trying its members in
+# order and called Dist's model serializer on a matrix (a list), whose AttributeError ended the dump.
 Corr = Annotated[
     Annotated[Num, Tag("<number>")] | Annotated[Dist, Tag("<dist>")] | Annotated[list[list[Num]], Tag("<matrix>")],
     Discriminator(_corr_tag),
+    PlainSerializer(_corr_as_written),
 ]
 
 

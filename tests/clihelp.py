@@ -11,6 +11,7 @@ import yaml
 from click.testing import CliRunner
 
 from simulator.cli import main
+from simulator.output import read_csv_exact
 
 
 def invoke(*args):
@@ -59,7 +60,7 @@ def variant(data: dict, name: str, small_drift: float | None = None, horizon: in
 
 def read_table(path: Path) -> pd.DataFrame:
     """A CSV written by capsim, with Python's exact float parsing."""
-    return pd.read_csv(path, engine="python")
+    return read_csv_exact(path)
 
 
 def tree(folder: Path) -> dict:

@@ -25,6 +25,7 @@ import simulator as sim
 from simulator.blend import blend, split_paths
 from simulator.cli import main
 from simulator.compare import compare, independent_differences, paired_differences
+from simulator.output import read_csv_exact
 
 N = 200_000
 
@@ -146,7 +147,7 @@ def test_blend_unites_regimes_and_keeps_common_horizons(tmp_path):
     assert comp["excess_median_percentile_in_blend"].between(0, 100).all()
     loaded = sim.load_result(out)
     assert loaded.scenario is None and loaded.meta["kind"] == "blend"
-    pd.testing.assert_frame_equal(loaded.summary(), pd.read_csv(out / "summary.csv", engine="python"))
+    pd.testing.assert_frame_equal(loaded.summary(), res.summary(), check_exact=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -225,7 +226,7 @@ def test_capsim_compare_writes_a_self_contained_report(pair, tmp_path):
     assert r.exit_code == 0, r.output
     assert "paired (common random numbers)" in r.output and "P(small beats large)" in r.output
     assert sorted(p.name for p in out.iterdir()) == ["compare.csv", "compare.png", "meta.json", "report.html"]
-    table = pd.read_csv(out / "compare.csv", engine="python")
+    table = read_csv_exact(out / "compare.csv")
     assert list(table.columns) == ["item", "horizon_months", "metric", "value"]
     page = (out / "report.html").read_text()
     doc = html5lib.parse(page, namespaceHTMLElements=False)  # raises on nothing; check the tree instead
