@@ -213,6 +213,19 @@ def test_a_posterior_scenario_runs_through_compare_and_the_command_line(posterio
     assert set(intervals["item"]) == {"h"}
 
 
+def test_a_sweep_keeps_given_draws_and_refuses_to_sweep_a_field_they_give(posterior_run):
+    fit, path, res = posterior_run
+    from simulator.sweep import SweepError
+
+    with pytest.raises(SweepError, match="regimes.bull.drift.small: the scenario takes this field"):
+        sim.sweep(sim.load_scenario(path), {"regimes.bull.drift.small": [0.1]}, n_paths=1000)
+    plain = sim.parse_scenario(as_written(path))
+    given = sim.with_parameter_draws(plain, {"regimes.bull.drift.small": [0.05, 0.25]})
+    swept = sim.sweep(given, {"regimes.bear.vol.small": [0.3, 0.5]}, n_paths=2 * BLOCK_PATHS, seed=1)
+    table = swept.table()  # every point ran both draws: drift 0.05 and 0.25 give different p_outperform
+    assert (table["p_outperform_draws_q05"] < table["p_outperform_draws_q95"]).all()
+
+
 def test_a_posterior_file_of_another_scenario_is_refused(tmp_path):
     fit = fake_fit(chains=1, draws=5)
     path = posterior_scenario(tmp_path, fit)
