@@ -1057,10 +1057,10 @@ def main(argv=None) -> int:
 
         text = report(rows, limit, info, args, load_before, load_after, notes, elapsed)
         old = out_path.read_text(encoding="utf-8") if out_path.exists() else ""
-        # the sections other scripts write stay: uncertainty.py's, then benchmarks/many.py's (to the end)
-        unc = re.search(r"<!-- uncertainty:begin -->.*?<!-- uncertainty:end -->", old, re.S)
-        if unc:
-            text = text.rstrip("\n") + "\n\n" + unc.group(0) + "\n"
+        # the sections other scripts write stay: each <!-- NAME:begin --> ... <!-- NAME:end --> block
+        # (uncertainty.py's, posterior_bench.py's), then benchmarks/many.py's (to the end)
+        for block in re.finditer(r"<!-- (\w+):begin -->.*?<!-- \1:end -->", old, re.S):
+            text = text.rstrip("\n") + "\n\n" + block.group(0) + "\n"
         if MANY_SECTION in old:
             text = text.rstrip("\n") + "\n\n" + old[old.index(MANY_SECTION) :]
         write_text_atomic(out_path, text, force=True)

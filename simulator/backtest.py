@@ -36,12 +36,19 @@ from .history import DataError, log_returns
 from .output import write_folder
 from .params import steps_to_month
 from .run import simulate
+from .summary import MAX_KEEP_PATHS
+from .uncertainty import model_draws_table, with_parameter_draws
 
 METHOD = (
     "training-window fit, fixed parameters; start = regime probabilities filtered with those parameters "
     "through the origin, moved one step on (no re-fitting)"
 )
 BASELINE = "i.i.d. bootstrap of whole training rows, compounded over the horizon"
+POSTERIOR_METHOD = (
+    "posterior predictive: NUTS posterior of the same model on the training window (fitted once); at each "
+    "origin, each of the thinned draws gets its own filtered start and one block of 16,384 paths, all draws in "
+    "one run (the engine's per-block parameters; the plug-in model's seed, so common random numbers)"
+)
 NOMINAL = {"in50": 0.5, "in90": 0.9}
 
 
@@ -123,14 +130,29 @@ def backtest(
     seed: int = 0,
     n_starts: int = 10,
     device: str = "cpu",
+    posterior: bool = False,
+    posterior_draws: int = 64,
+    draws: int = 1000,
+    chains: int = 4,
     progress=None,
 ) -> BacktestResult:
     """Fit on ``frame`` up to ``train_until``, forecast each origin's ``horizon_months`` returns, score them
-    beside the bootstrap. ``progress(done, total)`` is called after each origin."""
+    beside the bootstrap. ``progress(done, total)`` is called after each origin.
+
+    ``posterior``: also sample the posterior on the training window (``chains`` x ``draws``, once) and score
+    its predictive distribution: ``posterior_draws`` draws, evenly thinned over all chains, each simulated with
+    one block of ``BLOCK_PATHS`` paths (so ``posterior_draws`` x 16,384 paths an origin, whatever ``n_paths``)
+    from its own start (its filtered law at the origin, one step on), in one run per origin."""
     t0 = time.perf_counter()
     source = frame.attrs.get("source", "<data>")
     if frame.shape[1] < 2:
         raise DataError(source, "a backtest needs at least two asset columns (small, large: excess = first - second)")
+    if posterior and posterior_draws * BLOCK_PATHS > MAX_KEEP_PATHS:
+        raise CapsimError(
+            f"posterior_draws must be at most {MAX_KEEP_PATHS // BLOCK_PATHS} (one block of {BLOCK_PATHS} paths "
+            f"each, all kept for scoring), got {posterior_draws}",
+            ("lower posterior_draws", "lower --posterior-draws"),
+        )
     if horizon_months < 1 or step_months < 1:
         raise CapsimError(f"horizon and step must be at least 1 month, got {horizon_months} and {step_months}")
     freq = frame.attrs.get("frequency", "monthly")
@@ -162,6 +184,7 @@ def backtest(
     train_log = y[:n_train]
     rng = np.random.default_rng(seed)
     batch = -(-n_paths // BLOCK_PATHS) * BLOCK_PATHS  # every origin in one jitted call of one shape
+    post = _posterior_setup(cal, y, n_train, draws, chains, posterior_draws, seed) if posterior else None
 
     rows = []
     for j, i in enumerate(origins):
@@ -175,6 +198,10 @@ def backtest(
         boot_r = np.expm1(train_log[idx].sum(axis=1))  # [n_paths, A]
         boot = {a: boot_r[:, k] for k, a in enumerate(assets)}
         boot["excess"] = boot[first] - boot[second]
+        if post is not None:
+            pp = _posterior_predictive(cal, post, i, horizon_months, seed + j, device)
+            pp = {a: pp[:, k] for k, a in enumerate(assets)}
+            pp["excess"] = pp[first] - pp[second]
         real_r = np.expm1(y[i + 1 : i + 1 + H].sum(axis=0))
         real = dict(zip(assets, real_r))
         real["excess"] = real[first] - real[second]
@@ -186,6 +213,8 @@ def backtest(
                 "realised": float(real[s]),
             }
             row.update({f"model_{k}": v for k, v in score(model[s], real[s]).items()})
+            if post is not None:
+                row.update({f"posterior_{k}": v for k, v in score(pp[s], real[s]).items()})
             row.update({f"bootstrap_{k}": v for k, v in score(boot[s], real[s]).items()})
             row.update({f"start_{r}": float(p) for r, p in zip(cal.regimes, start)})
             rows.append(row)
@@ -217,6 +246,7 @@ def backtest(
         "n_starts": n_starts,
         "method": METHOD,
         "baseline": BASELINE,
+        **(post["meta"] if post is not None else {}),
         "device": device,
         "wall_seconds": round(time.perf_counter() - t0, 2),
     }
@@ -224,18 +254,27 @@ def backtest(
     return BacktestResult(scores, summary, verdict(summary, meta), cal, model_yaml, meta)
 
 
+def _diff_t(d: pd.DataFrame, a: str, b: str, lags: int) -> float:
+    """t statistic of the mean CRPS difference a - b (Newey-West standard error)."""
+    diff = (d[f"{a}_crps"] - d[f"{b}_crps"]).to_numpy()
+    se = newey_west_se(diff, lags)
+    return diff.mean() / se if se > 0 else float("nan")
+
+
 def summarise(scores: pd.DataFrame, series: list[str], lags: int) -> pd.DataFrame:
     """Per method and series: n, mean CRPS, CRPS skill against the bootstrap with the t statistic of the mean
-    CRPS difference, coverage of the 50% and 90% intervals, PIT mean and KS p-value."""
+    CRPS difference (and, for the posterior, against the plug-in model), coverage of the 50% and 90%
+    intervals, PIT mean and KS p-value. Methods: model (the plug-in ML fit), posterior (when scored) and
+    bootstrap."""
     from scipy import stats  # here: scipy.stats is slow to import, and only a backtest needs it
 
+    methods = [m for m in ("model", "posterior", "bootstrap") if f"{m}_crps" in scores.columns]
+    nan = float("nan")
     out = []
     for s in series:
         d = scores[scores["series"] == s]
-        diff = (d["model_crps"] - d["bootstrap_crps"]).to_numpy()
-        se = newey_west_se(diff, lags)
         boot_crps = d["bootstrap_crps"].mean()
-        for m in ("model", "bootstrap"):
+        for m in methods:
             pit = d[f"{m}_pit"].to_numpy()
             crps = d[f"{m}_crps"].mean()
             out.append(
@@ -244,8 +283,16 @@ def summarise(scores: pd.DataFrame, series: list[str], lags: int) -> pd.DataFram
                     "series": s,
                     "n_origins": len(d),
                     "crps_mean": crps,
-                    "crps_skill_vs_bootstrap": 1 - crps / boot_crps if boot_crps > 0 else float("nan"),
-                    "crps_diff_t": (diff.mean() / se if se > 0 else float("nan")) if m == "model" else float("nan"),
+                    "crps_skill_vs_bootstrap": 1 - crps / boot_crps if boot_crps > 0 else nan,
+                    "crps_diff_t": _diff_t(d, m, "bootstrap", lags) if m != "bootstrap" else nan,
+                    **(
+                        {
+                            "crps_skill_vs_model": 1 - crps / d["model_crps"].mean(),
+                            "crps_diff_t_vs_model": _diff_t(d, m, "model", lags) if m == "posterior" else nan,
+                        }
+                        if "posterior" in methods
+                        else {}
+                    ),
                     "coverage50": d[f"{m}_in50"].mean(),
                     "coverage90": d[f"{m}_in90"].mean(),
                     "pit_mean": pit.mean(),
@@ -264,8 +311,8 @@ def near_nominal(coverage: float, nominal: float, n_eff: float) -> bool:
 def verdict(summary: pd.DataFrame, meta: dict) -> str:
     """One line: which method wins on CRPS per series (and whether the gap is beyond 2 standard errors), and
     whether each method's interval coverage is near nominal."""
-    model = summary[summary["method"] == "model"].set_index("series")
-    boot = summary[summary["method"] == "bootstrap"].set_index("series")
+    frame_of = lambda m: summary[summary["method"] == m].set_index("series")  # noqa: E731
+    model, boot = frame_of("model"), frame_of("bootstrap")
     n = int(model["n_origins"].iloc[0])
     n_eff = n / (1 + meta["newey_west_lags"])
     wins = [s for s in model.index if model.at[s, "crps_mean"] < boot.at[s, "crps_mean"]]
@@ -287,26 +334,88 @@ def verdict(summary: pd.DataFrame, meta: dict) -> str:
         c90 = "/".join(f"{frame.at[s, 'coverage90']:.2f}" for s in frame.index)
         return f"{'near' if ok else 'NOT near'} nominal (50%: {c50}; 90%: {c90})"
 
+    three = ""
+    if "posterior" in set(summary["method"]):
+        post = summary[summary["method"] == "posterior"].set_index("series")
+        best = {
+            s: min(("model", "posterior", "bootstrap"), key=lambda m, s=s: frame_of(m).at[s, "crps_mean"])
+            for s in model.index
+        }
+        psig = [s for s in post.index if abs(post.at[s, "crps_diff_t_vs_model"]) > 2]
+        skill = lambda col: ", ".join(f"{s} {100 * post.at[s, col]:+.1f}%" for s in post.index)  # noqa: E731
+        three = (
+            f"; posterior vs plug-in model: skill {skill('crps_skill_vs_model')} "
+            f"({'beyond 2 SE for ' + ', '.join(psig) if psig else 'no difference beyond 2 SE'}), posterior vs "
+            f"bootstrap {skill('crps_skill_vs_bootstrap')}; best on CRPS: "
+            f"{', '.join(f'{s} {m}' for s, m in best.items())}; coverage posterior {coverage(post)}"
+        )
+
     return (
         f"verdict: {head} on mean CRPS for {len(wins)} of {len(model)} series (skill {parts}; "
         f"{'significant at 2 SE for ' + ', '.join(sig) if sig else 'no difference beyond 2 SE'}); "
-        f"coverage model {coverage(model)}, bootstrap {coverage(boot)} [{n} origins from "
+        f"coverage model {coverage(model)}, bootstrap {coverage(boot)}{three} [{n} origins from "
         f"{meta['first_origin']}, cut {meta['train_until']}, {meta['horizon_months']}-month horizon, series "
         f"{'/'.join(model.index)}]"
     )
 
 
+def _posterior_setup(cal, y, n_train, draws, chains, n_keep, seed) -> dict:
+    """Sample the posterior on the training rows once; keep ``n_keep`` draws evenly spaced over all chains,
+    with each draw's filtered regime probabilities at every date (row t uses data up to t only)."""
+    from .posterior import diagnose, filtered_draws, sample_posterior
+
+    fit = sample_posterior(cal, y[:n_train], draws=draws, chains=chains, seed=seed)
+    diag = diagnose(fit)
+    flat = lambda x: x.reshape(-1, *x.shape[2:])  # noqa: E731
+    keep = np.unique(np.linspace(0, draws * chains - 1, n_keep).round().astype(int))
+    pick = {k: flat(getattr(fit, k))[keep] for k in ("drift", "vol", "corr", "transition")}
+    filtered = filtered_draws(y, pick["drift"], pick["vol"], pick["corr"], pick["transition"], cal.steps_per_year)
+    rhat, bulk, tail = diag.worst()
+    meta = {
+        "posterior_method": POSTERIOR_METHOD,
+        "posterior_sampler": f"{chains} chains x {draws} draws after {fit.warmup} warm-up, seed {seed}",
+        "posterior_draws_used": len(keep),
+        "posterior_diagnostics": {
+            "max_rhat": rhat,
+            "min_ess_bulk": bulk,
+            "min_ess_tail": tail,
+            "divergences": diag.divergences,
+            "failures": diag.failures(),
+        },
+    }
+    return {**pick, "filtered": filtered, "meta": meta}
+
+
+def _posterior_predictive(cal, post, i, horizon_months, seed, device) -> np.ndarray:
+    """[paths, A] ``horizon_months`` total simple returns from origin row ``i``: one block of
+    ``BLOCK_PATHS`` paths per kept draw, each with that draw's parameters and its own start (its filtered law at
+    the origin, moved one step on), all in one ``simulate`` call (the engine's per-block parameters)."""
+    n = len(post["drift"])
+    start = np.einsum("dk,dkj->dj", post["filtered"][:, i], post["transition"])
+    table = model_draws_table(
+        cal.regimes, cal.assets, post["drift"], post["vol"], post["corr"], post["transition"], start
+    )
+    sc = to_scenario(cal, name="backtest-posterior", horizon_months=horizon_months, start=start.mean(axis=0))
+    res = simulate(with_parameter_draws(sc, table), n_paths=n * BLOCK_PATHS, seed=seed, device=device)
+    return res.draws(horizon_months).to_numpy()
+
+
 def pit_figure(scores: pd.DataFrame, summary: pd.DataFrame, meta: dict):
-    """PIT histograms: one column per series, model (top) and bootstrap (bottom); uniform = flat at 1."""
+    """PIT histograms: one column per series, a row per method (model, posterior when scored, bootstrap);
+    uniform = flat at 1."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     series = list(dict.fromkeys(scores["series"]))
-    fig, axes = plt.subplots(2, len(series), figsize=(3.6 * len(series), 6), sharex=True, squeeze=False)
+    rows = [(m, c) for m, c in (("model", "tab:blue"), ("posterior", "tab:green"), ("bootstrap", "tab:gray"))]
+    rows = [(m, c) for m, c in rows if f"{m}_pit" in scores.columns]
+    fig, axes = plt.subplots(
+        len(rows), len(series), figsize=(3.6 * len(series), 3 * len(rows)), sharex=True, squeeze=False
+    )
     bins = np.linspace(0, 1, 11)
-    for r, (m, color) in enumerate((("model", "tab:blue"), ("bootstrap", "tab:gray"))):
+    for r, (m, color) in enumerate(rows):
         for c, s in enumerate(series):
             ax = axes[r, c]
             pit = scores.loc[scores["series"] == s, f"{m}_pit"]
@@ -322,7 +431,7 @@ def pit_figure(scores: pd.DataFrame, summary: pd.DataFrame, meta: dict):
             ax.grid(alpha=0.3)
             if c == 0:
                 ax.set_ylabel("density")
-            if r == 1:
+            if r == len(rows) - 1:
                 ax.set_xlabel("PIT")
     fig.suptitle(
         f"PIT of {meta['horizon_months']}-month returns: {meta['origins']} origins "

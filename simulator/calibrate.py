@@ -701,9 +701,11 @@ def scenario_dict(
     description: str | None = None,
     sources: list[str] | None = None,
     labels: dict[str, str] | None = None,
+    uncertainty: dict | None = None,
 ) -> dict:
     """The scenario (docs/scenarios.md, ``transitions`` form) as a mapping; annualised drift/vol/corr rounded to
-    six decimals, transition probabilities to eight, start probabilities to six."""
+    six decimals, transition probabilities to eight, start probabilities to six. ``uncertainty``: the
+    ``{posterior, sha256}`` mapping of a posterior file, when there is one."""
     fit, f = cal.fit, cal.steps_per_year
     p = fit.params
     A = len(cal.assets)
@@ -733,6 +735,7 @@ def scenario_dict(
         "regimes": regimes,
         "transitions": {r: dict(zip(cal.regimes, _round_probs(p.transition[k], 8))) for k, r in enumerate(cal.regimes)},
         "start": dict(zip(cal.regimes, _round_probs(start, 6))),
+        **({"uncertainty": uncertainty} if uncertainty else {}),
     }
 
 
@@ -819,13 +822,24 @@ def period_text_from(cal: Calibration) -> str:
 
 
 def scenario_text(
-    cal: Calibration, *, name: str, horizon_months: int = 24, command: str | None = None, **kwargs
+    cal: Calibration,
+    *,
+    name: str,
+    horizon_months: int = 24,
+    command: str | None = None,
+    notes: list[str] | None = None,
+    schema: str | None = None,
+    **kwargs,
 ) -> str:
     """The scenario file's text (comment block + YAML), validated by ``parse_scenario``; raises
     ``ScenarioError`` if the result would not be a valid scenario (nothing is written). ``command``, when
-    given, is recorded in the comment block (how to reproduce the file)."""
+    given, is recorded in the comment block (how to reproduce the file); ``notes``, lines added to it;
+    ``schema``, the JSON Schema's path relative to the file, for the first line
+    ``# yaml-language-server: $schema=...`` (docs/editors.md)."""
     data = scenario_dict(cal, name=name, horizon_months=horizon_months, **kwargs)
-    text = comment_block(cal, command) + render_yaml(data)
+    extra = "".join(f"# {ln}".rstrip() + "\n" for ln in ["", *notes]) if notes else ""
+    head = f"# yaml-language-server: $schema={schema}\n" if schema else ""
+    text = head + comment_block(cal, command) + extra + render_yaml(data)
     if yaml.safe_load(text) != data:  # the emitter below must say exactly what the mapping says
         raise AssertionError("scenario rendering does not round-trip; please report this")
     parse_scenario(yaml.safe_load(text), source=f"<calibrated scenario {name}>")
@@ -855,6 +869,8 @@ def render_yaml(data: dict) -> str:
     out.append("transitions:")
     out += [f"  {scalar(r)}: {flow(row)}" for r, row in data["transitions"].items()]
     out.append(f"start: {flow(data['start'])}")
+    if "uncertainty" in data:
+        out.append(f"uncertainty: {flow(data['uncertainty'])}")
     return "\n".join(out) + "\n"
 
 

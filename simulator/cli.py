@@ -23,7 +23,7 @@ from .errors import CapsimError
 from .output import refuse_existing, refuse_existing_file, write_text_atomic
 from .run import simulate
 from .scenario import ScenarioError, load_scenario
-from .shipped import init_folder, load_scenarios, scenario_files, schema_text, shipped_files
+from .shipped import SCHEMA_FILE, init_folder, load_scenarios, scenario_files, schema_text, shipped_files
 
 DRAWS_P = ("p_outperform_draws_q05", "p_outperform_draws_q95")
 DRAWS_X = ("excess_median_draws_q05", "excess_median_draws_q95")
@@ -434,13 +434,15 @@ def sweep_cmd(scenario, sets, run, out, force, as_json, quiet):
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @user_errors
 def validate(paths):
-    """Check scenario files (or folders of them) without simulating."""
+    """Check scenario files (or folders of them) without simulating; a scenario's posterior file too."""
+    from .uncertainty import given_draws
+
     bad = 0
     for f in scenario_files(paths):
         try:
-            load_scenario(f)
+            given_draws(load_scenario(f))  # reads a posterior file, checking that it fits the scenario
             click.echo(f"ok   {f}")
-        except ScenarioError as exc:
+        except CapsimError as exc:
             bad += 1
             click.echo(str(exc), err=True)
     if bad:
@@ -755,16 +757,46 @@ def _data_options(fn):
     show_default=True,
     help="horizon_months of the written scenario.",
 )
-@click.option("--force", is_flag=True, help="Replace an existing --out file.")
+@click.option(
+    "--posterior",
+    is_flag=True,
+    help="Also sample the posterior (numpyro NUTS) and write FILE.posterior.nc beside --out; the scenario "
+    "points to it.",
+)
+@click.option("--draws", type=click.IntRange(min=1), default=1000, show_default=True, help="Posterior draws per chain.")
+@click.option("--chains", type=click.IntRange(min=1), default=4, show_default=True, help="Posterior chains.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace existing output files; with --posterior, also write when the diagnostics fail.",
+)
 @user_errors
 def calibrate_cmd(
-    data, n_regimes, columns, percent, frequency, start_date, end_date, n_starts, seed, out, name, horizon, force
+    data,
+    n_regimes,
+    columns,
+    percent,
+    frequency,
+    start_date,
+    end_date,
+    n_starts,
+    seed,
+    out,
+    name,
+    horizon,
+    posterior,
+    draws,
+    chains,
+    force,
 ):
     """Fit a K-regime Markov-switching model to historical returns and write it as a scenario file.
 
     DATA is a CSV with a `date` column and one column per asset of simple periodic returns. The fit is
     maximum likelihood (EM with a scaled forward-backward pass, several starts, BFGS polish) of a
-    regime-specific mean vector and full covariance of the log returns.
+    regime-specific mean vector and full covariance of the log returns. With --posterior the same model is
+    sampled by NUTS (--chains chains of --draws draws after as many warm-up steps, started at the ML fit);
+    the command exits 1 without writing when R-hat > 1.01, an ESS < 400 or a divergence says the sample
+    cannot be trusted, unless --force.
     """
     from .calibrate import calibrate, scenario_name, scenario_text
 
@@ -774,7 +806,11 @@ def calibrate_cmd(
             f"{data}: a scenario compares two assets; the data give one column "
             f"({list(frame.columns)}): add a column or pick two with --columns"
         )
+    out = Path(out)
+    nc = out.with_name(out.stem + ".posterior.nc")
     refuse_existing_file(out, force)  # before spending time fitting
+    if posterior:
+        refuse_existing_file(nc, force)
     cal = calibrate(frame, n_regimes, n_starts=n_starts, seed=seed)
     command = " ".join(
         ["capsim calibrate", str(data), f"--regimes {n_regimes}"]
@@ -787,15 +823,36 @@ def calibrate_cmd(
         + ([f"--seed {seed}"] if seed else [])
         + ([f"--name {name}"] if name else [])
         + ([f"--horizon {horizon}"] if horizon != 24 else [])
+        + ([f"--posterior --draws {draws} --chains {chains}"] if posterior else [])
         + [f"--out {out}"]
     )
-    text = scenario_text(cal, name=name or scenario_name(out), horizon_months=horizon, command=command)
+    extra = {}
+    if posterior:
+        from .history import log_returns
+        from .posterior import comment_lines, diagnose, file_attrs, sample_posterior, write_posterior
+
+        click.echo(f"sampling the posterior: {chains} chains x {draws} draws after {draws} warm-up ...", err=True)
+        fit = sample_posterior(cal, log_returns(frame), draws=draws, chains=chains, seed=seed)
+        diag = diagnose(fit)
+        click.echo(diag.text())
+        failures = diag.failures()
+        if failures and not force:
+            for line in failures:
+                click.echo(f"diagnostics failed: {line}", err=True)
+            click.echo("nothing written (use --force to write anyway)", err=True)
+            sys.exit(1)
+        sha = write_posterior(fit, nc, attrs=file_attrs(fit, diag, seed), force=force)
+        extra = {"uncertainty": {"posterior": nc.name, "sha256": sha}, "notes": comment_lines(fit, diag, seed)}
+    schema = SCHEMA_FILE if (out.parent / SCHEMA_FILE).is_file() else None  # as `capsim init` lays folders out
+    text = scenario_text(
+        cal, name=name or scenario_name(out), horizon_months=horizon, command=command, schema=schema, **extra
+    )
     write_text_atomic(out, text, force=force)
     for line in text.splitlines():
         if not line.startswith("#"):
             break
         click.echo(line[2:])
-    click.echo(f"wrote {out}")
+    click.echo(f"wrote {out}" + (f" and {nc}" if posterior else ""))
 
 
 @main.command("backtest")
@@ -828,6 +885,22 @@ def calibrate_cmd(
     default=None,
     help="Output folder (default results/backtest-<data>-k<K>-<cut>).",
 )
+@click.option(
+    "--posterior",
+    is_flag=True,
+    help="Also score the posterior-predictive fans (NUTS on the training window, once) beside the plug-in fit "
+    "and the bootstrap.",
+)
+@click.option("--draws", type=click.IntRange(min=1), default=1000, show_default=True, help="Posterior draws per chain.")
+@click.option("--chains", type=click.IntRange(min=1), default=4, show_default=True, help="Posterior chains.")
+@click.option(
+    "--posterior-draws",
+    type=click.IntRange(min=1, max=122),
+    default=64,
+    show_default=True,
+    help="Posterior draws simulated per origin (evenly thinned over the chains), one block of 16,384 paths each "
+    "(--paths sets the plug-in model's and the bootstrap's paths).",
+)
 @click.option("--force", is_flag=True, help="Replace an existing non-empty output folder.")
 @click.option("--quiet", is_flag=True, help="Print the verdict line only.")
 @user_errors
@@ -846,6 +919,10 @@ def backtest_cmd(
     step,
     n_paths,
     device,
+    posterior,
+    draws,
+    chains,
+    posterior_draws,
     out,
     force,
     quiet,
@@ -854,7 +931,8 @@ def backtest_cmd(
 
     The model is fitted once on the training rows; each origin's forecast starts from the regime
     probabilities filtered (with those parameters) through the origin. Scores: PIT, coverage of the 50% and
-    90% intervals, CRPS, beside an i.i.d. bootstrap of the training rows. Writes scores.csv, summary.csv,
+    90% intervals, CRPS, beside an i.i.d. bootstrap of the training rows. With --posterior, the
+    posterior-predictive fans are scored too (three methods side by side). Writes scores.csv, summary.csv,
     pit.png, model.yaml and meta.json.
     """
     from .backtest import backtest
@@ -872,6 +950,10 @@ def backtest_cmd(
         seed=seed,
         n_starts=n_starts,
         device=device,
+        posterior=posterior,
+        posterior_draws=posterior_draws,
+        draws=draws,
+        chains=chains,
     )
     res.save(out, force=force)
     if not quiet:
@@ -887,6 +969,7 @@ def backtest_cmd(
             "crps_mean",
             "crps_skill_vs_bootstrap",
             "crps_diff_t",
+            *(["crps_skill_vs_model", "crps_diff_t_vs_model"] if posterior else []),
             "coverage50",
             "coverage90",
             "pit_ks_pvalue",

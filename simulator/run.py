@@ -20,7 +20,7 @@ from .engine import BLOCK_PATHS, compile_blocks, run_blocks
 from .errors import CapsimError
 from .output import read_csv_exact, write_folder
 from .params import Model, build_model, exact_method_problem, exact_segment_months
-from .scenario import Scenario, ScenarioError, parse_scenario
+from .scenario import Scenario, ScenarioError, parse_scenario, posterior_path
 from .summary import Accumulator, Summaries, kept_counts
 
 # Paths per jitted call and device (whole blocks): one block at a time is fastest on a CPU device (a core); an
@@ -213,6 +213,7 @@ def simulate(
             "simulated": len(model.steps.drift),
             "fields": list(model.draw_parameters),
             "given": scenario.draw_values is not None,
+            "posterior": str(posterior_path(scenario)) if posterior_path(scenario) else None,
         }
         if model.uncertain
         else None,

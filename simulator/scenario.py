@@ -263,13 +263,18 @@ class Expect(_Strict):
 
 
 class Uncertainty(_Strict):
-    """Parameter uncertainty settings: how many parameter draws the paths are split among."""
+    """Parameter uncertainty settings: how many parameter draws the paths are split among, or the posterior
+    draws written by `capsim calibrate --posterior` (docs/calibrate.md)."""
 
     draws: Int | None = Field(
         None,
         description="Number of parameter draws D: block b of 16,384 paths gets draw b mod D (default: one draw "
-        "per block).",
+        "per block; with a posterior file, every draw in it).",
     )
+    posterior: str | None = Field(
+        None, description="Posterior draws (netCDF, from `capsim calibrate --posterior`), relative to this file."
+    )
+    sha256: str | None = Field(None, description="SHA-256 of the posterior file; a changed file is refused.")
 
 
 class Scenario(_Strict):
@@ -303,7 +308,9 @@ class Scenario(_Strict):
     rates: Rates | None = Field(None, description="Optional policy-rate overlay.")
     expect: list[Expect] = Field([], description="Checks run by `capsim check`.")
     uncertainty: Uncertainty | None = Field(
-        None, description="How parameter draws are spread over the paths (with distributions in the file)."
+        None,
+        description="How parameter draws are spread over the paths (with distributions in the file), or the "
+        "posterior draws the scenario runs with.",
     )
 
     _source: str = PrivateAttr(default="<memory>")
@@ -402,7 +409,36 @@ def load_scenario(path: str | Path) -> Scenario:
         raise ScenarioError(str(path), [("", f"not valid YAML: {exc}")]) from None
     sc = parse_scenario(data, source=str(path))
     sc._sha256 = hashlib.sha256(raw).hexdigest()
+    if (problem := _posterior_file_problem(sc, path)) is not None:
+        raise ScenarioError(str(path), [problem])
     return sc
+
+
+def posterior_path(sc: Scenario) -> Path | None:
+    """The scenario's posterior file (``uncertainty.posterior``, relative to the scenario file), or None."""
+    u = sc.uncertainty
+    if u is None or u.posterior is None:
+        return None
+    p = Path(u.posterior)
+    return p if p.is_absolute() else Path(sc.source).parent / p
+
+
+def _posterior_file_problem(sc: Scenario, path: Path) -> tuple[str, str] | None:
+    """A posterior file that is missing or whose SHA-256 is not the one the scenario records."""
+    target = posterior_path(sc)
+    if target is None:
+        return None
+    try:
+        digest = hashlib.sha256(target.read_bytes()).hexdigest()
+    except OSError as exc:
+        return "uncertainty.posterior", f"cannot read the posterior file {target}: {exc.strerror or exc}"
+    if digest != sc.uncertainty.sha256.lower():
+        return (
+            "uncertainty.sha256",
+            f"the posterior file {target} has SHA-256 {digest}, not the recorded {sc.uncertainty.sha256}: it "
+            "changed since `capsim calibrate --posterior` wrote it; re-run that command",
+        )
+    return None
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -522,6 +558,11 @@ def _check_plain(sc: Scenario, any_problem: bool = False) -> list[tuple[str, str
         bad("horizon_months", f"must be at least 1 month, got {sc.horizon_months}")
     if len(assets) < 2:
         bad("assets", f"at least two assets are needed to compare, got {len(assets)}")
+    u = sc.uncertainty
+    if u is not None and (u.posterior is None) != (u.sha256 is None):
+        bad("uncertainty", "posterior and sha256 go together: give both (as `capsim calibrate --posterior` writes)")
+    if u is not None and u.sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", u.sha256):
+        bad("uncertainty.sha256", f"a SHA-256 is 64 hexadecimal digits, got {u.sha256!r}")
     if sc.report_months is not None:
         rm = sc.report_months
         if any(h < 1 for h in rm):

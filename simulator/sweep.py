@@ -31,6 +31,7 @@ from .errors import CapsimError, combined
 from .output import write_folder
 from .run import compile_ahead, plan, simulate
 from .scenario import Scenario, parse_scenario
+from .uncertainty import given_draws, with_parameter_draws
 
 MAX_FIELDS = 2
 PROBABILITY_ROW = re.compile(
@@ -137,6 +138,17 @@ def sweep_points(scenario: Scenario, fields: dict[str, list[float]], settings: d
     empty = [f for f, values in fields.items() if not len(values)]
     if empty:
         raise SweepError(f"{', '.join(empty)}: give at least one value")
+    given = given_draws(scenario)  # posterior or with_parameter_draws draws: every point keeps them
+    clash = [f for f in fields if given and f in given]
+    if clash:
+        raise SweepError(
+            f"{', '.join(clash)}: the scenario takes this field from its given parameter draws (a posterior file or "
+            "with_parameter_draws), which would replace every swept value",
+            (
+                "sweep another field, or the scenario without its draws",
+                "sweep another field, or remove the scenario's `uncertainty` line",
+            ),
+        )
     data = scenario.model_dump()
     points, problems = [], []
     for values in itertools.product(*fields.values()):
@@ -147,6 +159,7 @@ def sweep_points(scenario: Scenario, fields: dict[str, list[float]], settings: d
         try:
             sc = parse_scenario(point, source=f"{scenario.source} with {label}")
             sc._sha256 = scenario.sha256
+            sc = with_parameter_draws(sc, given) if given else sc
             plan(sc, **settings)
             points.append((values, sc))
         except CapsimError as exc:  # its message names the source: the file and the point

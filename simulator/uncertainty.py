@@ -6,12 +6,14 @@ D = ``uncertainty.draws`` or, by default, one draw per block. Field F's values c
 seed, F and d only: not on D, the path count, the chunking or the devices, nor on the other uncertain fields.
 (The paths' random numbers come from JAX's threefry keys, a separate generator.)
 
-Externally given draws (a posterior sample) enter through ``with_parameter_draws``: a table of D values per
-field path, used in place of drawing.
+Externally given draws enter through ``with_parameter_draws`` (a table of D values per field path, used in place
+of drawing) or through a posterior file named by ``uncertainty.posterior`` (``capsim calibrate --posterior``):
+its draws, in one fixed shuffled order, become such a table (``posterior_values``).
 """
 
 from __future__ import annotations
 
+import functools
 import zlib
 from collections.abc import Mapping
 
@@ -31,6 +33,7 @@ from .scenario import (
     _node,
     centred_copy,
     distributions,
+    posterior_path,
     resolve,
     row_fills,
     rule_problem,
@@ -38,6 +41,7 @@ from .scenario import (
 )
 
 PARAMETER_STREAM = 0x5041524D  # "PARM": keeps parameter streams apart from any other use of the seed
+POSTERIOR_ORDER = 0x504F5354  # "POST": the one fixed shuffle of a posterior file's draws
 
 
 def sample(dist: Dist | Dirichlet, field: str, rng: np.random.Generator, n: int) -> np.ndarray:
@@ -75,7 +79,7 @@ def draw_values(sc: Scenario, seed: int, n_draws: int) -> dict[str, np.ndarray]:
     Dirichlet row gives one path per entry, ``regimes.expansion.next.slowdown``). Externally given draws
     (``with_parameter_draws``) are taken as they are, in place of any distribution at the same paths."""
     values = {}
-    given = sc.draw_values or {}
+    given = given_draws(sc) or {}
     for path, (field, dist) in distributions(sc).items():
         if path in given:
             continue
@@ -91,11 +95,94 @@ def n_draws(sc: Scenario, n_blocks: int) -> int:
     """D: the number of parameter draws of a run of ``n_blocks`` blocks (1 without uncertainty)."""
     if not sc.is_uncertain:
         return 1
-    if sc.draw_values:
-        return len(next(iter(sc.draw_values.values())))
+    if given := given_draws(sc):
+        return len(next(iter(given.values())))
     if sc.uncertainty is not None and sc.uncertainty.draws is not None:
         return sc.uncertainty.draws
     return n_blocks
+
+
+def given_draws(sc: Scenario) -> dict[str, np.ndarray] | None:
+    """Externally given parameter draws: ``with_parameter_draws``' table, else the draws of the scenario's
+    posterior file (``posterior_values``), else None."""
+    if sc.draw_values is not None:
+        return sc.draw_values
+    return posterior_values(sc) if posterior_path(sc) is not None else None
+
+
+def posterior_values(sc: Scenario) -> dict[str, np.ndarray]:
+    """The draws of the posterior file that ``sc`` names (``uncertainty.posterior``) as a ``with_parameter_draws``
+    table: per regime and asset the annualised drift and vol of the log return, the correlation (two assets; with
+    more, the correlation matrices stay the scenario's), each transition row (per step, renormalised to sum to 1)
+    and, when the scenario gives ``start`` as probabilities, each draw's own start law (its filtered regime
+    probabilities at the last date, moved one step on).
+
+    The file's draws (chains one after another) are taken in one fixed shuffled order, the same for every run, so
+    that a run of fewer blocks than draws uses draws spread over all chains rather than the start of the first;
+    ``uncertainty.draws``, when given, keeps the first that many of that order. Raises ``ScenarioError`` naming
+    ``uncertainty.posterior`` when the file does not fit the scenario (other regimes, assets or frequency) and
+    ``PosteriorFileError`` when it is missing, changed (SHA-256) or unreadable."""
+    post = _read_posterior(str(posterior_path(sc).resolve()), sc.uncertainty.sha256)
+    regimes, assets = tuple(sc.regime_names), tuple(sc.asset_keys)
+    problems = []
+    for what, theirs, ours in (
+        ("regimes", post.regimes, regimes),
+        ("assets", post.assets, assets),
+        ("frequency", post.frequency, sc.frequency),
+    ):
+        if theirs != ours:
+            problems.append(
+                (
+                    "uncertainty.posterior",
+                    f"the posterior file's {what} {theirs!r} are not the scenario's {ours!r}: a posterior file "
+                    "belongs to the scenario written with it; re-run `capsim calibrate --posterior`",
+                )
+            )
+    if sc.transitions is None:
+        problems.append(
+            ("uncertainty.posterior", "posterior draws need the `transitions` form (as `capsim calibrate` writes)")
+        )
+    D = post.n_draws
+    keep = sc.uncertainty.draws
+    if keep is not None and keep > D:
+        problems.append(("uncertainty.draws", f"the posterior file holds {D} draws, fewer than the {keep} asked for"))
+    if problems:
+        raise ScenarioError(sc.source, problems)
+    order = np.random.default_rng([PARAMETER_STREAM, POSTERIOR_ORDER]).permutation(D)[:keep]
+    arrays = {k: getattr(post, k)[order] for k in ("drift", "vol", "corr", "transition", "start")}
+    table = model_draws_table(regimes, assets, **arrays, with_start=isinstance(sc.start, dict))
+    return with_parameter_draws(sc, table).draw_values
+
+
+def model_draws_table(
+    regimes, assets, drift, vol, corr, transition, start, *, with_start: bool = True
+) -> dict[str, np.ndarray]:
+    """Draws of a calibrated model (``capsim calibrate``'s scenario, ``transitions`` form) as a
+    ``with_parameter_draws`` table: annualised drift and vol of the log return [D, K, A], correlations
+    [D, K, A, A] (used with two assets), per-step transition matrices [D, K, K] and start laws [D, K] (rows
+    renormalised to sum to 1 in float64)."""
+    table = {}
+    for k, r in enumerate(regimes):
+        for a, asset in enumerate(assets):
+            table[f"regimes.{r}.drift.{asset}"] = drift[:, k, a]
+            table[f"regimes.{r}.vol.{asset}"] = vol[:, k, a]
+        if len(assets) == 2:
+            table[f"regimes.{r}.corr"] = corr[:, k, 0, 1]
+        row = np.asarray(transition[:, k], float)
+        row = row / row.sum(axis=1, keepdims=True)
+        table.update({f"transitions.{r}.{j}": row[:, i] for i, j in enumerate(regimes)})
+    if with_start:
+        law = np.asarray(start, float) / np.sum(start, axis=1, keepdims=True)
+        table.update({f"start.{r}": law[:, k] for k, r in enumerate(regimes)})
+    return table
+
+
+@functools.lru_cache(maxsize=8)
+def _read_posterior(path: str, sha256: str | None):
+    """The posterior file at ``path`` (read once per path and SHA-256 in a process: batches and sweeps reuse it)."""
+    from .posterior import load_posterior  # reads netCDF through arviz: imported only for a posterior scenario
+
+    return load_posterior(path, sha256)
 
 
 def draw_scenarios(sc: Scenario, values: dict[str, np.ndarray]) -> list[Scenario]:

@@ -363,9 +363,14 @@ def test_historical_scenario_is_reproduced_by_its_command(tmp_path, monkeypatch)
     out = args.index("--out")
     args[out + 1] = str(tmp_path / "historical.yaml")
     monkeypatch.chdir(REPO)  # the data path in the command is relative to the repo
-    r = invoke(["calibrate", *args])
+    r = invoke(["calibrate", *args, "--name", "no-schema-here"])
+    assert r.exit_code == 0, r.output
+    assert not (tmp_path / "historical.yaml").read_text().startswith("# yaml-language-server")
+    (tmp_path / "scenario.schema.json").write_text((REPO / "scenarios" / "scenario.schema.json").read_text())
+    r = invoke(["calibrate", *args, "--force"])  # with the schema beside it, the file names it as the shipped one does
     assert r.exit_code == 0, r.output
     again = (tmp_path / "historical.yaml").read_text()
+    assert again.splitlines()[0] == text.splitlines()[0] == "# yaml-language-server: $schema=scenario.schema.json"
     _numbers_close(yaml.safe_load(text), yaml.safe_load(again))
     ll = lambda t: float(t.split("log-likelihood: ")[1].split()[0])  # noqa: E731
     assert ll(again) == pytest.approx(ll(text), abs=1e-3)
