@@ -233,6 +233,13 @@ def test_a_sweep_keeps_given_draws_and_refuses_to_sweep_a_field_they_give(poster
 
 def test_a_posterior_file_of_another_scenario_is_refused(tmp_path):
     fit = fake_fit(chains=1, draws=5)
+    path = posterior_scenario(tmp_path, fit, draws=6)
+    with pytest.raises(
+        sim.ScenarioError, match="uncertainty.draws: the posterior file holds 5 draws, fewer than the 6"
+    ):
+        sim.simulate(sim.load_scenario(path), n_paths=1000)
+    for f in tmp_path.iterdir():
+        f.unlink()
     path = posterior_scenario(tmp_path, fit)
     text = path.read_text().replace("bull", "up")  # the scenario's regime renamed; the file keeps 'bull'
     path.write_text(text)
