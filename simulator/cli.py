@@ -694,6 +694,16 @@ def _date(end: bool):
     return parse
 
 
+def _sampler_options(fn):
+    """--draws and --chains: the size of the NUTS sample (calibrate --posterior, backtest --posterior)."""
+    fn = click.option("--chains", type=click.IntRange(min=1), default=4, show_default=True, help="Posterior chains.")(
+        fn
+    )
+    return click.option(
+        "--draws", type=click.IntRange(min=1), default=1000, show_default=True, help="Posterior draws per chain."
+    )(fn)
+
+
 def _data_options(fn):
     """Options shared by calibrate and backtest: which columns, units, frequency and sample window."""
     for opt in reversed(
@@ -763,8 +773,7 @@ def _data_options(fn):
     help="Also sample the posterior (numpyro NUTS) and write FILE.posterior.nc beside --out; the scenario "
     "points to it.",
 )
-@click.option("--draws", type=click.IntRange(min=1), default=1000, show_default=True, help="Posterior draws per chain.")
-@click.option("--chains", type=click.IntRange(min=1), default=4, show_default=True, help="Posterior chains.")
+@_sampler_options
 @click.option(
     "--force",
     is_flag=True,
@@ -891,8 +900,7 @@ def calibrate_cmd(
     help="Also score the posterior-predictive fans (NUTS on the training window, once) beside the plug-in fit "
     "and the bootstrap.",
 )
-@click.option("--draws", type=click.IntRange(min=1), default=1000, show_default=True, help="Posterior draws per chain.")
-@click.option("--chains", type=click.IntRange(min=1), default=4, show_default=True, help="Posterior chains.")
+@_sampler_options
 @click.option(
     "--posterior-draws",
     type=click.IntRange(min=1, max=122),

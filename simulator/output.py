@@ -106,8 +106,10 @@ def write_text_atomic(path: str | Path, text: str, force: bool = False) -> Path:
 
 def read_csv_exact(path: str | os.PathLike):
     """A CSV that capsim wrote, as a DataFrame whose floats are exactly the values written (each written as its
-    shortest repr). pandas before 3.1 parses decimals with a fixed budget of digits by default (either engine:
-    0.0024992154987865693 reads as 0.0024992154987865); ``float_precision="round_trip"`` parses them exactly."""
+    shortest repr). pandas 3.1 parses decimals exactly by default; before it, the default parser has a fixed
+    budget of digits (0.0024992154987865693 reads as 0.0024992154987865) and ``float_precision="round_trip"``
+    (deprecated from 3.1) is exact."""
     import pandas as pd
 
-    return pd.read_csv(path, float_precision="round_trip")
+    exact_default = tuple(int(v) for v in pd.__version__.split(".")[:2]) >= (3, 1)
+    return pd.read_csv(path, **({} if exact_default else {"float_precision": "round_trip"}))

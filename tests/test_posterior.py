@@ -211,6 +211,11 @@ def test_a_posterior_scenario_runs_through_compare_and_the_command_line(posterio
     table = sim.compare([sim.load_scenario(path), plain], n_paths=40_000, seed=1).table()
     intervals = table[table["metric"] == "p_outperform_draws_q05"]
     assert set(intervals["item"]) == {"h"}
+    r = CliRunner().invoke(main, ["batch", str(path), "--paths", "20000", "--out", str(tmp_path / "b"), "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "b" / "h" / "uncertainty.csv").is_file()
+    mix = sim.blend({sim.load_scenario(path): 0.5, plain: 0.5}, n_paths=40_000, seed=1)
+    assert mix.summary()["p_outperform"].between(0, 1).all()
 
 
 def test_a_sweep_keeps_given_draws_and_refuses_to_sweep_a_field_they_give(posterior_run):
@@ -228,6 +233,13 @@ def test_a_sweep_keeps_given_draws_and_refuses_to_sweep_a_field_they_give(poster
 
 def test_a_posterior_file_of_another_scenario_is_refused(tmp_path):
     fit = fake_fit(chains=1, draws=5)
+    path = posterior_scenario(tmp_path, fit, draws=6)
+    with pytest.raises(
+        sim.ScenarioError, match="uncertainty.draws: the posterior file holds 5 draws, fewer than the 6"
+    ):
+        sim.simulate(sim.load_scenario(path), n_paths=1000)
+    for f in tmp_path.iterdir():
+        f.unlink()
     path = posterior_scenario(tmp_path, fit)
     text = path.read_text().replace("bull", "up")  # the scenario's regime renamed; the file keeps 'bull'
     path.write_text(text)
