@@ -25,7 +25,7 @@ from . import __version__
 from .devices import cpu_cores, from_process_zero
 from .errors import CapsimError, combined
 from .output import OutputExistsError, write_text_atomic
-from .run import ResultError, compile_ahead, load_result, plan, simulate
+from .run import ResultError, compile_ahead, load_result, plan, run_settings, simulate
 from .scenario import Scenario
 from .shipped import load_scenarios
 
@@ -123,15 +123,7 @@ def batch(
         raise BatchError("resume and force contradict each other", ("pass one of them", "use --resume or --force"))
     if shard is not None:
         shard = parse_shard(f"{shard[0]}/{shard[1]}")
-    settings = dict(
-        n_paths=int(n_paths),
-        seed=int(seed),
-        horizon_months=horizon_months,
-        device=device,
-        devices=devices,
-        precision=precision,
-        method=method,
-    )
+    settings = run_settings(n_paths, seed, horizon_months, device, devices, precision, method)
     scenarios = sorted(load_scenarios(paths), key=lambda sc: sc.name)
     check_names(scenarios)
     plans = check_plans(scenarios, settings)

@@ -280,6 +280,22 @@ def engine_arguments(run: Plan, n_paths: int, precision: int, batch_paths: int |
     )
 
 
+def run_settings(
+    n_paths: int, seed: int, horizon_months: int | None, device: str, devices: int | str, precision: int, method: str
+) -> dict:
+    """The keyword arguments of ``simulate`` (and ``plan``, ``compile_ahead``) that every scenario of a batch or
+    every point of a sweep runs with; also what their metadata records."""
+    return dict(
+        n_paths=int(n_paths),
+        seed=int(seed),
+        horizon_months=horizon_months,
+        device=device,
+        devices=devices,
+        precision=precision,
+        method=method,
+    )
+
+
 def compile_ahead(
     scenario: Scenario,
     n_paths: int,

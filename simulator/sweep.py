@@ -29,7 +29,7 @@ import pandas as pd
 from . import __version__
 from .errors import CapsimError, combined
 from .output import write_folder
-from .run import compile_ahead, plan, simulate
+from .run import compile_ahead, plan, run_settings, simulate
 from .scenario import Scenario, parse_scenario
 from .uncertainty import given_draws, with_parameter_draws
 
@@ -212,15 +212,7 @@ def sweep(
     fields), all with ``seed``. Arguments as ``simulate``. ``SweepError`` before anything runs if a field or a
     point is invalid. ``progress(label, points_done, points_total, paths_done)`` is called as blocks finish."""
     fields = {f: [float(v) for v in vs] for f, vs in fields.items()}
-    settings = dict(
-        n_paths=int(n_paths),
-        seed=int(seed),
-        horizon_months=horizon_months,
-        device=device,
-        devices=devices,
-        precision=precision,
-        method=method,
-    )
+    settings = run_settings(n_paths, seed, horizon_months, device, devices, precision, method)
     points = sweep_points(scenario, fields, settings)
     t0 = time.perf_counter()
     compile_ahead(points[0][1], **settings)  # the kernels of its groups side by side; most points share them
