@@ -213,7 +213,7 @@ def simulate(
             "simulated": len(model.steps.drift),
             "fields": list(model.draw_parameters),
             "given": scenario.draw_values is not None,
-            "posterior": str(posterior_path(scenario)) if posterior_path(scenario) else None,
+            "posterior": str(post) if (post := posterior_path(scenario)) else None,
         }
         if model.uncertain
         else None,
