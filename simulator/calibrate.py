@@ -162,8 +162,9 @@ def regime_names(K: int) -> tuple[str, ...]:
 
 
 def expected_duration_months(P: np.ndarray, steps_per_year: int) -> np.ndarray:
-    """Expected stay in each regime once entered, in months: 1 / (1 - P_kk) steps."""
-    stay = np.diag(P)
+    """Expected stay in each regime once entered, in months: 1 / (1 - P_kk) steps; [..., K] for transition
+    matrices [..., K, K] (leading axes, e.g. posterior chains and draws, carried through)."""
+    stay = np.diagonal(P, axis1=-2, axis2=-1)
     with np.errstate(divide="ignore"):
         steps = np.where(stay < 1, 1.0 / (1.0 - stay), np.inf)
     return steps * 12.0 / steps_per_year

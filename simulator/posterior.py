@@ -171,8 +171,7 @@ class PosteriorFit(NamedTuple):
 
     def durations(self) -> np.ndarray:
         """[C, D, K] expected stay in each regime once entered, in months."""
-        f = self.steps_per_year
-        return expected_duration_months_batch(self.transition, f)
+        return expected_duration_months(self.transition, self.steps_per_year)
 
     def scalars(self) -> dict[str, np.ndarray]:
         """Every scalar written to the file, named, as [chain, draw] arrays (what diagnostics check)."""
@@ -188,12 +187,6 @@ class PosteriorFit(NamedTuple):
             for j in range(K):
                 out[f"transition[{reg[k]},{reg[j]}]"] = self.transition[:, :, k, j]
         return out
-
-
-def expected_duration_months_batch(P: np.ndarray, steps_per_year: int) -> np.ndarray:
-    """``expected_duration_months`` over leading axes of [..., K, K] matrices."""
-    flat = P.reshape(-1, *P.shape[-2:])
-    return np.stack([expected_duration_months(p, steps_per_year) for p in flat]).reshape(P.shape[:-1])
 
 
 def init_values(cal: Calibration) -> dict:
