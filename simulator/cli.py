@@ -19,11 +19,20 @@ import jax
 from . import __version__
 from .checks import CheckResult, evaluate, write_junit
 from .devices import init_processes, use_compile_cache, wants_processes
+from .engine import BLOCK_PATHS
 from .errors import CapsimError
 from .output import refuse_existing, refuse_existing_file, write_text_atomic
 from .run import simulate
 from .scenario import ScenarioError, load_scenario
-from .shipped import SCHEMA_FILE, init_folder, load_scenarios, scenario_files, schema_text, shipped_files
+from .shipped import (
+    SCHEMA_FILE,
+    display_source,
+    init_folder,
+    load_scenarios,
+    scenario_files,
+    schema_text,
+    shipped_files,
+)
 
 DRAWS_P = ("p_outperform_draws_q05", "p_outperform_draws_q95")
 DRAWS_X = ("excess_median_draws_q05", "excess_median_draws_q95")
@@ -118,18 +127,23 @@ def print_summary(res) -> None:
 
     df = res.summary()
     first, second = (res.model.asset_keys[i] for i in res.model.compare)
+    dates = [res.meta.get("as_of")] if "components" not in res.meta else [c["as_of"] for c in res.meta["components"]]
+    dates = sorted({d for d in dates if d})
     table = Table(
         title=f"{res.name}: {res.meta['n_paths']:,} paths, seed {res.meta['seed']} "
-        f"({res.meta['backend']}, float{res.meta['precision']}, {res.meta['wall_seconds']:.1f} s)",
+        f"({res.meta['backend']}, float{res.meta['precision']}, {res.meta['wall_seconds']:.1f} s)"
+        + (f"; facts as of {', '.join(dates)}" if dates else ""),
         title_justify="left",
     )
     table.add_column("figure", no_wrap=True)
     for h in df["horizon_months"]:
         table.add_column(f"{h}m", justify="right", no_wrap=True)
     pct = lambda v: f"{100 * v:.1f}%"  # noqa: E731
+    undefined = set(res.meta.get("undefined_means", []))
 
     def add(label, fmt, col):
-        table.add_row(label, *[fmt(v) for v in df[col]])
+        mark = " *" if col in undefined else ""
+        table.add_row(label + mark, *[fmt(v) + mark for v in df[col]])
 
     if res.model.uncertain:  # the 5-95% interval across parameter draws beside the pooled figure
         table.add_row(
@@ -169,6 +183,36 @@ def print_summary(res) -> None:
     for k in res.model.regime_names:
         add(f"time in {k}", pct, f"occupancy_{k}")
     Console(width=max(110, (50 + 34 * len(df)) if res.model.uncertain else (32 + 18 * len(df)))).print(table)
+    if undefined:
+        click.echo(f"* {UNDEFINED_NOTE}")
+    simulated = (res.meta.get("parameter_draws") or {}).get("simulated")
+    if res.model.uncertain and simulated is not None and simulated < MIN_DRAWS:
+        click.echo(
+            f"note: the (draws 5%, 95%) intervals rest on {simulated} parameter draw(s), one per block of "
+            f"{BLOCK_PATHS:,} paths; use --paths {MIN_DRAWS * BLOCK_PATHS:,} or more for at least {MIN_DRAWS}"
+        )
+
+
+MIN_DRAWS = 20  # fewer parameter draws than this make the across-draw 5-95% interval a rough guess
+
+
+def echo_dropped(dropped: dict, why: str) -> None:
+    """Say which report horizons of which item a table leaves out, and why."""
+    for name, months in dropped.items():
+        click.echo(f"note: {name}'s {', '.join(f'{h}m' for h in months)} left out: {why}")
+
+
+UNDEFINED_NOTE = (
+    "no mean exists with Student-t tails: these sample means jump as rare extremes arrive; read the medians, "
+    "quantiles and P(beats) instead (docs/outputs.md, Means under fat tails)"
+)
+
+
+def echo_scenario_warnings(scenarios) -> None:
+    """Print the plausibility warnings of each scenario (``Scenario.warnings``) to stderr."""
+    for sc in scenarios:
+        for w in sc.warnings:
+            click.echo(f"warning: {w.text(display_source(sc.source))}", err=True)
 
 
 class RunOptions(NamedTuple):
@@ -279,6 +323,8 @@ def run(scenarios, run, out, force, as_json, quiet):
     """
     lead = jax.process_index() == 0
     loaded = load_scenarios(scenarios)
+    if lead:
+        echo_scenario_warnings(loaded)
     outs = [Path(out) if out and len(loaded) == 1 else Path(out or "results") / sc.name for sc in loaded]
     if len(set(outs)) < len(outs):
         raise UserError(
@@ -333,6 +379,8 @@ def batch_cmd(paths, run, out, force, as_json, quiet, resume, shard):
 
     out = Path(out or "results/batch")
     lead = jax.process_index() == 0
+    if lead:
+        echo_scenario_warnings(load_scenarios(paths))
     bar, callback = runs_progress(run.n_paths, quiet or not lead, "scenarios")
     try:
         with bar:
@@ -396,6 +444,7 @@ def sweep_cmd(scenario, sets, run, out, force, as_json, quiet):
     from .sweep import SweepError, parse_set, sweep
 
     (sc,) = load_scenarios([scenario])
+    echo_scenario_warnings([sc])
     fields = dict(parse_set(text) for text in sets)
     if len(fields) < len(sets):
         raise SweepError("a field is given twice: give each --set field once")
@@ -440,8 +489,10 @@ def validate(paths):
     bad = 0
     for f in scenario_files(paths):
         try:
-            given_draws(load_scenario(f))  # reads a posterior file, checking that it fits the scenario
-            click.echo(f"ok   {f}")
+            sc = load_scenario(f)
+            given_draws(sc)  # reads a posterior file, checking that it fits the scenario
+            click.echo(f"ok   {display_source(f)}")
+            echo_scenario_warnings([sc])
         except CapsimError as exc:
             bad += 1
             click.echo(str(exc), err=True)
@@ -466,6 +517,7 @@ def check(paths, n_paths, seed, junit):
             errors[str(f)] = str(exc)
             click.echo(str(exc), err=True)
             continue
+        echo_scenario_warnings([sc])
         if not sc.expect:
             click.echo(f"{sc.name}: no expect entries")
             continue
@@ -519,6 +571,7 @@ def compare_cmd(items, horizons, run, out, force, as_json, quiet):
     if lead:
         refuse_existing(out, force)
     objs = [_scenario_or_folder(i) for i in items]
+    echo_scenario_warnings([o for o in objs if not isinstance(o, str)])
     n_sim = sum(not isinstance(o, str) for o in objs)
     bar, callback = progress_bar(run.n_paths * max(n_sim, 1), quiet or not lead, "compare")
     with bar:
@@ -538,7 +591,7 @@ def print_comparison(comparison) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from .report import DIFF_ROWS, ROWS, fmt, row_labels
+    from .report import DIFF_ROWS, NO_MEAN_NOTE, ROWS, fmt, no_mean, row_labels
 
     items = comparison.items
     first, second = items[0].result.meta["compare"]
@@ -550,10 +603,18 @@ def print_comparison(comparison) -> None:
         table.add_column(i.label, justify="right")
     for metric, label, kind in row_labels(ROWS + (DIFF_ROWS if len(items) > 1 else ()), comparison):
         for r, h in enumerate(comparison.horizons):
-            cells = [fmt(value[(i.label, h, metric)], kind) if (i.label, h, metric) in value else "" for i in items]
+            cells = [
+                fmt(value[(i.label, h, metric)], kind) + (" *" if no_mean(i, metric) else "")
+                if (i.label, h, metric) in value
+                else ""
+                for i in items
+            ]
             table.add_row(label if r == 0 else "", str(h), *cells)
         table.add_section()
     Console(width=max(110, 50 + 16 * len(items))).print(table)
+    echo_dropped(comparison.meta.get("dropped_horizons", {}), "not a report horizon of every item, or not asked for")
+    if any(no_mean(i, "excess_mean") for i in items):
+        click.echo(NO_MEAN_NOTE)
     for i in items[1:]:
         paired = value.get((i.label, comparison.horizons[0], "diff_paired")) == 1.0
         how = "paired (common random numbers)" if paired else "independent"
@@ -582,6 +643,7 @@ def blend_cmd(components, name, run, out, force, as_json, quiet):
         except ValueError:
             raise UserError(f"{item!r}: weight {weight!r} is not a number") from None
         pairs.append((load_scenario(scenario_files([path])[0]), w))
+    echo_scenario_warnings(sc for sc, _ in pairs)
     out = Path(out or Path("results") / (name or default_name([sc for sc, _ in pairs])))
     lead = jax.process_index() == 0
     if lead:
@@ -596,6 +658,11 @@ def blend_cmd(components, name, run, out, force, as_json, quiet):
         click.echo(res.summary().to_json(orient="records", indent=2))
     elif not quiet:
         print_summary(res)
+        echo_dropped(
+            res.meta["dropped_horizons"],
+            f"a blend reports at its components' common report months up to their common horizon "
+            f"({res.meta['horizon_months']} months)",
+        )
         comp = res.components()
         comp["weight"] = comp["weight"].map(lambda w: f"{w:g}")
         click.echo(comp.drop(columns=["file"]).to_string(index=False, float_format=lambda v: f"{v:.4f}"))

@@ -28,6 +28,7 @@ import pandas as pd
 
 from .errors import CapsimError
 from .scenario import Scenario, load_scenario
+from .shipped import display_source
 
 FIGURES = ("p_outperform", "excess_mean", "excess_median", "excess_q05", "excess_q95", "balance_of_risks")
 Z95 = 1.959963984540054
@@ -67,7 +68,7 @@ def as_item(obj, label: str | None = None) -> Item:
         obj,
         " ".join(str(description).split()),
         sources,
-        str(meta.get("scenario_file", meta.get("folder", ""))),
+        display_source(meta.get("scenario_file", meta.get("folder", ""))),
         obj.draws if _pairable(obj) else None,
     )
 
@@ -268,6 +269,11 @@ def compare(
             for i in resolved
         ],
         "horizons": hs,
+        "dropped_horizons": {  # each item's report horizons left out (not shared by every item, or not asked for)
+            i.label: dropped
+            for i in resolved
+            if (dropped := [int(h) for h in i.result.summary()["horizon_months"] if h not in hs])
+        },
         "seed": seed,
         "n_paths": n_paths,
     }

@@ -36,6 +36,18 @@ DIFF_ROWS = (  # {base}: the first item, which the others are compared with
 )
 
 
+MEAN_ROWS = ("excess_mean", "balance_of_risks")  # rows built on the excess mean
+NO_MEAN_NOTE = (
+    "* no mean exists with Student-t tails: the sample mean (and the balance of risks built on it) jumps as rare "
+    "extremes arrive; read the medians, quantiles and P(beats) instead"
+)
+
+
+def no_mean(item, metric: str) -> bool:
+    """Whether ``metric`` of ``item`` rests on a mean that does not exist (meta.json's ``undefined_means``)."""
+    return metric in MEAN_ROWS and "excess_mean" in item.result.meta.get("undefined_means", [])
+
+
 def fmt(value: float, kind: str) -> str:
     """A probability to 4 decimals, a return as a signed percentage, a standard error in percent ('pp')."""
     if value != value:  # NaN
@@ -122,9 +134,10 @@ def report_html(comparison, figure_png: Path) -> str:
         v = value.get((item.label, h, metric))
         if v is None:
             return "<td></td>"
+        mark = " *" if no_mean(item, metric) else ""
         return (
             f'<td class="num" data-item="{e(item.label)}" data-horizon="{h}" data-metric="{e(metric)}" '
-            f'data-value="{v!r}">{e(fmt(v, kind))}</td>'
+            f'data-value="{v!r}">{e(fmt(v, kind))}{mark}</td>'
         )
 
     def block(rows, members):
@@ -138,6 +151,8 @@ def report_html(comparison, figure_png: Path) -> str:
 
     head = "".join(f"<th>{e(i.label)}</th>" for i in items)
     side = f"<table><tr><th>figure</th><th>months</th>{head}</tr>\n{block(ROWS, items)}\n</table>"
+    if any(no_mean(i, "excess_mean") for i in items):
+        side += f'<p class="note">{e(NO_MEAN_NOTE)}</p>'
     diffs = ""
     if len(items) > 1:
         pairing = []
@@ -157,8 +172,8 @@ def report_html(comparison, figure_png: Path) -> str:
         sources = "".join(f"<li>{e(s)}</li>" for s in i.sources) or "<li>none given</li>"
         run = ", ".join(
             f"{k}: {e(str(meta[k]))}"
-            for k in ("n_paths", "seed", "backend", "precision", "method", "version", "timestamp")
-            if k in meta
+            for k in ("as_of", "n_paths", "seed", "backend", "precision", "method", "version", "timestamp")
+            if meta.get(k) is not None
         )
         scenarios.append(
             f"<h3>{e(i.label)}</h3><p>{e(i.description) or '(no description)'}</p>"

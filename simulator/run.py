@@ -20,7 +20,7 @@ from .engine import BLOCK_PATHS, compile_blocks, run_blocks
 from .errors import CapsimError
 from .output import read_csv_exact, write_folder
 from .params import Model, build_model, exact_method_problem, exact_segment_months
-from .scenario import Scenario, ScenarioError, parse_scenario, posterior_path
+from .scenario import UNDEFINED_UNDER_TAILS, Scenario, ScenarioError, parse_scenario, posterior_path
 from .summary import Accumulator, Summaries, kept_counts
 
 # Paths per jitted call and device (whole blocks): one block at a time is fastest on a CPU device (a core); an
@@ -90,6 +90,18 @@ class Result:
 
     def _title(self) -> str:
         return f"{self.name}: {self.meta['n_paths']:,} paths, seed {self.meta['seed']}"
+
+
+TAILS_WARNING = (
+    "Student-t regimes: simple-return means (<asset>_mean, excess_mean, excess_sd) estimate a mean that does not "
+    "exist (E exp(t) is infinite); use medians, quantiles and p_outperform"
+)
+
+
+def undefined_means(asset_keys, has_tails: bool) -> list[str]:
+    """The summary columns that estimate a mean which does not exist: with Student-t tails, excess_mean,
+    excess_sd and each <asset>_mean; else none. meta.json lists them as ``undefined_means``."""
+    return [*UNDEFINED_UNDER_TAILS, *(f"{a}_mean" for a in asset_keys)] if has_tails else []
 
 
 class ResultError(CapsimError):
@@ -195,6 +207,7 @@ def simulate(
         "scenario_file": scenario.source,
         "scenario_sha256": scenario.sha256,
         "scenario_data": scenario.model_dump(mode="json"),
+        "as_of": scenario.as_of.isoformat() if scenario.as_of else None,
         "parameters": resolved_parameters(scenario, model),
         "compare": list(scenario.compare_pair),
         "seed": seed,
@@ -220,12 +233,9 @@ def simulate(
         "drawdowns_observed": observed(segment),
         "wall_seconds": round(wall, 4),
         "path_steps_per_second": n_paths * model.n_steps / max(wall, 1e-9),
-        "warnings": [
-            "Student-t regimes: simple-return means (<asset>_mean, excess_mean, excess_sd) estimate a "
-            "mean that does not exist (E exp(t) is infinite); use medians, quantiles and p_outperform"
-        ]
-        if model.has_tails
-        else [],
+        "undefined_means": undefined_means(model.asset_keys, model.has_tails),
+        "warnings": ([TAILS_WARNING] if model.has_tails else [])
+        + [f"{w.path}: {w.message}" for w in scenario.warnings],
         "timestamp": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "jax_version": jax.__version__,
         "python": platform.python_version(),

@@ -243,6 +243,7 @@ def sweep(
         "scenario_file": scenario.source,
         "scenario_sha256": scenario.sha256,
         "scenario_data": scenario.model_dump(mode="json"),
+        "as_of": scenario.as_of.isoformat() if scenario.as_of else None,
         "fields": fields,
         "points": len(points),
         **{k: v for k, v in settings.items() if k not in ("device", "devices")},
