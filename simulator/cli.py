@@ -612,7 +612,7 @@ def print_comparison(comparison) -> None:
             table.add_row(label if r == 0 else "", str(h), *cells)
         table.add_section()
     Console(width=max(110, 50 + 16 * len(items))).print(table)
-    echo_dropped(comparison.meta.get("dropped_horizons", {}), "not a report horizon of every item, or not asked for")
+    echo_dropped(comparison.meta.get("dropped_horizons", {}), "not a report horizon of every item")
     if any(no_mean(i, "excess_mean") for i in items):
         click.echo(NO_MEAN_NOTE)
     for i in items[1:]:

@@ -88,10 +88,11 @@ def density_at_median(sorted_x: np.ndarray) -> float:
     return 2 * h / (hi - lo) if hi > lo else math.inf
 
 
-def paired_differences(xa: np.ndarray, xb: np.ndarray, n: int) -> dict:
-    """Standard errors of p_outperform(b) - p_outperform(a) (estimated over all ``n`` paths) and of
+def paired_differences(xa: np.ndarray, xb: np.ndarray, n: int, la=None, lb=None) -> dict:
+    """Standard errors of p_outperform(b) - p_outperform(a) (estimated over all ``n`` paths), of
     median(b) - median(a) (over the kept paths), from the kept excess returns ``xa``, ``xb`` of the same
-    paths (common random numbers)."""
+    paths (common random numbers), and of the first asset's p_loss(b) - p_loss(a) from its kept total returns
+    ``la``, ``lb`` (when given)."""
     wins = (xb > 0).astype(np.float64) - (xa > 0).astype(np.float64)
     k = len(xa)
     ma, mb = np.median(xa), np.median(xb)
@@ -102,11 +103,19 @@ def paired_differences(xa: np.ndarray, xb: np.ndarray, n: int) -> dict:
     return {
         "diff_p_outperform_se": math.sqrt(wins.var(ddof=1) / n),
         "diff_excess_median_se": math.sqrt(max(var_median, 0.0)),
+        **(
+            {"diff_first_p_loss_se": math.sqrt(((lb < 0).astype(float) - (la < 0).astype(float)).var(ddof=1) / n)}
+            if la is not None
+            else {}
+        ),
     }
 
 
-def independent_differences(a: pd.Series, b: pd.Series, kept_a: int, kept_b: int) -> dict:
-    """Standard errors of the differences of two independent runs' figures (one summary row each)."""
+def independent_differences(
+    a: pd.Series, b: pd.Series, kept_a: int, kept_b: int, n_a: int | None = None, n_b: int | None = None, first=None
+) -> dict:
+    """Standard errors of the differences of two independent runs' figures (one summary row each); with the
+    path counts ``n_a``, ``n_b`` and the first asset ``first``, that of its p_loss too."""
 
     def median_var(row, kept):
         spread = row["excess_q75"] - row["excess_q25"]
@@ -115,6 +124,15 @@ def independent_differences(a: pd.Series, b: pd.Series, kept_a: int, kept_b: int
     return {
         "diff_p_outperform_se": math.hypot(a["p_outperform_se"], b["p_outperform_se"]),
         "diff_excess_median_se": math.sqrt(median_var(a, kept_a) + median_var(b, kept_b)),
+        **(
+            {
+                f"diff_{first}_p_loss_se": math.sqrt(
+                    sum(r[f"{first}_p_loss"] * (1 - r[f"{first}_p_loss"]) / n for r, n in ((a, n_a), (b, n_b)))
+                )
+            }
+            if first is not None
+            else {}
+        ),
     }
 
 
@@ -146,14 +164,21 @@ class Comparison:
             and a.result.meta["seed"] == b.result.meta["seed"]
             and a.result.meta["n_paths"] == b.result.meta["n_paths"]
         )
+        first = a.result.meta["compare"][0]
         if paired:
             xa, xb = (self._excess(i, h) for i in (a, b))
-            se = paired_differences(xa, xb, int(a.result.meta["n_paths"]))
+            la, lb = (i.draws(h)[first].to_numpy() for i in (a, b))
+            se = paired_differences(xa, xb, int(a.result.meta["n_paths"]), la, lb)
+            se[f"diff_{first}_p_loss_se"] = se.pop("diff_first_p_loss_se")
         else:
-            se = independent_differences(ra, rb, a.result.meta["kept_paths"], b.result.meta["kept_paths"])
+            ma, mb = a.result.meta, b.result.meta
+            se = independent_differences(
+                ra, rb, ma["kept_paths"], mb["kept_paths"], int(ma["n_paths"]), int(mb["n_paths"]), first
+            )
         return {
             "diff_p_outperform": rb["p_outperform"] - ra["p_outperform"],
             "diff_excess_median": rb["excess_median"] - ra["excess_median"],
+            f"diff_{first}_p_loss": rb[f"{first}_p_loss"] - ra[f"{first}_p_loss"],
             **se,
             "diff_paired": float(paired),
         }
@@ -256,6 +281,7 @@ def compare(
         labels.append(label)
         resolved.append(as_item(result, label))
     hs = common_horizons(resolved, horizons)
+    everyone = common_horizons(resolved)
     meta = {
         "items": [
             {
@@ -269,10 +295,10 @@ def compare(
             for i in resolved
         ],
         "horizons": hs,
-        "dropped_horizons": {  # each item's report horizons left out (not shared by every item, or not asked for)
+        "dropped_horizons": {  # each item's report horizons that not every item has
             i.label: dropped
             for i in resolved
-            if (dropped := [int(h) for h in i.result.summary()["horizon_months"] if h not in hs])
+            if (dropped := [int(h) for h in i.result.summary()["horizon_months"] if h not in everyone])
         },
         "seed": seed,
         "n_paths": n_paths,

@@ -30,8 +30,15 @@ def draw_fan(ax, fan: pd.DataFrame, series: str, color: str, label: str | None =
     ax.set_xlabel("months")
 
 
-def fan_figure(fan: pd.DataFrame, model: Model, title: str, labels: dict[str, str] | None = None):
-    """The excess-return fan (large, left) with each asset's total-return fan beside it (shared scale)."""
+def fan_figure(
+    fan: pd.DataFrame,
+    model: Model,
+    title: str,
+    labels: dict[str, str] | None = None,
+    summary: pd.DataFrame | None = None,
+):
+    """The excess-return fan (large, left) with each asset's total-return fan beside it (shared scale); with
+    ``summary`` (summary.csv), P(first beats second) written at each report horizon of the excess fan."""
     labels = labels or {}
     assets = list(model.asset_keys)
     first, second = (assets[i] for i in model.compare)
@@ -40,6 +47,11 @@ def fan_figure(fan: pd.DataFrame, model: Model, title: str, labels: dict[str, st
     ax = fig.add_subplot(grid[0, 0])
     draw_fan(ax, fan, "excess", "tab:red")
     ax.set_title(f"excess return {first} - {second} (%)\nbands 5-95, 10-90, 25-75; line: median", fontsize=10)
+    if summary is not None:
+        for h, p in zip(summary["horizon_months"], summary["p_outperform"]):
+            ax.axvline(h, color="0.6", linewidth=0.6, linestyle=":")
+            ax.annotate(f"{p:.2f}", (h, 1.0), xycoords=("data", "axes fraction"), ha="center", va="top", fontsize=8)
+        ax.text(0.01, 0.90, f"P({first} beats {second}) at each report horizon", transform=ax.transAxes, fontsize=8)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     first_asset_ax = None
     for i, a in enumerate(assets):

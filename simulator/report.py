@@ -27,12 +27,25 @@ ROWS = (  # (metric, label, format) of the side-by-side table; {first}, {second}
     ("excess_q95", "excess 95%", "pct"),
     ("excess_hdi90_low", "excess 90% HDI low", "pct"),
     ("excess_hdi90_high", "excess 90% HDI high", "pct"),
+    *(  # risk figures of the two compared assets (total returns; VaR, ES and drawdowns as positive losses)
+        row
+        for asset in ("first", "second")
+        for row in (
+            (f"{{{asset}}}_var95", f"{{{asset}}} VaR95", "loss"),
+            (f"{{{asset}}}_es95", f"{{{asset}}} ES95", "loss"),
+            (f"{{{asset}}}_p_loss", f"{{{asset}}} P(loss)", "prob"),
+            (f"{{{asset}}}_mdd_median", f"{{{asset}}} max drawdown median", "loss"),
+            (f"{{{asset}}}_mdd_q95", f"{{{asset}}} max drawdown 95%", "loss"),
+        )
+    ),
 )
 DIFF_ROWS = (  # {base}: the first item, which the others are compared with
     ("diff_p_outperform", "P({first} beats {second}) minus {base}'s", "prob"),
     ("diff_p_outperform_se", "  standard error", "prob"),
     ("diff_excess_median", "excess median minus {base}'s", "pct"),
     ("diff_excess_median_se", "  standard error", "pp"),
+    ("diff_{first}_p_loss", "{first} P(loss) minus {base}'s", "prob"),
+    ("diff_{first}_p_loss_se", "  standard error", "prob"),
 )
 
 
@@ -49,17 +62,23 @@ def no_mean(item, metric: str) -> bool:
 
 
 def fmt(value: float, kind: str) -> str:
-    """A probability to 4 decimals, a return as a signed percentage, a standard error in percent ('pp')."""
+    """A probability to 4 decimals, a return as a signed percentage, a loss (VaR, ES, drawdown: positive) or a
+    standard error ('pp') in percent."""
     if value != value:  # NaN
         return "-"
-    return {"prob": f"{value:.4f}", "pct": f"{100 * value:+.2f}%", "pp": f"{100 * value:.3f}%"}[kind]
+    return {
+        "prob": f"{value:.4f}",
+        "pct": f"{100 * value:+.2f}%",
+        "loss": f"{100 * value:.2f}%",
+        "pp": f"{100 * value:.3f}%",
+    }[kind]
 
 
 def row_labels(rows, comparison) -> list[tuple[str, str, str]]:
     """``rows`` with the compared assets and the first item named in their labels."""
     first, second = comparison.items[0].result.meta["compare"]
     names = {"first": first, "second": second, "base": comparison.items[0].label}
-    return [(metric, label.format(**names), kind) for metric, label, kind in rows]
+    return [(metric.format(**names), label.format(**names), kind) for metric, label, kind in rows]
 
 
 def interval(summary_row, z: float = 1.959963984540054) -> tuple[float, float, str]:

@@ -76,7 +76,8 @@ class Result:
             summary.to_csv(tmp / "summary.csv", index=False)
             (tmp / "summary.json").write_text(summary.to_json(orient="records", indent=2))
             fan.to_csv(tmp / "fan.csv", index=False)
-            save_figure(fan_figure(fan, self.model, title=self._title(), labels=self.scenario.assets), tmp / "fan.png")
+            figure = fan_figure(fan, self.model, title=self._title(), labels=self.scenario.assets, summary=summary)
+            save_figure(figure, tmp / "fan.png")
             (tmp / "meta.json").write_text(json.dumps(self.meta, indent=2, default=str))
             self._write_extra(tmp)
 
