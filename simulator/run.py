@@ -43,6 +43,9 @@ class Result:
     def name(self) -> str:
         return self.scenario.name
 
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {describe(self.name, self.meta)}>"
+
     def summary(self) -> pd.DataFrame:
         """One row per report horizon (the columns of summary.csv)."""
         if self._summary is None:
@@ -105,6 +108,12 @@ def undefined_means(asset_keys, has_tails: bool) -> list[str]:
     return [*UNDEFINED_UNDER_TAILS, *(f"{a}_mean" for a in asset_keys)] if has_tails else []
 
 
+def describe(name: str, meta: dict) -> str:
+    """'rate-cut: 1,000,000 paths, seed 0, report months 3, 6, 12, 24' (a result's repr)."""
+    months = meta.get("report_months") or (meta.get("parameters") or {}).get("report_months") or []
+    return f"{name}: {meta['n_paths']:,} paths, seed {meta['seed']}, report months {', '.join(map(str, months))}"
+
+
 class ResultError(CapsimError):
     """A result folder that cannot be loaded: missing, incomplete, or with an unreadable meta.json."""
 
@@ -120,6 +129,15 @@ class SavedResult:
     @property
     def name(self) -> str:
         return self.meta["scenario"]
+
+    def __repr__(self) -> str:
+        return f"<SavedResult {describe(self.name, self.meta)} from {self.folder}>"
+
+    def uncertainty(self) -> pd.DataFrame | None:
+        """uncertainty.csv (per parameter draw and report horizon), or None when the folder has none (a scenario
+        without parameter uncertainty)."""
+        path = self.folder / "uncertainty.csv"
+        return read_csv_exact(path) if path.is_file() else None
 
     def summary(self) -> pd.DataFrame:
         """summary.csv: one row per report horizon."""
