@@ -120,8 +120,10 @@ def resume_command(command: str, arguments, run: RunOptions, out, tail: list[str
     return shlex.join(args)
 
 
-def print_summary(res) -> None:
-    """A readable table: one column per report horizon, one row per figure."""
+def print_summary(res, wide: bool = False) -> None:
+    """A readable table: one column per report horizon, one row per figure. By default it fits the terminal (one
+    number per cell, the main figures, the label column folded where needed); ``wide``: every figure, side by
+    side, at the table's natural width."""
     from rich.console import Console
     from rich.table import Table
 
@@ -135,7 +137,7 @@ def print_summary(res) -> None:
         + (f"; facts as of {', '.join(dates)}" if dates else ""),
         title_justify="left",
     )
-    table.add_column("figure", no_wrap=True)
+    table.add_column("figure", no_wrap=wide, min_width=14)
     for h in df["horizon_months"]:
         table.add_column(f"{h}m", justify="right", no_wrap=True)
     pct = lambda v: f"{100 * v:.1f}%"  # noqa: E731
@@ -145,6 +147,52 @@ def print_summary(res) -> None:
         mark = " *" if col in undefined else ""
         table.add_row(label + mark, *[fmt(v) + mark for v in df[col]])
 
+    if wide:
+        wide_rows(table, df, res, add, pct, first, second)
+        width = (50 + 34 * len(df)) if res.model.uncertain else (32 + 18 * len(df))
+    else:
+        prob = lambda v: f"{v:.3f}"  # noqa: E731
+        add(f"P({first} beats {second})", prob, "p_outperform")
+        add("  standard error", lambda v: f"{v:.4f}", "p_outperform_se")
+        if res.model.uncertain:
+            add("  draws 5%", prob, DRAWS_P[0])
+            add("  draws 95%", prob, DRAWS_P[1])
+        add("excess median", pct, "excess_median")
+        if res.model.uncertain:
+            add("  draws 5%", pct, DRAWS_X[0])
+            add("  draws 95%", pct, DRAWS_X[1])
+        add("excess mean", pct, "excess_mean")
+        add("excess 5%", pct, "excess_q05")
+        add("excess 95%", pct, "excess_q95")
+        for a in res.model.asset_keys:
+            table.add_section()
+            add(f"{a} median", pct, f"{a}_median")
+            add(f"{a} VaR95", pct, f"{a}_var95")
+            add(f"{a} ES95", pct, f"{a}_es95")
+            add(f"{a} P(loss)", pct, f"{a}_p_loss")
+            add(f"{a} max drawdown median", pct, f"{a}_mdd_median")
+        table.add_section()
+        for k in res.model.regime_names:
+            add(f"time in {k}", pct, f"occupancy_{k}")
+        width = None  # the terminal's (80 columns when not a terminal, unless COLUMNS says otherwise)
+    Console(width=max(110, width) if width else None).print(table)
+    if not wide:
+        click.echo("(--wide: every figure, with the 90% HDI, asset means and 95% drawdowns)")
+    if undefined:
+        click.echo(f"* {UNDEFINED_NOTE}")
+    simulated = (res.meta.get("parameter_draws") or {}).get("simulated")
+    if res.model.uncertain and simulated is not None and simulated < MIN_DRAWS:
+        click.echo(
+            f"note: the (draws 5%, 95%) intervals rest on {simulated} parameter draw(s), one per block of "
+            f"{BLOCK_PATHS:,} paths; use --paths {MIN_DRAWS * BLOCK_PATHS:,} or more for at least {MIN_DRAWS}"
+        )
+
+
+MIN_DRAWS = 20  # fewer parameter draws than this make the across-draw 5-95% interval a rough guess
+
+
+def wide_rows(table, df, res, add, pct, first: str, second: str) -> None:
+    """The rows of ``print_summary``'s wide table: every figure, intervals beside the values."""
     if res.model.uncertain:  # the 5-95% interval across parameter draws beside the pooled figure
         table.add_row(
             f"P({first} beats {second}) ± SE (draws 5%, 95%)",
@@ -182,18 +230,6 @@ def print_summary(res) -> None:
     table.add_section()
     for k in res.model.regime_names:
         add(f"time in {k}", pct, f"occupancy_{k}")
-    Console(width=max(110, (50 + 34 * len(df)) if res.model.uncertain else (32 + 18 * len(df)))).print(table)
-    if undefined:
-        click.echo(f"* {UNDEFINED_NOTE}")
-    simulated = (res.meta.get("parameter_draws") or {}).get("simulated")
-    if res.model.uncertain and simulated is not None and simulated < MIN_DRAWS:
-        click.echo(
-            f"note: the (draws 5%, 95%) intervals rest on {simulated} parameter draw(s), one per block of "
-            f"{BLOCK_PATHS:,} paths; use --paths {MIN_DRAWS * BLOCK_PATHS:,} or more for at least {MIN_DRAWS}"
-        )
-
-
-MIN_DRAWS = 20  # fewer parameter draws than this make the across-draw 5-95% interval a rough guess
 
 
 def echo_dropped(dropped: dict, why: str) -> None:
@@ -301,6 +337,11 @@ def run_options(out_help: str | None = None):
 
 
 HOST_FLAGS = ("coordinator", "num_processes", "process_id")
+WIDE = click.option(
+    "--wide",
+    is_flag=True,
+    help="Print every figure side by side at the table's full width (default: fit the terminal).",
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -313,8 +354,9 @@ def main():
 @main.command()
 @click.argument("scenarios", nargs=-1, required=True, type=click.Path())
 @run_options(out_help="Output folder (default results/<name>; with several scenarios, OUT/<name>).")
+@WIDE
 @user_errors
-def run(scenarios, run, out, force, as_json, quiet):
+def run(scenarios, run, out, force, as_json, quiet, wide):
     """Simulate scenario files, print a summary and write a results folder for each.
 
     Several hosts: start the same command on every host with --coordinator/--num-processes/--process-id
@@ -345,7 +387,7 @@ def run(scenarios, run, out, force, as_json, quiet):
         if as_json:
             records += json.loads(res.summary().to_json(orient="records"))
         elif not quiet:
-            print_summary(res)
+            print_summary(res, wide)
             click.echo(f"wrote {o}/")
     if as_json and lead:
         click.echo(json.dumps(records, indent=2))
@@ -548,8 +590,9 @@ def _scenario_or_folder(item: str):
     "--horizons", default=None, help="Comma-separated report horizons in months, e.g. 3,12 (default: every common one)."
 )
 @run_options(out_help="Output folder (default results/compare).")
+@WIDE
 @user_errors
-def compare_cmd(items, horizons, run, out, force, as_json, quiet):
+def compare_cmd(items, horizons, run, out, force, as_json, quiet, wide):
     """Compare results side by side: each ITEM is a result folder (from run, batch or blend) or a scenario
     file (or shipped name), simulated here; every scenario item uses the same seed and path count (common
     random numbers), so their differences are paired.
@@ -582,12 +625,13 @@ def compare_cmd(items, horizons, run, out, force, as_json, quiet):
     if as_json:
         click.echo(comparison.table().to_json(orient="records", indent=2))
     elif not quiet:
-        print_comparison(comparison)
+        print_comparison(comparison, wide)
         click.echo(f"wrote {out}/")
 
 
-def print_comparison(comparison) -> None:
-    """Figure x horizon rows, one column per item; differences from the first item with their SEs."""
+def print_comparison(comparison, wide: bool = False) -> None:
+    """Figure x horizon rows, one column per item; differences from the first item with their SEs. The table
+    fits the terminal (labels folded), or with ``wide`` takes its natural width."""
     from rich.console import Console
     from rich.table import Table
 
@@ -597,7 +641,7 @@ def print_comparison(comparison) -> None:
     first, second = items[0].result.meta["compare"]
     value = {(r.item, r.horizon_months, r.metric): r.value for r in comparison.table().itertuples()}
     table = Table(title=f"{first} - {second}: {len(items)} items", title_justify="left")
-    table.add_column("figure", no_wrap=True)
+    table.add_column("figure", no_wrap=wide)
     table.add_column("months", justify="right")
     for i in items:
         table.add_column(i.label, justify="right")
@@ -611,7 +655,7 @@ def print_comparison(comparison) -> None:
             ]
             table.add_row(label if r == 0 else "", str(h), *cells)
         table.add_section()
-    Console(width=max(110, 50 + 16 * len(items))).print(table)
+    Console(width=max(110, 50 + 16 * len(items)) if wide else None).print(table)
     echo_dropped(comparison.meta.get("dropped_horizons", {}), "not a report horizon of every item")
     if any(no_mean(i, "excess_mean") for i in items):
         click.echo(NO_MEAN_NOTE)
@@ -625,8 +669,9 @@ def print_comparison(comparison) -> None:
 @click.argument("components", nargs=-1, required=True, metavar="SCENARIO=WEIGHT...")
 @click.option("--name", default=None, help="Name of the blend (default: blend- and the components' names).")
 @run_options(out_help="Output folder (default results/<name>).")
+@WIDE
 @user_errors
-def blend_cmd(components, name, run, out, force, as_json, quiet):
+def blend_cmd(components, name, run, out, force, as_json, quiet, wide):
     """The probability-weighted mixture of scenarios as one result: component i gets round(w_i n) of the
     paths (largest remainders) from its own random stream, and every figure is computed on the pooled
     paths. Weights are positive and sum to 1. Writes the folder `run` writes plus components.csv.
@@ -657,7 +702,7 @@ def blend_cmd(components, name, run, out, force, as_json, quiet):
     if as_json:
         click.echo(res.summary().to_json(orient="records", indent=2))
     elif not quiet:
-        print_summary(res)
+        print_summary(res, wide)
         echo_dropped(
             res.meta["dropped_horizons"],
             f"a blend reports at its components' common report months up to their common horizon "
