@@ -149,7 +149,6 @@ def print_summary(res, wide: bool = False) -> None:
 
     if wide:
         wide_rows(table, df, res, add, pct, first, second)
-        width = (50 + 34 * len(df)) if res.model.uncertain else (32 + 18 * len(df))
     else:
         prob = lambda v: f"{v:.3f}"  # noqa: E731
         add(f"P({first} beats {second})", prob, "p_outperform")
@@ -174,8 +173,9 @@ def print_summary(res, wide: bool = False) -> None:
         table.add_section()
         for k in res.model.regime_names:
             add(f"time in {k}", pct, f"occupancy_{k}")
-        width = None  # the terminal's (80 columns when not a terminal, unless COLUMNS says otherwise)
-    Console(width=max(110, width) if width else None).print(table)
+    # wide: the table's natural width (it never grows past its content); else the terminal's (80 columns when
+    # not a terminal, unless COLUMNS says otherwise)
+    Console(width=NATURAL if wide else None).print(table)
     if not wide:
         click.echo("(--wide: every figure, with the 90% HDI, asset means and 95% drawdowns)")
     if undefined:
@@ -188,6 +188,7 @@ def print_summary(res, wide: bool = False) -> None:
         )
 
 
+NATURAL = 10_000  # a console this wide prints a table at its natural width
 MIN_DRAWS = 20  # fewer parameter draws than this make the across-draw 5-95% interval a rough guess
 
 
@@ -655,7 +656,7 @@ def print_comparison(comparison, wide: bool = False) -> None:
             ]
             table.add_row(label if r == 0 else "", str(h), *cells)
         table.add_section()
-    Console(width=max(110, 50 + 16 * len(items)) if wide else None).print(table)
+    Console(width=NATURAL if wide else None).print(table)
     echo_dropped(comparison.meta.get("dropped_horizons", {}), "not a report horizon of every item")
     if any(no_mean(i, "excess_mean") for i in items):
         click.echo(NO_MEAN_NOTE)
