@@ -239,6 +239,8 @@ def test_compare_and_blend_say_which_horizons_they_leave_out(tmp_path):
     assert result.exit_code == 0, describe(result)
     assert "note: recession's 36m left out: not a report horizon of every item" in result.output
     assert json.loads((tmp_path / "c" / "meta.json").read_text())["dropped_horizons"] == {"recession": [36]}
+    page = (tmp_path / "c" / "report.html").read_text()
+    assert "recession (shipped);" in page and "recession.yaml" not in page  # its name, not its installed path
     result = invoke("blend", "soft_landing=0.5", "recession=0.5", "--paths", 2000, "--out", tmp_path / "b")
     assert result.exit_code == 0, describe(result)
     assert "note: recession's 36m left out: a blend reports at its components' common report months" in result.output
