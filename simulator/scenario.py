@@ -338,6 +338,15 @@ class Scenario(_Strict):
         + ".",
     )
 
+    @field_validator("as_of", mode="before")
+    @classmethod
+    def _date_as_written(cls, v):
+        """A date, or its ISO text (as meta.json keeps it); never a number (pydantic would read 20260201 as seconds
+        since 1970)."""
+        if v is not None and not isinstance(v, (_dt.date, str)):
+            raise ValueError(f"give a date as YYYY-MM-DD, got {v!r}")
+        return v
+
     _source: str = PrivateAttr(default="<memory>")
     _sha256: str | None = PrivateAttr(default=None)
     _draw_values: dict[str, np.ndarray] | None = PrivateAttr(default=None)

@@ -207,6 +207,8 @@ def test_shipped_scenarios_carry_their_date():
 def test_as_of_is_a_date(scenario, reject, accept):
     scenario["as_of"] = "2026-13-01"
     reject(scenario, "as_of")
+    scenario["as_of"] = 20260201
+    assert "YYYY-MM-DD" in dict(reject(scenario, "as_of").problems)["as_of"]
     scenario["as_of"] = "2026-02-01"
     assert str(accept(scenario).as_of) == "2026-02-01"
 
