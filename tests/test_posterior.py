@@ -350,6 +350,7 @@ def test_sampler_progress_renders_on_a_terminal(monkeypatch):
     assert sampler_progress(quiet=True)[1] is None
 
 
+@pytest.mark.slow
 def test_ninety_percent_intervals_cover_the_truth():
     """3 replications x 6 intervals (drift of the first asset, its vol, the stay probability, per regime).
     If the intervals are calibrated the count of covering intervals is Binomial(18, 0.9) (taking the six
@@ -377,6 +378,7 @@ def test_calibrate_posterior_refuses_to_write_when_diagnostics_fail(tmp_path):
     assert not out.exists() and not (tmp_path / "s.posterior.nc").exists()
 
 
+@pytest.mark.slow
 def test_backtest_scores_three_methods_side_by_side(tmp_path):
     from simulator.backtest import backtest
 
@@ -406,6 +408,7 @@ def test_backtest_scores_three_methods_side_by_side(tmp_path):
     res.save(tmp_path / "bt")
 
 
+@pytest.mark.slow
 def test_posterior_mean_sits_near_the_ml_fit_on_the_shipped_data():
     """K = 2 on the 1,109 shipped months. With this much data the posterior is close to normal around the
     MLE and the weak priors move it little, so every drift, vol, correlation and transition probability has
