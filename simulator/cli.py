@@ -113,18 +113,20 @@ def sampler_progress(quiet: bool):
         return (f"second run (target acceptance {p.target_accept})" if p.rerun else "NUTS") + f" {p.phase}"
 
     if not sys.stderr.isatty():
-        seen = {"run": None, "next": 0, "t0": 0.0}
+        seen = {"run": None, "next": 0, "first": (0.0, 0)}
 
         def line(p) -> None:
-            if p.rerun != seen["run"]:
-                seen.update(run=p.rerun, next=0, t0=time.perf_counter())
+            if p.rerun != seen["run"]:  # a run starts: time left is measured from its first iteration
+                seen.update(run=p.rerun, next=0, first=(time.perf_counter(), p.done))
             if p.done < seen["next"] and p.done < p.total:
                 return
             seen["next"] = p.done + max(1, p.total // 10)
-            left = (time.perf_counter() - seen["t0"]) / p.done * (p.total - p.done)
+            t0, done0 = seen["first"]
+            rate = (p.done - done0) / max(time.perf_counter() - t0, 1e-9)  # iterations a second
+            left = f", about {(p.total - p.done) / rate / 60:.1f} min left" if p.done > done0 else ""
             click.echo(
                 f"{label(p)}: {p.done}/{p.total} iterations in each of {p.chains} chain(s), "
-                f"{p.divergences} divergence(s) so far, about {left / 60:.1f} min left",
+                f"{p.divergences} divergence(s) so far{left}",
                 err=True,
             )
 
