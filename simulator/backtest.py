@@ -139,7 +139,7 @@ def backtest(
 ) -> BacktestResult:
     """Fit on ``frame`` up to ``train_until``, forecast each origin's ``horizon_months`` returns, score them
     beside the bootstrap. ``progress(done, total)`` is called after each origin, ``sampler_progress``
-    (``posterior.SamplerProgress``) after each NUTS iteration.
+    (``posterior.SamplerProgress``) as NUTS runs.
 
     ``posterior``: also sample the posterior on the training window (``chains`` x ``draws``, once) and score
     its predictive distribution: ``posterior_draws`` draws, evenly thinned over all chains, each simulated with

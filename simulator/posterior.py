@@ -196,8 +196,8 @@ class PosteriorFit(NamedTuple):
 
 
 class SamplerProgress(NamedTuple):
-    """Where the sampler is, passed to ``sample_posterior``'s ``progress`` after every iteration (all chains
-    advance together)."""
+    """Where the sampler is, passed to ``sample_posterior``'s ``progress`` as it runs (``_nuts`` says when; all
+    chains advance together)."""
 
     done: int  # iterations done per chain, warm-up included
     warmup: int  # warm-up iterations per chain (the first ``warmup`` of ``total``)
@@ -212,14 +212,19 @@ class SamplerProgress(NamedTuple):
         return "warm-up" if self.done <= self.warmup else "sampling"
 
 
+PROGRESS_REPORTS = 200  # about this many progress reports a run, plus one at each divergence
+
+
 def _nuts(progress, report: SamplerProgress, **kwargs):
-    """numpyro's NUTS; with ``progress``, one that calls ``progress(SamplerProgress)`` on the host after every
-    iteration (``jax.debug.callback``; the draws are the same as without)."""
+    """numpyro's NUTS; with ``progress``, one that calls ``progress(SamplerProgress)`` on the host
+    (``jax.debug.callback``; the draws are the same as without) after every iteration that ends a
+    1/``PROGRESS_REPORTS`` of the run, is the last, or diverges (so the count of divergences is exact)."""
     from numpyro.infer import NUTS
 
     if progress is None:
         return NUTS(model, **kwargs)
     counted = {"divergences": 0}
+    every = max(1, report.total // PROGRESS_REPORTS)
 
     def host(i, diverging):
         done = int(np.max(i))
@@ -230,7 +235,12 @@ def _nuts(progress, report: SamplerProgress, **kwargs):
     class ReportingNUTS(NUTS):
         def sample(self, state, model_args, model_kwargs):
             state = super().sample(state, model_args, model_kwargs)
-            jax.debug.callback(host, state.i, state.diverging)
+            i = jnp.max(state.i)
+            jax.lax.cond(
+                (i % every == 0) | (i == report.total) | jnp.any(state.diverging),
+                lambda: jax.debug.callback(host, state.i, state.diverging),
+                lambda: None,
+            )
             return state
 
     return ReportingNUTS(model, **kwargs)
@@ -268,7 +278,7 @@ def sample_posterior(
     """NUTS on the model of ``cal`` (its K and frequency) for the log returns ``y`` [T, A] it was fitted to
     (``history.log_returns`` of the same frame), ``chains`` chains (vectorised) of ``warmup`` (default
     ``draws``) adaptation steps and ``draws`` kept draws each, started at the ML fit. Float64 throughout.
-    ``progress(SamplerProgress)`` is called after every iteration; ``rerun`` (why this is a second run) is
+    ``progress(SamplerProgress)`` is called as it runs (``_nuts``); ``rerun`` (why this is a second run) is
     passed on to it and kept in the fit."""
     from numpyro.infer import MCMC, init_to_value
 
