@@ -135,9 +135,11 @@ def backtest(
     draws: int = 1000,
     chains: int = 4,
     progress=None,
+    sampler_progress=None,
 ) -> BacktestResult:
     """Fit on ``frame`` up to ``train_until``, forecast each origin's ``horizon_months`` returns, score them
-    beside the bootstrap. ``progress(done, total)`` is called after each origin.
+    beside the bootstrap. ``progress(done, total)`` is called after each origin, ``sampler_progress``
+    (``posterior.SamplerProgress``) as NUTS runs.
 
     ``posterior``: also sample the posterior on the training window (``chains`` x ``draws``, once) and score
     its predictive distribution: ``posterior_draws`` draws, evenly thinned over all chains, each simulated with
@@ -184,7 +186,9 @@ def backtest(
     train_log = y[:n_train]
     rng = np.random.default_rng(seed)
     batch = -(-n_paths // BLOCK_PATHS) * BLOCK_PATHS  # every origin in one jitted call of one shape
-    post = _posterior_setup(cal, y, n_train, draws, chains, posterior_draws, seed) if posterior else None
+    post = (
+        _posterior_setup(cal, y, n_train, draws, chains, posterior_draws, seed, sampler_progress) if posterior else None
+    )
 
     rows = []
     for j, i in enumerate(origins):
@@ -359,13 +363,13 @@ def verdict(summary: pd.DataFrame, meta: dict) -> str:
     )
 
 
-def _posterior_setup(cal, y, n_train, draws, chains, n_keep, seed) -> dict:
-    """Sample the posterior on the training rows once; keep ``n_keep`` draws evenly spaced over all chains,
-    with each draw's filtered regime probabilities at every date (row t uses data up to t only)."""
-    from .posterior import diagnose, filtered_draws, sample_posterior
+def _posterior_setup(cal, y, n_train, draws, chains, n_keep, seed, progress=None) -> dict:
+    """Sample the posterior on the training rows once (``posterior.sample_checked``: a second run when the
+    first leaves a handful of divergences); keep ``n_keep`` draws evenly spaced over all chains, with each
+    draw's filtered regime probabilities at every date (row t uses data up to t only)."""
+    from .posterior import filtered_draws, sample_checked
 
-    fit = sample_posterior(cal, y[:n_train], draws=draws, chains=chains, seed=seed)
-    diag = diagnose(fit)
+    fit, diag = sample_checked(cal, y[:n_train], draws=draws, chains=chains, seed=seed, progress=progress)
     flat = lambda x: x.reshape(-1, *x.shape[2:])  # noqa: E731
     keep = np.unique(np.linspace(0, draws * chains - 1, n_keep).round().astype(int))
     pick = {k: flat(getattr(fit, k))[keep] for k in ("drift", "vol", "corr", "transition")}
@@ -373,7 +377,8 @@ def _posterior_setup(cal, y, n_train, draws, chains, n_keep, seed) -> dict:
     rhat, bulk, tail = diag.worst()
     meta = {
         "posterior_method": POSTERIOR_METHOD,
-        "posterior_sampler": f"{chains} chains x {draws} draws after {fit.warmup} warm-up, seed {seed}",
+        "posterior_sampler": f"{chains} chains x {draws} draws after {fit.warmup} warm-up, target acceptance "
+        f"{fit.target_accept}, seed {seed}" + (f"; a second run: {fit.rerun}" if fit.rerun else ""),
         "posterior_draws_used": len(keep),
         "posterior_diagnostics": {
             "max_rhat": rhat,

@@ -111,6 +111,62 @@ def runs_progress(n_paths: int, quiet: bool, unit: str):
     return bar, update
 
 
+def sampler_progress(quiet: bool):
+    """Progress of the NUTS sampler (``posterior.SamplerProgress``): on a terminal a rich bar (phase, iterations
+    per chain, chains, divergences so far, time left); otherwise a line on stderr at every tenth of a run.
+    Returns (context, callback(SamplerProgress))."""
+    if quiet:
+        return contextlib.nullcontext(), None
+    import time
+
+    def label(p) -> str:
+        return (f"second run (target acceptance {p.target_accept})" if p.rerun else "NUTS") + f" {p.phase}"
+
+    if not sys.stderr.isatty():
+        seen = {"run": None, "next": 0, "first": (0.0, 0)}
+
+        def line(p) -> None:
+            if p.rerun != seen["run"]:  # a run starts: time left is measured from its first iteration
+                seen.update(run=p.rerun, next=0, first=(time.perf_counter(), p.done))
+            if p.done < seen["next"] and p.done < p.total:
+                return
+            seen["next"] = p.done + max(1, p.total // 10)
+            t0, done0 = seen["first"]
+            rate = (p.done - done0) / max(time.perf_counter() - t0, 1e-9)  # iterations a second
+            left = f", about {(p.total - p.done) / rate / 60:.1f} min left" if p.done > done0 else ""
+            click.echo(
+                f"{label(p)}: {p.done}/{p.total} iterations in each of {p.chains} chain(s), "
+                f"{p.divergences} divergence(s) so far{left}",
+                err=True,
+            )
+
+        return contextlib.nullcontext(), line
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("per chain, {task.fields[chains]} chains, {task.fields[divergences]} divergence(s)"),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    task = bar.add_task("NUTS: compiling", total=None, chains="", divergences=0)
+    seen = {"run": None}
+
+    def update(p) -> None:
+        if p.rerun != seen["run"]:
+            seen["run"] = p.rerun
+            bar.reset(task)
+        bar.update(
+            task, completed=p.done, total=p.total, description=label(p), chains=p.chains, divergences=p.divergences
+        )
+
+    return bar, update
+
+
 def resume_command(command: str, arguments, run: RunOptions, out, tail: list[str]) -> str:
     """The command line that repeats a run of ``command`` with these settings, ending with ``tail``."""
     args = ["capsim", command, *map(str, arguments), "--paths", str(run.n_paths), "--seed", str(run.seed)]
@@ -959,11 +1015,20 @@ def calibrate_cmd(
     extra = {}
     if posterior:
         from .history import log_returns
-        from .posterior import comment_lines, diagnose, file_attrs, sample_posterior, write_posterior
+        from .posterior import comment_lines, file_attrs, sample_checked, write_posterior
 
         click.echo(f"sampling the posterior: {chains} chains x {draws} draws after {draws} warm-up ...", err=True)
-        fit = sample_posterior(cal, log_returns(frame), draws=draws, chains=chains, seed=seed)
-        diag = diagnose(fit)
+        bar, callback = sampler_progress(quiet=False)
+        with bar:
+            fit, diag = sample_checked(
+                cal, log_returns(frame), draws=draws, chains=chains, seed=seed, progress=callback
+            )
+        if fit.rerun:
+            click.echo(
+                f"sampled twice: {fit.rerun}; the second run took {fit.warmup} warm-up steps at target acceptance "
+                f"{fit.target_accept}",
+                err=True,
+            )
         click.echo(diag.text())
         failures = diag.failures()
         if failures and not force:
@@ -1069,21 +1134,24 @@ def backtest_cmd(
     frame = _read_data(data, columns, percent, frequency, start_date, end_date)
     out = Path(out) if out else Path("results") / f"backtest-{Path(data).stem}-k{n_regimes}-{train_until:%Y-%m-%d}"
     refuse_existing(out, force)
-    res = backtest(
-        frame,
-        n_regimes,
-        train_until,
-        horizon_months=horizon,
-        step_months=step,
-        n_paths=n_paths,
-        seed=seed,
-        n_starts=n_starts,
-        device=device,
-        posterior=posterior,
-        posterior_draws=posterior_draws,
-        draws=draws,
-        chains=chains,
-    )
+    bar, callback = sampler_progress(quiet or not posterior)
+    with bar:
+        res = backtest(
+            frame,
+            n_regimes,
+            train_until,
+            horizon_months=horizon,
+            step_months=step,
+            n_paths=n_paths,
+            seed=seed,
+            n_starts=n_starts,
+            device=device,
+            posterior=posterior,
+            posterior_draws=posterior_draws,
+            draws=draws,
+            chains=chains,
+            sampler_progress=callback,
+        )
     res.save(out, force=force)
     if not quiet:
         m = res.meta

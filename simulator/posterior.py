@@ -19,7 +19,9 @@ Priors (weakly informative; ``PRIORS`` holds the numbers, the written file's com
 
 The chains start at the ML fit (``init_to_value``). Diagnostics (arviz on plain arrays, so the same on
 arviz 0.x and 1.x): rank-normalised split R-hat, bulk and tail ESS of every scalar written, and NUTS
-divergences; ``failures`` says which of R-hat <= 1.01, ESS >= 400 and no divergence fail.
+divergences; ``failures`` says which of R-hat <= 1.01, ESS >= 400 and no divergence fail. ``sample_checked``
+samples, diagnoses, and samples once more with smaller steps and a longer warm-up when a handful of
+divergences is the only failure.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ from .output import readable_by_all, refuse_existing_file
 PRIORS = {"drift_sd": 0.5, "vol_scale": 1.0, "lkj_eta": 2.0, "stay_concentration": "steps per year"}
 MAX_RHAT, MIN_ESS = 1.01, 400
 TARGET_ACCEPT = 0.98  # NUTS step-size adaptation target: 0.9 and 0.95 left a divergence or more on the shipped data
+RERUN_TARGET_ACCEPT = 0.995  # the second run's, when the first leaves a handful of divergences
+RERUN_MAX_DIVERGENCES = 0.01  # a handful: at most this fraction of the kept draws
 TAIL_PROB = (0.05, 0.95)  # tail ESS: of the 5% and 95% quantiles
 EXTRA_FIELDS = ("diverging", "num_steps", "energy", "potential_energy", "adapt_state")
 
@@ -164,6 +168,8 @@ class PosteriorFit(NamedTuple):
     y: np.ndarray  # [T, A] the log returns fitted
     wall_seconds: float
     warmup: int
+    target_accept: float = TARGET_ACCEPT
+    rerun: str = ""  # why this is a second run (the first run's divergences); empty for a first run
 
     @property
     def steps_per_year(self) -> int:
@@ -187,6 +193,57 @@ class PosteriorFit(NamedTuple):
             for j in range(K):
                 out[f"transition[{reg[k]},{reg[j]}]"] = self.transition[:, :, k, j]
         return out
+
+
+class SamplerProgress(NamedTuple):
+    """Where the sampler is, passed to ``sample_posterior``'s ``progress`` as it runs (``_nuts`` says when; all
+    chains advance together)."""
+
+    done: int  # iterations done per chain, warm-up included
+    warmup: int  # warm-up iterations per chain (the first ``warmup`` of ``total``)
+    total: int  # warm-up + kept draws per chain
+    chains: int
+    divergences: int  # divergent transitions among the kept draws so far, all chains
+    target_accept: float
+    rerun: str  # empty on a first run; on a second run, why (``PosteriorFit.rerun``)
+
+    @property
+    def phase(self) -> str:
+        return "warm-up" if self.done <= self.warmup else "sampling"
+
+
+PROGRESS_REPORTS = 200  # about this many progress reports a run, plus one at each divergence
+
+
+def _nuts(progress, report: SamplerProgress, **kwargs):
+    """numpyro's NUTS; with ``progress``, one that calls ``progress(SamplerProgress)`` on the host
+    (``jax.debug.callback``; the draws are the same as without) after every iteration that ends a
+    1/``PROGRESS_REPORTS`` of the run, is the last, or diverges (so the count of divergences is exact)."""
+    from numpyro.infer import NUTS
+
+    if progress is None:
+        return NUTS(model, **kwargs)
+    counted = {"divergences": 0}
+    every = max(1, report.total // PROGRESS_REPORTS)
+
+    def host(i, diverging):
+        done = int(np.max(i))
+        if done > report.warmup:
+            counted["divergences"] += int(np.sum(diverging))
+        progress(report._replace(done=done, divergences=counted["divergences"]))
+
+    class ReportingNUTS(NUTS):
+        def sample(self, state, model_args, model_kwargs):
+            state = super().sample(state, model_args, model_kwargs)
+            i = jnp.max(state.i)
+            jax.lax.cond(
+                (i % every == 0) | (i == report.total) | jnp.any(state.diverging),
+                lambda: jax.debug.callback(host, state.i, state.diverging),
+                lambda: None,
+            )
+            return state
+
+    return ReportingNUTS(model, **kwargs)
 
 
 def init_values(cal: Calibration) -> dict:
@@ -214,12 +271,16 @@ def sample_posterior(
     chains: int = 4,
     warmup: int | None = None,
     seed: int = 0,
-    progress: bool = False,
+    target_accept: float = TARGET_ACCEPT,
+    progress=None,
+    rerun: str = "",
 ) -> PosteriorFit:
     """NUTS on the model of ``cal`` (its K and frequency) for the log returns ``y`` [T, A] it was fitted to
     (``history.log_returns`` of the same frame), ``chains`` chains (vectorised) of ``warmup`` (default
-    ``draws``) adaptation steps and ``draws`` kept draws each, started at the ML fit. Float64 throughout."""
-    from numpyro.infer import MCMC, NUTS, init_to_value
+    ``draws``) adaptation steps and ``draws`` kept draws each, started at the ML fit. Float64 throughout.
+    ``progress(SamplerProgress)`` is called as it runs (``_nuts``); ``rerun`` (why this is a second run) is
+    passed on to it and kept in the fit."""
+    from numpyro.infer import MCMC, init_to_value
 
     if draws < 1 or chains < 1:
         raise CapsimError(f"draws and chains must be at least 1, got {draws} and {chains}")
@@ -230,10 +291,11 @@ def sample_posterior(
     with jax.enable_x64(True):
         y = jnp.asarray(y_np)
         init = init_to_value(values=init_values(cal))
-        kernel = NUTS(
-            model,
+        kernel = _nuts(
+            progress,
+            SamplerProgress(0, warmup, warmup + draws, chains, 0, target_accept, rerun),
             init_strategy=init,
-            target_accept_prob=TARGET_ACCEPT,
+            target_accept_prob=target_accept,
             dense_mass=True,
             inverse_mass_matrix=_curvature_mass(y, K, f, init),
         )
@@ -243,7 +305,7 @@ def sample_posterior(
             num_samples=draws,
             num_chains=chains,
             chain_method="vectorized",
-            progress_bar=progress,
+            progress_bar=False,
         )
         mcmc.run(jax.random.PRNGKey(seed), y, K, f, extra_fields=EXTRA_FIELDS)
         sm = mcmc.get_samples(group_by_chain=True)
@@ -265,7 +327,47 @@ def sample_posterior(
         y=y_np,
         wall_seconds=time.perf_counter() - t0,
         warmup=warmup,
+        target_accept=target_accept,
+        rerun=rerun,
     )
+
+
+def rerun_reason(diag: Diagnostics, target_accept: float) -> str:
+    """Why a second run is worth it, or "" when it is not: the divergences are the only failure and a
+    handful (at most ``RERUN_MAX_DIVERGENCES`` of the kept draws), and the steps can still shrink."""
+    handful = 0 < diag.divergences <= RERUN_MAX_DIVERGENCES * diag.draws
+    rhat, bulk, tail = diag.worst()
+    if not handful or not (rhat <= MAX_RHAT and min(bulk, tail) >= MIN_ESS) or target_accept >= RERUN_TARGET_ACCEPT:
+        return ""
+    return f"the first run, at target acceptance {target_accept}, had {diag.divergences} divergence(s) of {diag.draws}"
+
+
+def sample_checked(
+    cal: Calibration, y: np.ndarray, *, draws: int = 1000, chains: int = 4, seed: int = 0, progress=None
+):
+    """``sample_posterior`` and ``diagnose``; when a handful of divergences is the only failure
+    (``rerun_reason``), sample once more, same seed, with twice the warm-up at target acceptance
+    ``RERUN_TARGET_ACCEPT``: smaller steps follow the posterior where its curvature changes fast (on the
+    shipped data, around the barely identified bear drift). Returns (fit, diagnostics) of the last run; its
+    ``rerun`` says why it ran and ``wall_seconds`` counts both runs."""
+    fit = sample_posterior(cal, y, draws=draws, chains=chains, seed=seed, progress=progress)
+    diag = diagnose(fit)
+    why = rerun_reason(diag, fit.target_accept)
+    if not why:
+        return fit, diag
+    second = sample_posterior(
+        cal,
+        y,
+        draws=draws,
+        chains=chains,
+        warmup=2 * fit.warmup,
+        seed=seed,
+        target_accept=RERUN_TARGET_ACCEPT,
+        progress=progress,
+        rerun=why,
+    )
+    second = second._replace(wall_seconds=fit.wall_seconds + second.wall_seconds)
+    return second, diagnose(second)
 
 
 def _curvature_mass(y, K: int, f: int, init) -> np.ndarray | None:
@@ -558,8 +660,10 @@ def comment_lines(fit: PosteriorFit, diag: Diagnostics, seed: int) -> list[str]:
     C, D = fit.drift.shape[:2]
     rhat, bulk, tail = diag.worst()
     lines = [
-        f"posterior: numpyro NUTS, {C} chains x {D} draws after {fit.warmup} warm-up, started at the ML fit, "
-        f"seed {seed}, {fit.wall_seconds:.0f} s; the regimes summed out by a forward filter in log space",
+        f"posterior: numpyro NUTS, {C} chains x {D} draws after {fit.warmup} warm-up, target acceptance "
+        f"{fit.target_accept}, started at the ML fit, seed {seed}, {fit.wall_seconds:.0f} s; the regimes summed "
+        "out by a forward filter in log space",
+        *([f"a second run: {fit.rerun}"] if fit.rerun else []),
         "priors (annualised units):",
         *[f"  {ln}" for ln in prior_lines(fit.steps_per_year)],
         f"diagnostics: max R-hat {rhat:.4f} (<= {MAX_RHAT}), min bulk ESS {bulk:.0f}, min tail ESS {tail:.0f} "
@@ -604,7 +708,8 @@ def file_attrs(fit: PosteriorFit, diag: Diagnostics, seed: int) -> dict:
         "sample": f"{fit.cal.dates[0].date()} .. {fit.cal.dates[-1].date()}",
         "model": f"{len(fit.cal.regimes)}-regime Markov-switching Gaussian of log returns, s_0 stationary",
         "priors": "; ".join(prior_lines(fit.steps_per_year)),
-        "sampler": f"numpyro NUTS, dense mass, target accept {TARGET_ACCEPT}, warm-up {fit.warmup}, seed {seed}",
+        "sampler": f"numpyro NUTS, dense mass, target accept {fit.target_accept}, warm-up {fit.warmup}, seed {seed}"
+        + (f"; a second run: {fit.rerun}" if fit.rerun else ""),
         "ml_loglik": fit.cal.fit.loglik,
         "max_rhat": rhat,
         "min_ess_bulk": bulk,

@@ -306,3 +306,30 @@ def test_wheel_installed_outside_the_repo_runs_a_shipped_scenario(tmp_path):
         [str(env_dir / "bin" / "capsim"), "scenarios"], cwd=work, env=env, capture_output=True, text=True, timeout=120
     )
     assert listed.returncode == 0 and "soft_landing" in listed.stdout and str(site) in listed.stdout
+
+
+def test_slow_tests_are_left_out_by_default_and_ci_runs_them():
+    """The README's test command leaves the sampler-heavy tests (marked slow) out; `-m slow` runs them, and
+    .ci/run does so on the default and the newest Python, with the README's `calibrate --posterior` line."""
+
+    def collected(*args):
+        out = subprocess.run(
+            [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *args],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        return {line.split("::")[1] for line in out.splitlines() if "::" in line}
+
+    heavy = {
+        "test_ninety_percent_intervals_cover_the_truth",
+        "test_backtest_scores_three_methods_side_by_side",
+        "test_posterior_mean_sits_near_the_ml_fit_on_the_shipped_data",
+    }
+    by_default = collected("tests/test_posterior.py")
+    assert not heavy & by_default and "test_calibrate_posterior_refuses_to_write_when_diagnostics_fail" in by_default
+    assert collected("-m", "slow", "tests/test_posterior.py") == heavy
+    ci = (REPO / ".ci" / "run").read_text()
+    assert ci.count("python -m pytest -m slow") + ci.count("-p no:cacheprovider -m slow") == 2
+    assert [line.strip() for line in ci.splitlines()].count("readme_posterior") == 2

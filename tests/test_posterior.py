@@ -21,14 +21,22 @@ from simulator.cli import main
 from simulator.engine import BLOCK_PATHS
 from simulator.history import log_returns
 from simulator.posterior import (
+    RERUN_TARGET_ACCEPT,
+    TARGET_ACCEPT,
+    Diagnostics,
     PosteriorFileError,
     PosteriorFit,
+    SamplerProgress,
+    comment_lines,
     diagnose,
+    file_attrs,
     filtered_draws,
     group,
     load_posterior,
     log_emissions,
     log_filter,
+    rerun_reason,
+    sample_checked,
     sample_posterior,
     write_posterior,
 )
@@ -259,6 +267,89 @@ def test_diagnostics_name_what_failed():
     assert any(f.startswith("R-hat") and "drift[" in f for f in diagnose(stuck).failures())
 
 
+def test_only_a_handful_of_divergences_with_all_else_passing_earns_a_second_run():
+    def diag(divergences, ess=1000.0, rhat=1.002, draws=4000):
+        return Diagnostics({"drift[bear,small]": (rhat, ess, ess)}, divergences, draws)
+
+    assert "had 1 divergence(s) of 4000" in rerun_reason(diag(1), TARGET_ACCEPT)
+    assert rerun_reason(diag(40), TARGET_ACCEPT)  # 1% of the kept draws
+    assert not rerun_reason(diag(41), TARGET_ACCEPT)  # more: the geometry is wrong, not the step size
+    assert not rerun_reason(diag(0), TARGET_ACCEPT)
+    assert not rerun_reason(diag(1, ess=399.0), TARGET_ACCEPT)  # too few draws as well: more --draws
+    assert not rerun_reason(diag(1, rhat=1.02), TARGET_ACCEPT)
+    assert not rerun_reason(diag(1), RERUN_TARGET_ACCEPT)  # already the second run's steps
+
+
+def mixed_fake_fit() -> PosteriorFit:
+    """A fake fit of 4 chains x 250 independent draws (every scalar varies) that passes every diagnostic."""
+    fit = fake_fit(chains=4, draws=250)
+    jitter = np.random.default_rng(1).uniform(-0.01, 0.01, fit.corr.shape[:3])
+    corr = fit.corr.copy()
+    corr[..., 0, 1] += jitter
+    corr[..., 1, 0] += jitter
+    return fit._replace(corr=corr, warmup=250)
+
+
+def test_a_handful_of_divergences_samples_once_more_with_smaller_steps(monkeypatch):
+    """sample_checked's policy against a stand-in sampler whose draws diverge ``bad`` times at the first run's
+    target acceptance and ``bad_again`` times at the second's."""
+    import simulator.posterior as post
+
+    good = mixed_fake_fit()
+    assert not diagnose(good).failures()
+    calls = []
+
+    def run(bad, bad_again):
+        calls.clear()
+
+        def sampler(cal, y, *, draws, chains, seed, warmup=None, target_accept=TARGET_ACCEPT, progress=None, rerun=""):
+            calls.append({"warmup": warmup, "target_accept": target_accept, "seed": seed})
+            diverging = np.zeros_like(good.diverging)
+            diverging.flat[: bad if target_accept < RERUN_TARGET_ACCEPT else bad_again] = True
+            return good._replace(
+                diverging=diverging, warmup=warmup or draws, target_accept=target_accept, rerun=rerun, wall_seconds=5.0
+            )
+
+        monkeypatch.setattr(post, "sample_posterior", sampler)
+        return sample_checked(good.cal, good.y, draws=250, chains=4, seed=3)
+
+    fit, diag = run(bad=2, bad_again=0)
+    assert calls == [
+        {"warmup": None, "target_accept": TARGET_ACCEPT, "seed": 3},
+        {"warmup": 500, "target_accept": RERUN_TARGET_ACCEPT, "seed": 3},
+    ]
+    assert not diag.failures() and fit.wall_seconds == 10.0 and fit.target_accept == RERUN_TARGET_ACCEPT
+    assert "had 2 divergence(s) of 1000" in fit.rerun
+    assert any(line.startswith("a second run: the first run") for line in comment_lines(fit, diag, 3))
+    assert f"target accept {RERUN_TARGET_ACCEPT}, warm-up 500" in file_attrs(fit, diag, 3)["sampler"]
+    fit, diag = run(bad=1, bad_again=1)  # the second run diverges too: refused
+    assert len(calls) == 2 and any("divergent" in f for f in diag.failures())
+    fit, diag = run(bad=11, bad_again=0)  # more than a handful: no second run, refused
+    assert len(calls) == 1 and not fit.rerun and any("11 divergent" in f for f in diag.failures())
+    fit, diag = run(bad=0, bad_again=5)
+    assert len(calls) == 1 and not diag.failures()
+
+
+def test_sampler_progress_renders_on_a_terminal(monkeypatch):
+    import sys
+
+    from simulator.cli import sampler_progress
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    bar, update = sampler_progress(quiet=False)
+    with bar:
+        update(SamplerProgress(700, 1000, 2000, 4, 0, TARGET_ACCEPT, ""))
+        assert bar.tasks[0].description == "NUTS warm-up" and bar.tasks[0].completed == 700
+        update(SamplerProgress(1500, 1000, 2000, 4, 1, TARGET_ACCEPT, ""))
+        assert bar.tasks[0].description == "NUTS sampling" and bar.tasks[0].fields["divergences"] == 1
+        update(SamplerProgress(10, 2000, 3000, 4, 0, RERUN_TARGET_ACCEPT, "the first run had 1"))
+        task = bar.tasks[0]
+        assert task.description == f"second run (target acceptance {RERUN_TARGET_ACCEPT}) warm-up"
+        assert task.completed == 10 and task.total == 3000 and task.fields["divergences"] == 0
+    assert sampler_progress(quiet=True)[1] is None
+
+
+@pytest.mark.slow
 def test_ninety_percent_intervals_cover_the_truth():
     """3 replications x 6 intervals (drift of the first asset, its vol, the stay probability, per regime).
     If the intervals are calibrated the count of covering intervals is Binomial(18, 0.9) (taking the six
@@ -280,17 +371,29 @@ def test_calibrate_posterior_refuses_to_write_when_diagnostics_fail(tmp_path):
     )
     assert r.exit_code == 1, r.output
     assert "ESS" in r.output and "--draws" in r.output
+    # progress, off a terminal: a line at every tenth of the 40 iterations, the last one
+    assert "NUTS warm-up: 1/40 iterations in each of 1 chain(s)" in r.output
+    assert "NUTS sampling: 40/40 iterations in each of 1 chain(s)" in r.output
     assert not out.exists() and not (tmp_path / "s.posterior.nc").exists()
 
 
+@pytest.mark.slow
 def test_backtest_scores_three_methods_side_by_side(tmp_path):
     from simulator.backtest import backtest
 
     frame = simulate_frame(true_params(), 300, np.random.default_rng(9))
+    seen = []
     res = backtest(
         frame, 2, "2009-12-31", horizon_months=3, step_months=12, n_paths=400, n_starts=2,
-        posterior=True, posterior_draws=4, draws=60, chains=1,
+        posterior=True, posterior_draws=4, draws=60, chains=1, sampler_progress=seen.append,
     )  # fmt: skip
+    # the sampler reported every iteration: warm-up, then the draws, with the divergences counted in the file
+    assert sorted(p.done for p in seen) == list(range(1, 121))
+    assert {p.phase for p in seen if p.done <= 60} == {"warm-up"} and {p.phase for p in seen if p.done > 60} == {
+        "sampling"
+    }
+    assert max(p.divergences for p in seen) == res.meta["posterior_diagnostics"]["divergences"]
+    assert all(p.chains == 1 and p.total == 120 and not p.rerun for p in seen)
     s = res.summary
     assert list(s["method"][:3]) == ["model", "posterior", "bootstrap"] and (s["n_origins"] == 5).all()
     post = s[s["method"] == "posterior"]
@@ -304,6 +407,7 @@ def test_backtest_scores_three_methods_side_by_side(tmp_path):
     res.save(tmp_path / "bt")
 
 
+@pytest.mark.slow
 def test_posterior_mean_sits_near_the_ml_fit_on_the_shipped_data():
     """K = 2 on the 1,109 shipped months. With this much data the posterior is close to normal around the
     MLE and the weak priors move it little, so every drift, vol, correlation and transition probability has
