@@ -7,11 +7,10 @@ import time
 
 import pytest
 import yaml
+from clihelp import assert_user_error, invoke
 
 import simulator as sim
 from simulator.scenario import MAX_YAML_DEPTH, MAX_YAML_NODES
-
-from clihelp import assert_user_error, invoke
 
 
 def problems(path) -> list[tuple[str, str]]:
