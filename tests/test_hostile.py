@@ -10,6 +10,7 @@ import yaml
 from clihelp import assert_user_error, invoke
 
 import simulator as sim
+from simulator.run import held_bytes
 from simulator.scenario import MAX_YAML_DEPTH, MAX_YAML_NODES
 
 
@@ -136,3 +137,104 @@ def test_long_values_are_abridged_in_messages(write_scenario, scenario):
 def test_cli_validate_bomb_exit_2(write_scenario):
     result = invoke("validate", write_scenario(billion_laughs() + "name: *l9\n"))
     assert_user_error(result, "more than")
+
+
+# --------------------------------------------------------------------------------------------
+# Size limits: refused before any work, with the limit in the message
+
+
+def test_huge_horizon_in_the_file(scenario):
+    scenario["horizon_months"] = 10**30
+    with pytest.raises(sim.ScenarioError, match="at most 1,200 months"):
+        sim.parse_scenario(scenario)
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--horizon", "1000000000000"], "at most 1,200 months"),
+        (["--paths", "20000000000000000000"], "the most one run can number"),
+        (["--paths", str(10**13)], "GB held at once"),
+    ],
+)
+def test_cli_size_limits(tmp_path, args, expected):
+    t0 = time.perf_counter()
+    result = invoke("run", "baseline", *args, "--out", tmp_path / "out", "--quiet")
+    assert_user_error(result, expected)
+    assert time.perf_counter() - t0 < 20 and not (tmp_path / "out").exists()
+
+
+def test_memory_estimate_grows_with_the_held_parts(scenario):
+    sc = sim.parse_scenario(scenario)
+    small, big = (held_bytes(sc, n, 24, 32) for n in (10**6, 10**12))
+    assert small < 1e8 and big > 2e10  # 360 bytes of per-block sums per block of 16,384 paths
+
+
+@pytest.mark.parametrize("what, n", [("regimes", 17), ("assets", 17)])
+def test_regime_and_asset_limits(scenario, what, n):
+    if what == "regimes":
+        only = scenario["regimes"]["expansion"]
+        names = [f"r{i}" for i in range(n)]
+        scenario["regimes"] = {k: {**only, "next": {j: 1 / (n - 1) for j in names if j != k}} for k in names}
+    else:
+        scenario["assets"] = {f"a{i}": "x" for i in range(n)}
+    with pytest.raises(sim.ScenarioError, match=f"at most 16 {what}"):
+        sim.parse_scenario(scenario)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    ["regimes.expansion.drift.small=0:1:100000000", "regimes.expansion.drift.small=" + ",".join(map(str, range(1001)))],
+)
+def test_sweep_points_limit(tmp_path, spec):
+    result = invoke("sweep", "baseline", "--set", spec, "--out", tmp_path / "out")
+    assert_user_error(result, "at most 1,000 values")
+
+
+def test_sweep_grid_limit(tmp_path):
+    result = invoke(
+        "sweep",
+        "baseline",
+        "--set",
+        "regimes.expansion.drift.small=0:0.1:40",
+        "--set",
+        "regimes.expansion.drift.large=0:0.1:30",
+    )
+    assert_user_error(result, "1,200 points, more than the limit of 1,000")
+
+
+# --------------------------------------------------------------------------------------------
+# Overflow: refused at validation, and a run never hands out a non-finite figure
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("drift", 50.0), ("drift", 1e308), ("vol", 20.0), ("vol", 1e308), ("vol", 1e30)],
+)
+def test_overflowing_parameters_are_refused(scenario, field, value):
+    scenario["regimes"]["slowdown"][field]["small"] = value
+    with pytest.raises(sim.ScenarioError) as info:
+        sim.parse_scenario(scenario)
+    ((path, message),) = info.value.problems
+    assert path.startswith("regimes.slowdown.") and path.endswith(".small") and "overflow" in message
+
+
+def test_huge_rate_knot_is_refused(scenario):
+    scenario["rates"] = {"path": {0: 4.0, 12: 1e308}, "sensitivity": {"small": -0.05, "large": -0.03}}
+    with pytest.raises(sim.ScenarioError, match="rates.path.12: the rate must be a number of percent within"):
+        sim.parse_scenario(scenario)
+
+
+def test_longer_horizon_that_overflows_is_refused(scenario):
+    scenario["regimes"]["recession"]["drift"]["small"] = -3.0  # fine over 24 months, not over 600
+    sc = sim.parse_scenario(scenario)
+    with pytest.raises(sim.ScenarioError, match="with horizon 600"):
+        sim.simulate(sc, n_paths=1000, horizon_months=600)
+
+
+def test_non_finite_statistics_end_the_run(tmp_path, scenario, write_scenario):
+    scenario["regimes"]["slowdown"]["drift"]["small"] = {"uniform": [-1000.0, 1000.0]}  # draws overflow
+    path = write_scenario(scenario)
+    result = invoke("run", path, "--paths", 20000, "--out", tmp_path / "out", "--quiet")
+    assert_user_error(result, "not finite", "annualised decimals")
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))
