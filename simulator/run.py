@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import os
 import platform
@@ -90,8 +91,8 @@ class Result:
             (tmp / "summary.json").write_text(summary.to_json(orient="records", indent=2))
             fan.to_csv(tmp / "fan.csv", index=False)
             save_figure(fan_figure(fan, self.model, title=self._title(), labels=self.scenario.assets), tmp / "fan.png")
-            (tmp / "meta.json").write_text(json.dumps(self.meta, indent=2, default=str))
             self._write_extra(tmp)
+            (tmp / "meta.json").write_text(meta_text(self.meta, tmp))
 
         return write_folder(out_dir, write, force)
 
@@ -126,7 +127,60 @@ def require_finite(table: pd.DataFrame, what: str, scenario: Scenario) -> pd.Dat
 
 
 class ResultError(CapsimError):
-    """A result folder that cannot be loaded: missing, incomplete, or with an unreadable meta.json."""
+    """A result folder that cannot be loaded: missing, incomplete, changed since it was written, or with an
+    unreadable meta.json."""
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def meta_text(meta: dict, folder: Path) -> str:
+    """meta.json's text: ``meta`` plus ``sha256``, the SHA-256 of every other file of ``folder`` and of this
+    text as it reads without ``sha256`` (key "meta.json"), so that ``load_result`` can tell any change."""
+    body = {k: v for k, v in meta.items() if k != "sha256"}
+    sums = {f.name: sha256_file(f) for f in sorted(folder.iterdir()) if f.name != "meta.json"}
+    sums["meta.json"] = hashlib.sha256(json.dumps(body, indent=2, default=str).encode()).hexdigest()
+    return json.dumps({**body, "sha256": sums}, indent=2, default=str)
+
+
+def changed_file(folder: Path, meta: dict) -> str | None:
+    """The first file of ``folder`` that is not as its meta.json's ``sha256`` records (meta.json itself
+    included), with what is wrong with it; None when every file matches."""
+    sums = meta.get("sha256")
+    if not isinstance(sums, dict) or not isinstance(sums.get("meta.json"), str):
+        return "meta.json records no SHA-256 sums of the files"
+    body = json.dumps({k: v for k, v in meta.items() if k != "sha256"}, indent=2, default=str)
+    if hashlib.sha256(body.encode()).hexdigest() != sums["meta.json"]:
+        return "meta.json was changed after it was written"
+    for name, digest in sums.items():
+        if name == "meta.json":
+            continue
+        path = folder / str(name)
+        if "/" in str(name) or not path.is_file():
+            return f"{name} is missing"
+        if sha256_file(path) != digest:
+            return f"{name} was changed after it was written (its SHA-256 is not the one meta.json records)"
+    return None
+
+
+# meta.json fields that readers of a result folder rely on, and their types
+META_TYPES = {"scenario": str, "n_paths": int, "kept_paths": int, "seed": int, "compare": list, "version": str}
+
+
+def meta_problem(meta) -> str | None:
+    """What is wrong with a loaded meta.json's structure (None when it has what readers use)."""
+    if not isinstance(meta, dict):
+        return f"it holds {type(meta).__name__}, not a mapping"
+    for key, kind in META_TYPES.items():
+        if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
+            return f"{key} is missing or not {kind.__name__}"
+    if meta.get("kind") != "blend" and not isinstance(meta.get("parameters"), dict):
+        return "parameters is missing or not a mapping"
+    wall = meta.get("wall_seconds")
+    if wall is not None and (isinstance(wall, bool) or not isinstance(wall, int | float)):
+        return f"wall_seconds is not a number: {wall!r:.40}"
+    return None
 
 
 class SavedResult:
@@ -161,10 +215,14 @@ def load_result(folder: str | os.PathLike) -> SavedResult:
         raise ResultError(f"{folder}: not a complete result folder (missing {', '.join(missing)})")
     try:
         meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+        if (problem := meta_problem(meta)) is not None:
+            raise ValueError(problem)
         blended = meta.get("kind") == "blend"  # a blend's scenarios are its components (meta lists them)
         data = None if blended else meta["scenario_data"]
-    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
         raise ResultError(f"{folder}: meta.json cannot be read ({type(exc).__name__}: {exc})") from None
+    if (problem := changed_file(folder, meta)) is not None:
+        raise ResultError(f"{folder}: {problem}; run it again rather than trust it")
     if blended:
         return SavedResult(folder, meta, None)
     try:

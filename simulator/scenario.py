@@ -494,6 +494,8 @@ def _posterior_file_problem(sc: Scenario, path: Path) -> tuple[str, str] | None:
     if target is None:
         return None
     try:
+        if target.exists() and not target.is_file():
+            return "uncertainty.posterior", f"the posterior file {target} is not a regular file (a folder or a device)"
         digest = hashlib.sha256(target.read_bytes()).hexdigest()
     except OSError as exc:
         return "uncertainty.posterior", f"cannot read the posterior file {target}: {exc.strerror or exc}"

@@ -238,3 +238,88 @@ def test_non_finite_statistics_end_the_run(tmp_path, scenario, write_scenario):
     result = invoke("run", path, "--paths", 20000, "--out", tmp_path / "out", "--quiet")
     assert_user_error(result, "not finite", "annualised decimals")
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))
+
+
+# --------------------------------------------------------------------------------------------
+# Tracebacks that were: every one now exit 2 with a message naming the file and the field
+
+
+def test_huge_draws_and_long_name(scenario):
+    scenario["uncertainty"] = {"draws": int("9" * 400)}
+    scenario["name"] = "n" * 300
+    with pytest.raises(sim.ScenarioError) as info:
+        sim.parse_scenario(scenario)
+    paths = dict(info.value.problems)
+    assert "at most 64 characters" in paths["name"] and "must lie in 1..1,000,000" in paths["uncertainty.draws"]
+
+
+def test_name_with_a_trailing_newline(scenario):
+    scenario["name"] = "evil\n"
+    with pytest.raises(sim.ScenarioError, match="name: use letters"):
+        sim.parse_scenario(scenario)
+
+
+@pytest.fixture
+def neutral_file(write_scenario, neutral_scenario):
+    return write_scenario(neutral_scenario, "neutral.yaml")
+
+
+def test_out_under_a_file_is_refused_before_simulating(tmp_path, neutral_file):
+    (tmp_path / "afile").write_text("x")
+    result = invoke("run", neutral_file, "--paths", 1000, "--out", tmp_path / "afile" / "sub")
+    assert_user_error(result, "afile is a file, not a folder")
+
+
+def test_read_only_destination(tmp_path, neutral_file, monkeypatch):
+    import os
+
+    ro, access = tmp_path / "ro", os.access
+    ro.mkdir()  # as on a read-only mount (root passes a chmod)
+    monkeypatch.setattr(os, "access", lambda path, mode: access(path, mode) and not str(path).startswith(str(ro)))
+    result = invoke("run", neutral_file, "--paths", 1000, "--out", ro / "out")
+    assert_user_error(result, "cannot write in", "read-only file system")
+
+
+def test_full_disk_is_refused_before_simulating(tmp_path, neutral_file, monkeypatch):
+    import shutil
+
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9, 0))
+    result = invoke("run", neutral_file, "--paths", 1000, "--out", tmp_path / "out")
+    assert_user_error(result, "no space left")
+
+
+def test_os_error_while_writing_is_a_clear_message(tmp_path, neutral_file, monkeypatch):
+    import errno
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x"))
+
+    monkeypatch.setattr("simulator.output.sync", full)
+    result = invoke("run", neutral_file, "--paths", 1000, "--out", tmp_path / "out")
+    assert_user_error(result, "cannot write: No space left on device")
+    assert list(tmp_path.iterdir()) == [tmp_path / "scenarios"]  # no temporary folder left
+
+
+def test_out_dot_is_refused(tmp_path, neutral_file, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = invoke("run", neutral_file, "--paths", 1000, "--out", ".", "--force")
+    assert_user_error(result, "is the current folder")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scenarios"]
+
+
+def test_duplicate_csv_column(tmp_path):
+    data = tmp_path / "d.csv"
+    data.write_text("date,small,small\n2000-01-31,0.01,0.02\n2000-02-29,0.01,0.02\n")
+    result = invoke("calibrate", data, "--regimes", 1, "--out", tmp_path / "f.yaml")
+    assert_user_error(result, "column name(s) given twice: ['small']")
+
+
+def test_identical_columns_do_not_break_calibrate(tmp_path):
+    import numpy as np
+
+    r = np.random.default_rng(0).normal(0.01, 0.04, 120)
+    dates = [f"{2000 + i // 12}-{i % 12 + 1:02d}-28" for i in range(120)]
+    data = tmp_path / "d.csv"
+    data.write_text("date,small,large\n" + "".join(f"{d},{v},{v}\n" for d, v in zip(dates, r)))
+    result = invoke("calibrate", data, "--regimes", 1, "--out", tmp_path / "f.yaml")
+    assert_user_error(result, "linearly dependent")
