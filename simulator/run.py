@@ -223,6 +223,7 @@ def load_result(folder: str | os.PathLike) -> SavedResult:
         raise ResultError(f"{folder}: meta.json cannot be read ({type(exc).__name__}: {exc})") from None
     if (problem := changed_file(folder, meta)) is not None:
         raise ResultError(f"{folder}: {problem}; run it again rather than trust it")
+    meta.pop("sha256")  # verified: the meta of the run, as ``Result.meta`` held it
     if blended:
         return SavedResult(folder, meta, None)
     try:

@@ -7,7 +7,7 @@ import time
 
 import pytest
 import yaml
-from clihelp import assert_user_error, invoke
+from clihelp import assert_user_error, describe, invoke
 
 import simulator as sim
 from simulator.run import held_bytes
@@ -323,3 +323,168 @@ def test_identical_columns_do_not_break_calibrate(tmp_path):
     data.write_text("date,small,large\n" + "".join(f"{d},{v},{v}\n" for d, v in zip(dates, r)))
     result = invoke("calibrate", data, "--regimes", 1, "--out", tmp_path / "f.yaml")
     assert_user_error(result, "linearly dependent")
+
+
+# --------------------------------------------------------------------------------------------
+# Interruptions: SIGINT exits 130, SIGTERM 143, nothing half-written stays, stale temporaries go
+
+
+def test_ctrl_c_in_run_exits_130(tmp_path, neutral_file, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("simulator.cli.simulate", interrupted)
+    result = invoke("run", neutral_file, "--paths", 1000, "--out", tmp_path / "out")
+    assert result.exit_code == 130 and "Aborted" not in result.output and "interrupted" in result.output
+
+
+def test_sigterm_while_writing_leaves_no_temporary(tmp_path, neutral_file, monkeypatch):
+    from simulator.cli import Terminated
+
+    def terminated(*args, **kwargs):
+        raise Terminated  # what the SIGTERM handler raises, here in the middle of writing the folder
+
+    monkeypatch.setattr("simulator.run.save_figure", terminated, raising=False)
+    monkeypatch.setattr("simulator.plots.save_figure", terminated)
+    result = invoke("run", neutral_file, "--paths", 1000, "--out", tmp_path / "out")
+    assert result.exit_code == 143, describe(result)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scenarios"]
+
+
+def test_stale_temporaries_of_dead_processes_are_removed(tmp_path, neutral_file):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    host = socket.gethostname()
+    stale = tmp_path / f".out.tmp-{dead.stdout.strip()}@{host}-abc123"
+    live = tmp_path / f".out.tmp-{os.getpid()}@{host}-def456"
+    for folder in (stale, live):
+        folder.mkdir()
+        (folder / "fan.csv").write_bytes(b"")
+    result = invoke("run", neutral_file, "--paths", 1000, "--out", tmp_path / "out", "--quiet")
+    assert result.exit_code == 0, describe(result)
+    assert not stale.exists() and live.exists()
+
+
+def test_sigterm_in_a_batch_exits_143_with_the_resume_command(tmp_path, neutral_scenario):
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from clihelp import variant, write
+
+    book = tmp_path / "book"
+    for name in ("a1", "a2", "a3"):
+        write(book, variant(neutral_scenario, name, horizon=12), f"{name}.yaml")
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "simulator", "batch", str(book), "--paths", "300000", "--out", str(out)]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ)
+    first = proc.stdout.readline()  # flushed as soon as the first scenario is done, though stdout is a pipe
+    assert first.startswith("done") and "a1" in first, proc.stderr.read() if not first else first
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err and "interrupted:" in err and "--resume" in err.splitlines()[-1]
+    entries = json.loads((out / "batch.json").read_text())["scenarios"]
+    done = {e["name"] for e in entries if e["status"] == "done"}
+    assert done == {p.name for p in out.iterdir() if not p.name.startswith(".")} - {"batch.json"}
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary folder, no lock
+
+
+def test_interrupt_just_after_a_scenario_is_written(tmp_path, neutral_scenario, monkeypatch):
+    from clihelp import variant, write
+
+    from simulator.run import Result
+
+    book = tmp_path / "book"
+    for name in ("b1", "b2"):
+        write(book, variant(neutral_scenario, name), f"{name}.yaml")
+    save = Result.save
+
+    def save_then_interrupt(self, *args, **kwargs):
+        save(self, *args, **kwargs)
+        raise KeyboardInterrupt  # after the folder is in place, before the batch records it
+
+    monkeypatch.setattr(Result, "save", save_then_interrupt)
+    result = invoke("batch", book, "--paths", 2000, "--out", tmp_path / "out")
+    assert result.exit_code == 130
+    assert "interrupted: 1 of 2 scenarios done (b1)" in result.output
+    import json
+
+    entries = json.loads((tmp_path / "out" / "batch.json").read_text())["scenarios"]
+    assert [(e["name"], e["status"]) for e in entries] == [("b1", "done"), ("b2", "pending")]
+
+
+# --------------------------------------------------------------------------------------------
+# Results are verified: SHA-256 of every file in meta.json, checked on load and on resume
+
+
+@pytest.fixture
+def saved_folder(tmp_path, neutral_scenario):
+    sc = sim.parse_scenario(neutral_scenario)
+    return sim.simulate(sc, n_paths=2000, seed=3).save(tmp_path / "res")
+
+
+def test_meta_records_every_file(saved_folder):
+    import json
+
+    meta = json.loads((saved_folder / "meta.json").read_text())
+    assert set(meta["sha256"]) == {"summary.csv", "summary.json", "fan.csv", "fan.png", "meta.json"}
+    assert sim.load_result(saved_folder).summary().shape[0] == 3
+
+
+@pytest.mark.parametrize(
+    "file, edit, expected",
+    [
+        ("summary.csv", lambda t: t.replace("0.", "0.9", 1), "summary.csv was changed"),
+        ("summary.csv", lambda t: t.splitlines()[0] + "\n", "summary.csv was changed"),
+        ("meta.json", lambda t: t.replace('"drift": {', '"drift": {"x": 0.99, ', 1), "meta.json was changed"),
+        ("meta.json", lambda t: t.replace('"parameters": {', '"parameters": [], "_": {', 1), "parameters"),
+        ("meta.json", lambda t: t.replace('"wall_seconds": ', '"wall_seconds": "abc", "_": ', 1), "wall_seconds"),
+        ("meta.json", lambda t: t.replace('"sha256": {', '"_": {', 1), "records no SHA-256 sums"),
+    ],
+)
+def test_a_changed_result_is_refused(saved_folder, file, edit, expected):
+    path = saved_folder / file
+    path.write_text(edit(path.read_text()))
+    with pytest.raises(sim.ResultError, match=expected):
+        sim.load_result(saved_folder)
+
+
+def test_resume_runs_a_changed_folder_again(tmp_path, neutral_scenario):
+    from clihelp import variant, write
+
+    book = tmp_path / "book"
+    for name in ("c1", "c2"):
+        write(book, variant(neutral_scenario, name), f"{name}.yaml")
+    out = tmp_path / "out"
+    first = sim.batch([book], out, n_paths=2000)
+    summary = out / "c1" / "summary.csv"
+    honest = summary.read_text()
+    summary.write_text(honest.replace(",0.", ",0.999", 1))
+    again = sim.batch([book], out, n_paths=2000, resume=True)
+    assert [(e.name, e.kept) for e in again.entries] == [("c1", False), ("c2", True)]
+    assert summary.read_text() == honest
+    assert again.summary().equals(first.summary())
+
+
+# --------------------------------------------------------------------------------------------
+# One writer per batch folder
+
+
+def test_a_second_batch_on_one_folder_is_refused(tmp_path, neutral_file):
+    from simulator.output import folder_lock
+
+    out = tmp_path / "out"
+    with folder_lock(out):
+        result = invoke("batch", neutral_file, "--paths", 2000, "--out", out, "--resume")
+    assert_user_error(result, "is writing this folder", f"PID {__import__('os').getpid()}")
+    assert not (out / "batch.json").exists()
+    result = invoke("batch", neutral_file, "--paths", 2000, "--out", out, "--resume")
+    assert result.exit_code == 0, describe(result)  # released on exit
+    assert not (out / ".capsim.lock").exists()
