@@ -488,3 +488,53 @@ def test_a_second_batch_on_one_folder_is_refused(tmp_path, neutral_file):
     result = invoke("batch", neutral_file, "--paths", 2000, "--out", out, "--resume")
     assert result.exit_code == 0, describe(result)  # released on exit
     assert not (out / ".capsim.lock").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# Posterior files and parameter draws
+
+
+def test_posterior_at_dev_null_names_the_scenario_and_the_field(scenario, write_scenario):
+    scenario["uncertainty"] = {
+        "posterior": "/dev/null",
+        "sha256": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+    }
+    path = write_scenario(scenario)
+    ((field, message),) = problems(path)
+    assert field == "uncertainty.posterior" and "/dev/null" in message and "not a regular file" in message
+
+
+def test_posterior_file_without_a_variable(tmp_path):
+    import arviz as az
+    import numpy as np
+    import xarray as xr
+
+    from simulator.posterior import PosteriorFileError, load_posterior
+
+    dims = {"drift": ("chain", "draw", "regime", "asset"), "vol": ("chain", "draw", "regime", "asset")}
+    data = {k: (d, np.zeros((1, 4, 2, 2))) for k, d in dims.items()}
+    ds = xr.Dataset(data, coords={"regime": ["a", "b"], "asset": ["small", "large"]})
+    path = tmp_path / "p.nc"
+    az.InferenceData(posterior=ds).to_netcdf(str(path), engine="h5netcdf")
+    with pytest.raises(PosteriorFileError, match="lacks the variable.s. corr, transition, start"):
+        load_posterior(path, None)
+
+
+def test_nan_draws_say_where(scenario):
+    import numpy as np
+
+    sc = sim.parse_scenario(scenario)
+    x = np.full(600, 0.05)
+    x[[7, 9]] = np.nan
+    with pytest.raises(
+        sim.ScenarioError, match=r"2 of the 600 draws are not finite numbers \(NaN or infinity\), draw 7"
+    ):
+        sim.with_parameter_draws(sc, {"regimes.slowdown.drift.small": x})
+
+
+def test_overflowing_draws_are_refused(scenario):
+    import numpy as np
+
+    sc = sim.parse_scenario(scenario)
+    with pytest.raises(sim.ScenarioError, match="regimes.slowdown.vol.small: draw 1 .1e.30"):
+        sim.with_parameter_draws(sc, {"regimes.slowdown.vol.small": np.array([0.2, 1e30])})
