@@ -508,26 +508,48 @@ def _posterior_file_problem(sc: Scenario, path: Path) -> tuple[str, str] | None:
     return None
 
 
-class _ScenarioLoader(yaml.SafeLoader):
+try:  # libyaml's scanner and parser where PyYAML was built with it (several times faster), else PyYAML's
+    from yaml.cyaml import CParser as _Parser
+
+    _PARSING: tuple = (_Parser,)
+except ImportError:
+    _PARSING = (yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser)
+Composer = yaml.composer.Composer
+
+
+class _ScenarioLoader(*_PARSING, Composer, yaml.constructor.SafeConstructor, yaml.resolver.Resolver):
     """PyYAML's safe loader with capsim's rules: a key repeated in one mapping is an error (not last-wins); keys
     are names or numbers (not lists or mappings); merge keys (``<<: *base``) work as in YAML 1.1, their keys
     giving way to the mapping's own; nesting is at most ``MAX_YAML_DEPTH`` deep and the document, its aliases
     expanded, holds at most ``MAX_YAML_NODES`` values (no "billion laughs"), both checked before any value is
-    built."""
+    built. Nodes are composed in Python (the checks need it) from the events of libyaml's parser."""
 
     _depth = 0
+
+    def __init__(self, stream):
+        _PARSING[0].__init__(self, stream)  # libyaml's parser, or PyYAML's reader then its scanner and parser
+        for base in _PARSING[1:]:
+            base.__init__(self)
+        Composer.__init__(self)
+        yaml.constructor.SafeConstructor.__init__(self)
+        yaml.resolver.Resolver.__init__(self)
+
+    # the composition in Python, not libyaml's (which the parser class would otherwise bring)
+    check_node, get_node, get_single_node = Composer.check_node, Composer.get_node, Composer.get_single_node
+    compose_scalar_node, compose_sequence_node = Composer.compose_scalar_node, Composer.compose_sequence_node
+    compose_mapping_node = Composer.compose_mapping_node
 
     def compose_node(self, parent, index):
         self._depth += 1
         try:
             if self._depth > MAX_YAML_DEPTH:
                 raise _limit(f"lists and mappings nest more than {MAX_YAML_DEPTH} deep", self.peek_event().start_mark)
-            return super().compose_node(parent, index)
+            return Composer.compose_node(self, parent, index)
         finally:
             self._depth -= 1
 
     def compose_document(self):
-        node = super().compose_document()
+        node = Composer.compose_document(self)
         _check_expansion(node)
         return node
 

@@ -71,7 +71,9 @@ def test_recursive_alias(write_scenario):
 
 @pytest.mark.parametrize("text", ["[" * 5000 + "]" * 5000, "{a: " * 2000 + "1" + "}" * 2000])
 def test_deep_nesting(write_scenario, text):
-    assert f"more than {MAX_YAML_DEPTH} deep" in only_problem(write_scenario(f"name: x\nsources: {text}\n"))
+    message = only_problem(write_scenario(f"name: x\nsources: {text}\n"))
+    # ours past 64 levels, or libyaml's own past 1,000 when its scanner reads that far ahead
+    assert f"more than {MAX_YAML_DEPTH} deep" in message or "maximum nesting depth" in message
 
 
 @pytest.mark.parametrize("text", ["? [a, b]\n: 1\nname: x\n", "{a: 1}: 2\n", "name: x\n? {b: 1}\n: 2\n"])
