@@ -268,6 +268,10 @@ def simulate(
     own (``blend`` gives each component one), so runs of one seed on different streams share no paths.
     """
     n_paths, seed = int(n_paths), int(seed)
+    if batch_paths is not None and not 1 <= int(batch_paths) <= MAX_BATCH_PATHS:
+        raise CapsimError(
+            f"batch_paths must lie in 1..{MAX_BATCH_PATHS:,} (paths per call and device), got {batch_paths}"
+        )
     run = plan(scenario, n_paths, seed, horizon_months, device, devices, precision, method)
     model, method, segment, devs = run
     engine = engine_arguments(run, n_paths, precision, batch_paths)
@@ -360,6 +364,7 @@ def plan(
 
 
 MAX_BLOCKS = 1 << 31  # blocks of a run: their indices stay below engine.STREAM_BASE (3.5e13 paths)
+MAX_BATCH_PATHS = 1024 * BLOCK_PATHS  # paths per compiled call and device (16,777,216)
 
 
 def check_size(scenario: Scenario, n_paths: int, horizon_months: int | None, precision: int) -> None:
