@@ -181,7 +181,7 @@ def step(state: PathState, xs, *, key: jax.Array, has_tails: bool, chi2_pairs: i
         scale = jnp.where(select(masks, finite), jnp.sqrt((nu - 2.0) / w), 1.0)
     rows = []
     for a in range(A):
-        shock = sum(select(masks, p.loading[:, a, b]) * z[b] for b in range(a + 1))
+        shock = sum(select(masks, p.loading[:, a, b]) * z[b] for b in range(A))  # zeros above the diagonal
         if has_tails:
             shock = shock * scale
         rows.append(state.log_wealth[a] + select(masks, p.drift[:, a]) + p.shift[a] + shock)

@@ -540,3 +540,17 @@ def test_overflowing_draws_are_refused(scenario):
     sc = sim.parse_scenario(scenario)
     with pytest.raises(sim.ScenarioError, match="regimes.slowdown.vol.small: draw 1 .1e.30"):
         sim.with_parameter_draws(sc, {"regimes.slowdown.vol.small": np.array([0.2, 1e30])})
+
+
+# --------------------------------------------------------------------------------------------
+# Ties: "beats" is strict, and two identical assets with correlation 1 never beat each other
+
+
+def test_identical_assets_tie_exactly(neutral_scenario):
+    for regime in neutral_scenario["regimes"].values():
+        regime["corr"] = 1.0
+    res = sim.simulate(sim.parse_scenario(neutral_scenario), n_paths=20_000, seed=5)
+    summary = res.summary()
+    assert (summary["p_outperform"] == 0).all() and (summary["excess_mean"] == 0).all()
+    draws = res.draws(12)
+    assert (draws["small"] == draws["large"]).all()
