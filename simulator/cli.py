@@ -281,7 +281,8 @@ class Interruptible(click.Group):
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt as exc:
-            click.echo(f"interrupted ({'SIGTERM' if isinstance(exc, Terminated) else 'Ctrl-C'})", err=True)
+            how = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
+            click.echo(f"interrupted by {how}: finished folders are kept, nothing half-written is left", err=True)
             raise click.exceptions.Exit(interrupted_code(exc)) from None
         finally:
             if previous is not None:
