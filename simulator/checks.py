@@ -24,7 +24,7 @@ def evaluate(scenario: str, expects: list[Expect], summary: pd.DataFrame) -> lis
     for e in expects:
         row = summary.loc[summary["horizon_months"] == e.horizon_months].iloc[0]
         value = float(row[e.metric])
-        se = f" (p_outperform_se {row['p_outperform_se']:.4f})" if e.metric == "p_outperform" else ""
+        se = f" (p_outperform_se {row['p_outperform_se']:.2g})" if e.metric == "p_outperform" else ""
         if e.between is not None:
             lo, hi = e.between
             ok, rule = lo <= value <= hi, f"between [{lo:g}, {hi:g}]"

@@ -4,14 +4,15 @@ Items are results (simulated, blended or loaded from a folder) or scenarios simu
 path count (common random numbers). Differences from the first item, per common report horizon:
 
 - ``diff_p_outperform`` and its standard error: **paired** when both items were simulated with the same seed
-  and path count on the seed's own stream and their kept paths are at hand (path j of one item and path j of
-  the other share their random numbers): sqrt(Var(1[X_b > 0] - 1[X_a > 0]) / n), the variance from the kept
-  paths. Otherwise **independent**: sqrt(se_a^2 + se_b^2).
+  and path count on the seed's own stream and their statistics are at hand (path j of one item and path j of
+  the other share their random numbers): batch means of the difference of the two conditional estimates over
+  independent units, the parameter draws of an uncertain item, else cells of 1,024 paths
+  (``summary.Summaries.unit_sums``). Otherwise **independent**: sqrt(se_a^2 + se_b^2).
 - ``diff_excess_median`` and its standard error: paired, from the Bahadur representation of the two sample
-  medians (their variances and covariance from the kept paths, the densities at the medians by the
-  Hall-Sheather difference quotient of the empirical quantile function); independent, each median's variance
-  0.25 / (n_kept f^2) with f from the quartiles, 0.5 / (q75 - q25) (exact for a uniform law, 7% high for a
-  normal one).
+  medians (the influence values 1[x <= median] / f of the kept paths, summed per independent unit as above;
+  the densities at the medians by the Hall-Sheather difference quotient of the empirical quantile function);
+  independent, each median's variance 0.25 / (n_kept f^2) with f from the quartiles, 0.5 / (q75 - q25)
+  (exact for a uniform law, 7% high for a normal one).
 
 ``balance_of_risks`` = excess_mean - excess_median: positive when the upside tail of the excess return is the
 longer one.
@@ -26,8 +27,10 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from .engine import BLOCK_PATHS
 from .errors import CapsimError
 from .scenario import Scenario, load_scenario
+from .summary import CELL_PATHS, batch_means_se
 
 FIGURES = ("p_outperform", "excess_mean", "excess_median", "excess_q05", "excess_q95", "balance_of_risks")
 Z95 = 1.959963984540054
@@ -47,6 +50,7 @@ class Item(NamedTuple):
     sources: list[str]
     source: str
     draws: object  # callable horizon -> DataFrame of kept total returns, or None
+    stats: object  # summary.Summaries of a pairable result, else None
 
 
 def _pairable(result) -> bool:
@@ -69,6 +73,7 @@ def as_item(obj, label: str | None = None) -> Item:
         sources,
         str(meta.get("scenario_file", meta.get("folder", ""))),
         obj.draws if _pairable(obj) else None,
+        obj._stats if _pairable(obj) else None,
     )
 
 
@@ -87,21 +92,34 @@ def density_at_median(sorted_x: np.ndarray) -> float:
     return 2 * h / (hi - lo) if hi > lo else math.inf
 
 
-def paired_differences(xa: np.ndarray, xb: np.ndarray, n: int) -> dict:
-    """Standard errors of p_outperform(b) - p_outperform(a) (estimated over all ``n`` paths) and of
-    median(b) - median(a) (over the kept paths), from the kept excess returns ``xa``, ``xb`` of the same
-    paths (common random numbers)."""
-    wins = (xb > 0).astype(np.float64) - (xa > 0).astype(np.float64)
+def paired_units(sa, sb) -> int | None | bool:
+    """The independent units two paired runs' statistics (``Summaries``) share: a number of parameter draws D
+    (blocks b mod D), None for cells of paths (neither has several draws in use), or False when their draws
+    group blocks differently (then they are not paired)."""
+    da, db = sa.unit_draws, sb.unit_draws
+    if da is not None and db is not None and da != db:
+        return False
+    return da if da is not None else db
+
+
+def paired_differences(sa, sb, xa: np.ndarray, xb: np.ndarray, h: int, draws: int | None) -> dict:
+    """Standard errors of p_outperform(b) - p_outperform(a) and of median(b) - median(a) (over the kept
+    paths) of two runs of common random numbers: their statistics ``sa``, ``sb``, the kept excess returns
+    ``xa``, ``xb`` at report horizon ``h`` (months), and their units ``draws`` (``paired_units``)."""
+    ra, rb = sa.model.report_months.index(h), sb.model.report_months.index(h)
+    paths, fig_a, _ = sa.unit_sums(draws)
+    _, fig_b, _ = sb.unit_sums(draws)
+    diff = np.asarray(sb.p_outperform[rb] - sa.p_outperform[ra])
+    p_se = float(batch_means_se(fig_b[:, rb, 0] - fig_a[:, ra, 0], paths, diff))
     k = len(xa)
     ma, mb = np.median(xa), np.median(xb)
     fa, fb = density_at_median(np.sort(xa)), density_at_median(np.sort(xb))
-    ia, ib = (xa <= ma).astype(np.float64), (xb <= mb).astype(np.float64)
-    cov = np.mean(ia * ib) - ia.mean() * ib.mean()
-    var_median = (ia.var() / fa**2 + ib.var() / fb**2 - 2 * cov / (fa * fb)) / k
-    return {
-        "diff_p_outperform_se": math.sqrt(wins.var(ddof=1) / n),
-        "diff_excess_median_se": math.sqrt(max(var_median, 0.0)),
-    }
+    influence = (xb <= mb) / fb - (xa <= ma) / fa  # the medians' difference is -mean(influence) + const
+    path = np.arange(k)
+    unit = path // CELL_PATHS if draws is None else (path // BLOCK_PATHS) % draws
+    sums, counts = np.bincount(unit, weights=influence), np.bincount(unit).astype(np.float64)
+    median_se = float(batch_means_se(sums, counts, np.asarray(influence.mean())))
+    return {"diff_p_outperform_se": p_se, "diff_excess_median_se": median_se}
 
 
 def independent_differences(a: pd.Series, b: pd.Series, kept_a: int, kept_b: int) -> dict:
@@ -144,10 +162,11 @@ class Comparison:
             and b.draws is not None
             and a.result.meta["seed"] == b.result.meta["seed"]
             and a.result.meta["n_paths"] == b.result.meta["n_paths"]
+            and paired_units(a.stats, b.stats) is not False
         )
         if paired:
             xa, xb = (self._excess(i, h) for i in (a, b))
-            se = paired_differences(xa, xb, int(a.result.meta["n_paths"]))
+            se = paired_differences(a.stats, b.stats, xa, xb, h, paired_units(a.stats, b.stats))
         else:
             se = independent_differences(ra, rb, a.result.meta["kept_paths"], b.result.meta["kept_paths"])
         return {

@@ -39,13 +39,17 @@ class PathState(NamedTuple):
     max_dd: jax.Array  # [A, P] running maximum of peak - log_wealth (log drawdown)
     steps_in: jax.Array  # [K, P] int32: steps spent in each regime so far
     months: jax.Array  # [M + 1, A, P] log_wealth at each month end (slot 0: month 0); [0, A, P] if not kept
+    cond_mean: jax.Array  # [A, P] mean of log_wealth given the path's regimes (and t scales): drifts + rate term
+    cond_var: jax.Array  # [A + 1, P] its variance given them, per asset, then of the compared pair's difference
 
 
 class BlockOutput(NamedTuple):
     reports: jax.Array  # [R, A, P] cumulative log return at each report horizon
     report_dd: jax.Array  # [R, A, P] maximum log drawdown up to each report horizon
     months: jax.Array  # [M + 1, A, P] cumulative log return at every month end (empty unless kept)
-    occupancy: jax.Array  # [R, K] int32: (valid) path-steps in each regime up to each report horizon
+    report_mean: jax.Array  # [R, A, P] PathState.cond_mean at each report horizon
+    report_var: jax.Array  # [R, A + 1, P] PathState.cond_var at each report horizon
+    report_steps_in: jax.Array  # [R, K, P] int32: steps spent in each regime up to each report horizon
 
 
 def init(n_paths: int, n_assets: int, n_regimes: int, n_months: int, keep_months: bool, dtype) -> PathState:
@@ -57,6 +61,8 @@ def init(n_paths: int, n_assets: int, n_regimes: int, n_months: int, keep_months
         max_dd=zeros,
         steps_in=jnp.zeros((n_regimes, n_paths), jnp.int32),
         months=jnp.zeros((n_months + 1 if keep_months else 0, n_assets, n_paths), dtype),
+        cond_mean=zeros,
+        cond_var=jnp.zeros((n_assets + 1, n_paths), dtype),
     )
 
 
@@ -178,25 +184,33 @@ def step(state: PathState, xs, *, key: jax.Array, has_tails: bool, chi2_pairs: i
         # one draw per path (with one regime, select returns an unbroadcast scalar); 4.0: placeholder, Gaussian
         nu = jnp.broadcast_to(select(masks, jnp.where(finite, p.tails, 4.0)), (n_paths,))
         w = chi2(jax.random.fold_in(key_t, 1), nu, chi2_pairs)
-        scale = jnp.where(select(masks, finite), jnp.sqrt((nu - 2.0) / w), 1.0)
-    rows = []
+        scale2 = jnp.where(select(masks, finite), (nu - 2.0) / w, 1.0)
+        scale = jnp.sqrt(scale2)
+    rows, means, variances = [], [], []
     for a in range(A):
         shock = sum(select(masks, p.loading[:, a, b]) * z[b] for b in range(A))  # zeros above the diagonal
         if has_tails:
             shock = shock * scale
-        rows.append(state.log_wealth[a] + select(masks, p.drift[:, a]) + p.shift[a] + shock)
+        mean = select(masks, p.drift[:, a]) + p.shift[a]
+        rows.append(state.log_wealth[a] + mean + shock)
+        means.append(state.cond_mean[a] + mean)
+    for c in range(A + 1):  # given the regimes and scales the step's shocks are Gaussian: variances add up
+        var = select(masks, p.cond_var[:, c])
+        variances.append(state.cond_var[c] + (var * scale2 if has_tails else var))
     steps_in = jnp.stack([state.steps_in[k] + masks[k] for k in range(K)])
-    state = advance(state, regime, jnp.stack(rows), steps_in, p.month_slot)
+    state = advance(state, regime, jnp.stack(rows), steps_in, p.month_slot, jnp.stack(means), jnp.stack(variances))
     return (observe_drawdowns(state) if drawdowns else state), None
 
 
-def advance(state: PathState, regime, log_wealth, steps_in, month_slot) -> PathState:
+def advance(state: PathState, regime, log_wealth, steps_in, month_slot, cond_mean, cond_var) -> PathState:
     """The new state after a step (or segment): when month ends are kept, log wealth is written into the slot
     of the next month end (the last write before it is the right one). Drawdowns are not updated."""
     months = state.months
     if months.shape[0]:
         months = jax.lax.dynamic_update_index_in_dim(months, log_wealth, month_slot, 0)
-    return state._replace(regime=regime, log_wealth=log_wealth, steps_in=steps_in, months=months)
+    return state._replace(
+        regime=regime, log_wealth=log_wealth, steps_in=steps_in, months=months, cond_mean=cond_mean, cond_var=cond_var
+    )
 
 
 def observe_drawdowns(state: PathState) -> PathState:
@@ -231,12 +245,15 @@ def segment_step(state: PathState, xs, *, key: jax.Array, count_bits: int):
     n = [c.astype(dtype) for c in counts]
     cov = [[sum(n[k] * q.cov[k, a, b] for k in range(K)) for b in range(a + 1)] for a in range(A)]
     chol = lower_cholesky(cov)
-    rows = []
+    rows, means = [], []
     for a in range(A):
-        mean = sum(n[k] * q.drift[k, a] for k in range(K))
-        rows.append(state.log_wealth[a] + mean + q.shift[a] + sum(chol[a][b] * z[b] for b in range(a + 1)))
+        mean = sum(n[k] * q.drift[k, a] for k in range(K)) + q.shift[a]
+        rows.append(state.log_wealth[a] + mean + sum(chol[a][b] * z[b] for b in range(a + 1)))
+        means.append(state.cond_mean[a] + mean)
+    variances = [state.cond_var[c] + sum(n[k] * q.cond_var[k, c] for k in range(K)) for c in range(A + 1)]
     steps_in = jnp.stack([state.steps_in[k] + counts[k] for k in range(K)])
-    return advance(state, code & ((1 << low) - 1), jnp.stack(rows), steps_in, q.month_slot), None
+    regime = code & ((1 << low) - 1)
+    return advance(state, regime, jnp.stack(rows), steps_in, q.month_slot, jnp.stack(means), jnp.stack(variances)), None
 
 
 def lower_cholesky(cov: list[list[jax.Array]]) -> list[list[jax.Array]]:
@@ -271,7 +288,7 @@ def simulate_block(
     chi2_pairs: int = 0,
     count_bits: int = 0,
 ) -> BlockOutput:
-    """One logical block of ``n_paths`` paths; only the first ``n_valid`` count towards occupancy.
+    """One logical block of ``n_paths`` paths (the caller uses the first ``n_valid``).
 
     ``kernel`` 'step' scans StepParams over steps (``chi2_pairs``: see ``chi2``); 'segment' scans SegmentParams
     over segments (``count_bits``: see ``segment_step``). ``report_ends`` and ``chunk`` are in scan units: an
@@ -280,7 +297,6 @@ def simulate_block(
     after every step with ``drawdowns_each_step`` (step kernel only), else at chunk ends.
     """
     state = init(n_paths, params.shift.shape[-1], params.drift.shape[1], n_months, keep_months, params.shift.dtype)
-    valid = jnp.arange(n_paths) < n_valid
     if kernel == "step":
         body = partial(step, key=key, has_tails=has_tails, chi2_pairs=chi2_pairs, drawdowns=drawdowns_each_step)
     else:
@@ -292,14 +308,13 @@ def simulate_block(
 
     def run_chunk(state, xs_chunk):
         state, _ = jax.lax.scan(body, state, xs_chunk)
-        occupancy = jnp.sum(jnp.where(valid, state.steps_in, 0), axis=1)  # [K] valid path-steps so far
         if not drawdowns_each_step:
             state = observe_drawdowns(state)
-        return state, (state.log_wealth, state.max_dd, occupancy)
+        return state, (state.log_wealth, state.max_dd, state.cond_mean, state.cond_var, state.steps_in)
 
-    state, (log_wealth, max_dd, occupancy) = jax.lax.scan(run_chunk, state, xs)
-    picks = np.asarray(report_ends) // chunk - 1
-    return BlockOutput(log_wealth[picks], max_dd[picks], state.months, occupancy[picks])
+    state, recorded = jax.lax.scan(run_chunk, state, xs)
+    log_wealth, max_dd, cond_mean, cond_var, steps_in = (x[np.asarray(report_ends) // chunk - 1] for x in recorded)
+    return BlockOutput(log_wealth, max_dd, state.months, cond_mean, cond_var, steps_in)
 
 
 @functools.lru_cache(maxsize=32)

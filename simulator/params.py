@@ -42,6 +42,8 @@ class StepParams(NamedTuple):
     tails: np.ndarray  # [T, K] Student-t degrees of freedom; inf = Gaussian
     shift: np.ndarray  # [T, A] rate-overlay log return: sensitivity * (rate(t+1) - rate(t))
     month_slot: np.ndarray  # [T] int: index of the first month end at or after the end of step t
+    cond_var: np.ndarray  # [T, K, A + 1] Gaussian variance per step of each log return, then of the compared
+    # pair's log difference (``conditional_variances``); a Student-t step scales it by (nu - 2) / chi2
 
 
 class SegmentParams(NamedTuple):
@@ -61,6 +63,7 @@ class SegmentParams(NamedTuple):
     cov: np.ndarray  # [S, K, A, A] covariance of the log return per step in regime k
     shift: np.ndarray  # [S, A] rate-overlay log return of the segment
     month_slot: np.ndarray  # [S] int32: month end at the segment's end, (s + 1) * G
+    cond_var: np.ndarray  # [S, K, A + 1] per-step variances as StepParams.cond_var
 
 
 class Model(NamedTuple):
@@ -86,6 +89,7 @@ class Model(NamedTuple):
     start_probs: np.ndarray  # [K]
     base_matrix: np.ndarray  # [K, K] per-step matrix without phase overrides
     step_matrices: np.ndarray  # [T, K, K] per-step transition matrices (row t=0: the start law)
+    expected_steps_in: np.ndarray  # [D_used, R, K] expected steps in each regime up to each report horizon
 
     @property
     def n_steps(self) -> int:
@@ -174,10 +178,13 @@ def build_model(sc: Scenario, horizon_months: int | None = None, *, n_paths: int
     centre = resolve(sc, {})  # the scenario itself when it has no distributions
     D = n_draws(sc, n_blocks(n_paths))
     values = draw_values(sc, seed, min(D, n_blocks(n_paths))) if sc.is_uncertain else {}
-    sets = [step_params(s, month_steps) for s in (draw_scenarios(sc, values) if sc.is_uncertain else [centre])]
-    steps = StepParams(*(np.stack(x) for x in zip(*(p for p, _ in sets))))  # [D_used, T, ...]
-    start, base, step_trans = (step_params(centre, month_steps) if sc.is_uncertain else sets[0])[1]
     first, second = sc.compare_pair
+    pair = (assets.index(first), assets.index(second))
+    report_steps = [month_steps[h] for h in reports]
+    sets = [step_params(s, month_steps, pair) for s in (draw_scenarios(sc, values) if sc.is_uncertain else [centre])]
+    steps = StepParams(*(np.stack(x) for x in zip(*(p for p, _ in sets))))  # [D_used, T, ...]
+    start, base, step_trans = (step_params(centre, month_steps, pair) if sc.is_uncertain else sets[0])[1]
+    expected = np.stack([expected_steps_in(law[0], law[2], report_steps) for _, law in sets])
     return Model(
         steps=steps,
         n_draws=D,
@@ -190,17 +197,40 @@ def build_model(sc: Scenario, horizon_months: int | None = None, *, n_paths: int
         month_steps=month_steps,
         asset_keys=tuple(assets),
         regime_names=tuple(names),
-        compare=(assets.index(first), assets.index(second)),
+        compare=pair,
         has_tails=bool(np.isfinite(steps.tails).any()),
         start_probs=start,
         base_matrix=base,
         step_matrices=step_trans,
+        expected_steps_in=expected,
     )
 
 
-def step_params(sc: Scenario, month_steps: tuple[int, ...]) -> tuple[StepParams, tuple]:
+def expected_steps_in(start: np.ndarray, step_trans: np.ndarray, report_steps) -> np.ndarray:
+    """[R, K] expected steps spent in each regime up to each report step: the sum over steps t < H of the
+    regime law P(s_t = k), with s_0 ~ ``start`` and s_t ~ P(s_{t-1}) @ ``step_trans[t]`` (exact, float64)."""
+    laws = np.empty((step_trans.shape[0], len(start)))
+    law = np.asarray(start, np.float64)
+    for t in range(step_trans.shape[0]):
+        if t:
+            law = law @ step_trans[t]
+        laws[t] = law
+    cumulative = np.concatenate([np.zeros((1, len(start))), np.cumsum(laws, axis=0)])
+    return cumulative[list(report_steps)]
+
+
+def conditional_variances(loading: np.ndarray, pair: tuple[int, int]) -> np.ndarray:
+    """[..., A + 1] per-step variance of each asset's Gaussian log-return shock, then of the compared pair's
+    log difference (first minus second), from ``loading`` [..., A, A] (rows: assets)."""
+    i, j = pair
+    own = np.sum(loading**2, axis=-1)
+    difference = np.sum((loading[..., i, :] - loading[..., j, :]) ** 2, axis=-1)
+    return np.concatenate([own, difference[..., None]], axis=-1)
+
+
+def step_params(sc: Scenario, month_steps: tuple[int, ...], pair: tuple[int, int]) -> tuple[StepParams, tuple]:
     """The per-step arrays of a plain scenario (no distributions) over the steps ``month_steps[-1]``, and its
-    (start law, base matrix, per-step matrices)."""
+    (start law, base matrix, per-step matrices). ``pair``: the compared assets' indices (``Model.compare``)."""
     f = sc.steps_per_year
     dt = 1.0 / f
     assets, names = sc.asset_keys, sc.regime_names
@@ -236,6 +266,7 @@ def step_params(sc: Scenario, month_steps: tuple[int, ...]) -> tuple[StepParams,
         tails=tails[phase_of_step],
         shift=rate_shift(sc, T),
         month_slot=month_slot.astype(np.int32),
+        cond_var=conditional_variances(loading, pair)[phase_of_step],
     )
     return steps, (start, base, step_trans)
 
@@ -329,7 +360,14 @@ def segment_tables(model: Model, months: int) -> tuple[SegmentParams, int]:
     cov = np.einsum("tkab,tkcb->tkac", p.loading[first], p.loading[first])
     shift = np.stack([p.shift[t0:t1].sum(axis=0) for t0, t1 in spans])
     params = SegmentParams(
-        accept, alias, code, p.drift[first], cov, shift, np.arange(1, len(steps) + 1, dtype=np.int32) * months
+        accept,
+        alias,
+        code,
+        p.drift[first],
+        cov,
+        shift,
+        np.arange(1, len(steps) + 1, dtype=np.int32) * months,
+        p.cond_var[first],
     )
     return params, count_bits
 

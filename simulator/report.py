@@ -19,7 +19,7 @@ from .plots import draw_fan  # noqa: E402
 
 ROWS = (  # (metric, label, format) of the side-by-side table; {first}, {second}: the compared assets
     ("p_outperform", "P({first} beats {second})", "prob"),
-    ("p_outperform_se", "  standard error", "prob"),
+    ("p_outperform_se", "  standard error", "se"),
     ("excess_mean", "excess mean", "pct"),
     ("excess_median", "excess median", "pct"),
     ("balance_of_risks", "balance of risks (mean - median)", "pct"),
@@ -30,17 +30,20 @@ ROWS = (  # (metric, label, format) of the side-by-side table; {first}, {second}
 )
 DIFF_ROWS = (  # {base}: the first item, which the others are compared with
     ("diff_p_outperform", "P({first} beats {second}) minus {base}'s", "prob"),
-    ("diff_p_outperform_se", "  standard error", "prob"),
+    ("diff_p_outperform_se", "  standard error", "se"),
     ("diff_excess_median", "excess median minus {base}'s", "pct"),
     ("diff_excess_median_se", "  standard error", "pp"),
 )
 
 
 def fmt(value: float, kind: str) -> str:
-    """A probability to 4 decimals, a return as a signed percentage, a standard error in percent ('pp')."""
+    """A probability to 4 decimals, a return as a signed percentage, a probability's standard error to two
+    significant digits ('se'), a return's standard error in percent ('pp')."""
     if value != value:  # NaN
         return "-"
-    return {"prob": f"{value:.4f}", "pct": f"{100 * value:+.2f}%", "pp": f"{100 * value:.3f}%"}[kind]
+    return {"prob": f"{value:.4f}", "pct": f"{100 * value:+.2f}%", "se": f"{value:.2g}", "pp": f"{100 * value:.3f}%"}[
+        kind
+    ]
 
 
 def row_labels(rows, comparison) -> list[tuple[str, str, str]]:

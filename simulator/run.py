@@ -317,17 +317,28 @@ def simulate(
         "drawdowns_observed": observed(segment),
         "wall_seconds": round(wall, 4),
         "path_steps_per_second": n_paths * model.n_steps / max(wall, 1e-9),
-        "warnings": [
-            "Student-t regimes: simple-return means (<asset>_mean, excess_mean, excess_sd) estimate a "
-            "mean that does not exist (E exp(t) is infinite); use medians, quantiles and p_outperform"
-        ]
-        if model.has_tails
-        else [],
+        "warnings": run_warnings(model, stats),
         "timestamp": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "jax_version": jax.__version__,
         "python": platform.python_version(),
     }
     return Result(scenario, model, stats, meta)
+
+
+def run_warnings(model: Model, stats: Summaries) -> list[str]:
+    """What a reader of this run's figures must know (meta.json's ``warnings``)."""
+    out = []
+    if model.has_tails:
+        out.append(
+            "Student-t regimes: simple-return means (<asset>_mean, excess_mean, excess_sd) estimate a "
+            "mean that does not exist (E exp(t) is infinite); use medians, quantiles and p_outperform"
+        )
+    if model.uncertain and stats.unit_draws is None:
+        out.append(
+            "one parameter draw in use: standard errors are those of the figures given that draw, not of "
+            "their average over the parameter distribution (simulate more paths or more draws)"
+        )
+    return out
 
 
 class Plan(NamedTuple):

@@ -386,6 +386,8 @@ class Scenario(_Strict):
         names = [
             "p_outperform",
             "p_outperform_se",
+            "p_outperform_count",
+            "p_outperform_count_se",
             "excess_mean",
             "excess_sd",
             "excess_q05",
@@ -414,7 +416,7 @@ class Scenario(_Strict):
         return self._draw_values
 
 
-ASSET_STATS = ("mean", "median", "q05", "q95", "var95", "es95", "p_loss", "mdd_median", "mdd_q95")
+ASSET_STATS = ("mean", "median", "q05", "q95", "var95", "es95", "p_loss", "p_loss_se", "mdd_median", "mdd_q95")
 # Across parameter draws: the 5%, 50% and 95% points of the per-draw p_outperform and excess median.
 DRAW_METRICS = tuple(f"{m}_draws_{q}" for m in ("p_outperform", "excess_median") for q in ("q05", "q50", "q95"))
 

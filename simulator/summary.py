@@ -1,7 +1,13 @@
 """Summaries of simulated paths: mergeable sums over every path plus kept values for quantiles.
 
-- Exact over all paths (sums and counts at the report horizons, merged block by block in float64):
-  p_outperform, excess_mean, excess_sd, <asset>_mean, <asset>_p_loss, occupancy_<regime>.
+- Over all paths (sums and counts at the report horizons, merged block by block in float64):
+  p_outperform, p_outperform_count, excess_mean, excess_sd, <asset>_mean, <asset>_p_loss, occupancy_<regime>.
+- p_outperform and <asset>_p_loss are conditional Monte Carlo estimates (docs/methods.md): given a path's
+  regimes (and Student-t scales) its log returns are Gaussian with the mean and variance the engine adds up,
+  so P(small beats large | path) = Phi(m / s) exactly; the estimate is the path mean of that, with the time
+  spent in each regime as a control variate (its expectation is exact). p_outperform_count is the share of
+  paths. Standard errors come from independent units: paths without parameter uncertainty, else the groups
+  of blocks that share a parameter draw (batch means; ``Summaries.unit_sums``).
 - From the kept paths, the first ``keep = min(n, MAX_KEEP_PATHS)`` (paths are i.i.d., so a uniform sample):
   every quantile, the HDI, VaR, ES, the drawdown figures, and ``draws(h)``. Up to MAX_KEEP_PATHS these are
   exact for the run; beyond it they carry the sampling error of ``keep`` paths (a q-quantile's standard
@@ -28,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from .devices import cpu_cores
-from .engine import BLOCK_PATHS
+from .engine import BLOCK_PATHS, BlockOutput
 from .errors import CapsimError
 from .params import Model
 from .scenario import DRAW_METRICS
@@ -83,14 +89,62 @@ def sorted_quantiles(values: np.ndarray, probs) -> np.ndarray:
     return np.moveaxis(out, -1, 0)
 
 
+CELL_PATHS = BLOCK_PATHS // 16  # paths per cell: the unit of paired standard errors without parameter draws
+
+
+def positive_probability(mean: np.ndarray, var: np.ndarray) -> np.ndarray:
+    """P(Y > 0) for Y ~ N(mean, var), elementwise (float64); a zero variance gives 1[mean > 0] ("beats" is
+    strict)."""
+    from scipy.special import ndtr
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = mean / np.sqrt(var)
+    return np.where(var > 0, ndtr(np.where(var > 0, z, 0.0)), (mean > 0).astype(np.float64))
+
+
+def conditional_figures(model: Model, out: BlockOutput, n_valid: int) -> np.ndarray:
+    """[R, 1 + A, n_valid] per path: P(first beats second | path), then each asset's P(loss | path), from the
+    engine's conditional means and variances of the log returns (float64)."""
+    A = len(model.asset_keys)
+    mean = out.report_mean[:, :, :n_valid].astype(np.float64)  # [R, A, P]
+    var = out.report_var[:, :, :n_valid].astype(np.float64)  # [R, A + 1, P]
+    i, j = model.compare
+    beats = positive_probability(mean[:, i] - mean[:, j], var[:, A])
+    return np.concatenate([beats[:, None], positive_probability(-mean, var[:, :A])], axis=1)
+
+
+def cell_sums(values: np.ndarray) -> np.ndarray:
+    """[cells, ...] sums of ``values`` [..., paths] over each cell of ``CELL_PATHS`` consecutive paths of a
+    block (paths past the last one count as zeros)."""
+    padded = np.zeros(values.shape[:-1] + (BLOCK_PATHS,))
+    padded[..., : values.shape[-1]] = values
+    return np.moveaxis(padded.reshape(values.shape[:-1] + (BLOCK_PATHS // CELL_PATHS, CELL_PATHS)).sum(axis=-1), -1, 0)
+
+
 class Accumulator:
     """Per-block statistics of one run: ``add`` blocks in any order (or on several processes), then ``finish``.
 
     Sums are kept per block and added up in block order at the end, so the result is the same bit for bit
-    whichever process or device simulated which block.
+    whichever process or device simulated which block. Conditional figures (``conditional_figures``: F of them)
+    and the controls (steps in regimes 0..K-2 minus their expectation under the block's draw: C of them) are
+    kept as sums per cell of ``CELL_PATHS`` paths, with their squares and cross-products per block.
     """
 
-    STATS = ("sum_r", "loss", "sum_x", "sum_x2", "wins", "occupancy", "filled", "block_median")
+    STATS = (
+        "sum_r",
+        "sum_x",
+        "sum_x2",
+        "occupancy",
+        "filled",
+        "block_median",
+        "cell_paths",
+        "cell_fig",
+        "cell_ctrl",
+        "cell_wins",
+        "fig_sq",
+        "ctrl_cross",
+        "ctrl_fig",
+    )
 
     def __init__(self, model: Model, n_paths: int, dtype=np.float32, fan_in_background: bool = True):
         M1, A, R = len(model.month_steps), len(model.asset_keys), len(model.report_months)
@@ -104,13 +158,19 @@ class Accumulator:
         self.fan_job: Future | None = None  # the fan table, made once every fan path is in (if in background)
         self.fan_in_background = fan_in_background
         self.sum_r = np.zeros((n_blocks, R, A))  # per block: sum of R_a at each report horizon
-        self.loss = np.zeros((n_blocks, R, A))  # count of R_a < 0
         self.sum_x = np.zeros((n_blocks, R))  # sum of X
         self.sum_x2 = np.zeros((n_blocks, R))  # sum of X^2
-        self.wins = np.zeros((n_blocks, R))  # count of X > 0
         self.occupancy = np.zeros((n_blocks, R, K))  # path-steps in each regime up to each report horizon
         self.filled = np.zeros(n_blocks)  # paths merged per block
         self.block_median = np.zeros((n_blocks, R))  # excess median of each draw's first block
+        F, C, cells = 1 + A, K - 1, BLOCK_PATHS // CELL_PATHS
+        self.cell_paths = np.zeros((n_blocks, cells))  # paths per cell
+        self.cell_fig = np.zeros((n_blocks, cells, R, F))  # per cell: sum of the conditional figures
+        self.cell_ctrl = np.zeros((n_blocks, cells, R, C))  # sum of the controls
+        self.cell_wins = np.zeros((n_blocks, cells, R))  # count of X > 0
+        self.fig_sq = np.zeros((n_blocks, R, F))  # per block: sum of squared figures
+        self.ctrl_cross = np.zeros((n_blocks, R, C, C))  # sum of control x control
+        self.ctrl_fig = np.zeros((n_blocks, R, C, F))  # sum of control x figure
 
     def add(self, block: int, n_valid: int, out) -> None:
         """Merge block ``block`` (engine.BlockOutput as numpy; its first ``n_valid`` paths count)."""
@@ -118,12 +178,21 @@ class Accumulator:
         i, j = self.model.compare
         X = R[:, i] - R[:, j]
         self.sum_r[block] = R.sum(axis=2)
-        self.loss[block] = (R < 0).sum(axis=2)
         self.sum_x[block] = X.sum(axis=1)
         self.sum_x2[block] = (X * X).sum(axis=1)
-        self.wins[block] = (X > 0).sum(axis=1)
-        self.occupancy[block] = out.occupancy
+        steps = out.report_steps_in[:, :, :n_valid].astype(np.float64)  # [R, K, paths]
+        self.occupancy[block] = steps.sum(axis=2)
         self.filled[block] = n_valid
+        fig = conditional_figures(self.model, out, n_valid)  # [R, F, paths]
+        expected = self.model.expected_steps_in[block % self.model.n_draws]  # [R, K]
+        ctrl = steps[:, :-1] - expected[:, :-1, None]  # [R, C, paths]: mean zero under the block's draw
+        self.cell_paths[block] = cell_sums(np.ones(n_valid))
+        self.cell_fig[block] = cell_sums(fig)
+        self.cell_ctrl[block] = cell_sums(ctrl)
+        self.cell_wins[block] = cell_sums((X > 0).astype(np.float64))
+        self.fig_sq[block] = np.einsum("rfp,rfp->rf", fig, fig)
+        self.ctrl_cross[block] = np.einsum("rcp,rdp->rcd", ctrl, ctrl)
+        self.ctrl_fig[block] = np.einsum("rcp,rfp->rcf", ctrl, fig)
         first = block * BLOCK_PATHS
         if self.model.uncertain and block < self.model.n_draws:  # block b < D is draw b's first block
             self.block_median[block] = np.median(X, axis=1)
@@ -178,27 +247,58 @@ class Summaries:
         n = float(self.n)
         total = {name: getattr(acc, name).sum(axis=0) for name in acc.STATS}  # in block order
         self.mean_r = total["sum_r"] / n
-        self.p_loss = total["loss"] / n
-        self.p_win = total["wins"] / n
         self.mean_x = total["sum_x"] / n
         var = (total["sum_x2"] - total["sum_x"] ** 2 / n) / max(n - 1, 1)
         self.sd_x = np.sqrt(np.maximum(var, 0))
-        self.se_win = np.sqrt(self.p_win * (1 - self.p_win) / n)  # standard error of p_outperform
         steps = np.asarray(self.model.report_steps, np.float64)[:, None]
         self.occupancy = total["occupancy"] / (n * steps)  # [R, K] share of the steps up to each horizon
 
-        self.blocks = {name: getattr(acc, name) for name in ("wins", "filled", "block_median")}  # per block
+        self.blocks = {name: getattr(acc, name) for name in ("filled", "block_median")}  # per block
+        self.cells = {name: getattr(acc, name) for name in ("cell_paths", "cell_fig", "cell_ctrl", "cell_wins")}
+        fig, ctrl = self.cells["cell_fig"].sum(axis=(0, 1)), self.cells["cell_ctrl"].sum(axis=(0, 1))
+        self.beta = control_coefficients(fig, ctrl, total["ctrl_cross"], total["ctrl_fig"], n)  # [R, C, F]
+        value = (fig - np.einsum("rc,rcf->rf", ctrl, self.beta)) / n  # [R, F]
+        wins = self.cells["cell_wins"].sum(axis=(0, 1))[:, None] / n  # [R, 1] share of paths with X > 0
+        # Independent units: paths without parameter uncertainty; else the draws in use (batch means), unless
+        # a single draw is in use: then its paths, and the error is of the figure given that draw.
+        self.unit_draws = (
+            self.model.n_draws if self.model.uncertain and min(self.model.n_draws, len(acc.filled)) > 1 else None
+        )
+        if self.unit_draws is None:
+            resid_sq = residual_squares(fig, ctrl, total["fig_sq"], total["ctrl_cross"], total["ctrl_fig"], self.beta)
+            dof = max(n - 1 - ctrl.shape[-1], 1)
+            se = np.sqrt(np.maximum(resid_sq - n * value**2, 0) / dof / n)
+            se_count = np.sqrt(wins * (1 - wins) / n)
+        else:
+            paths, fig_u, wins_u = self.unit_sums(self.unit_draws)
+            se = batch_means_se(fig_u, paths, value)
+            se_count = batch_means_se(wins_u[..., None], paths, wins)
+        self.p_outperform, self.p_outperform_se = value[:, 0], se[:, 0]
+        self.p_loss, self.p_loss_se = value[:, 1:], se[:, 1:]  # [R, A]
+        self.p_count, self.p_count_se = wins[:, 0], se_count[:, 0]
+
+    def unit_sums(self, draws: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(paths [U], control-variate residual sums of the conditional figures [U, R, F], wins [U, R]) per
+        unit: per parameter draw (blocks b mod ``draws``) or, with ``draws`` None, per cell of CELL_PATHS
+        paths. Each unit's sum minus estimate x paths has mean zero; units are independent."""
+        c = self.cells
+        if draws is None:
+            flat = {name: x.reshape((-1,) + x.shape[2:]) for name, x in c.items()}
+        else:
+            unit = np.arange(len(c["cell_paths"])) % draws
+            flat = {name: group_sum(x.sum(axis=1), unit) for name, x in c.items()}
+        fig = flat["cell_fig"] - np.einsum("urc,rcf->urf", flat["cell_ctrl"], self.beta)
+        return flat["cell_paths"], fig, flat["cell_wins"]
 
     @functools.cached_property
     def per_draw(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(paths [U], p_outperform [U, R], excess median [U, R]) of each parameter draw that has paths
-        (U = min(D, blocks)); see the module's docstring for what is exact."""
+        (U = min(D, blocks)); p_outperform is the conditional estimate with the run's control variate; see the
+        module's docstring for what is exact."""
         m, b = self.model, self.blocks
-        n_blocks, R = b["wins"].shape
+        n_blocks = len(b["filled"])
         U = min(m.n_draws, n_blocks)
-        draw = np.arange(n_blocks) % m.n_draws
-        paths = np.bincount(draw, weights=b["filled"], minlength=U)
-        wins = np.stack([np.bincount(draw, weights=b["wins"][:, r], minlength=U) for r in range(R)], axis=1)
+        paths, fig, _ = self.unit_sums(m.n_draws)
         median = b["block_median"][:U].copy()  # each draw's first block
         ends = (np.arange(n_blocks) * BLOCK_PATHS + b["filled"]).astype(np.intp)
         whole = int(np.sum(ends <= self.keep))  # blocks kept whole: the first ones
@@ -207,7 +307,7 @@ class Summaries:
             cols = np.concatenate([np.arange(k * BLOCK_PATHS, ends[k]) for k in range(d, whole, m.n_draws)])
             R_d = np.expm1(self.kept_reports[:, :, cols].astype(np.float64))
             median[d] = np.median(R_d[:, i] - R_d[:, j], axis=1)
-        return paths, wins / paths[:, None], median
+        return paths, fig[:, :, 0] / paths[:, None], median
 
     @classmethod
     def pooled(cls, model: Model, parts: list[tuple[Summaries, list[int], int, int]]) -> Summaries:
@@ -229,10 +329,15 @@ class Summaries:
         def mix(values):  # path-weighted mean of per-run figures
             return sum(wi * v for wi, v in zip(w, values))
 
+        def mix_se(values):  # standard error of a stratified mixture of independent runs' figures
+            return np.sqrt(sum(wi * wi * v**2 for wi, v in zip(w, values)))
+
         self.mean_r = mix([p.mean_r[:, idx] for p, idx, *_ in parts])
         self.p_loss = mix([p.p_loss[:, idx] for p, idx, *_ in parts])
-        self.p_win = mix([p.p_win for p, *_ in parts])
-        self.se_win = np.sqrt(mix([wi * p.se_win**2 for wi, (p, *_) in zip(w, parts)]))  # stratified
+        self.p_loss_se = mix_se([p.p_loss_se[:, idx] for p, idx, *_ in parts])
+        for name in ("p_outperform", "p_count"):
+            setattr(self, name, mix([getattr(p, name) for p, *_ in parts]))
+            setattr(self, f"{name}_se", mix_se([getattr(p, f"{name}_se") for p, *_ in parts]))
         self.mean_x = mix([p.mean_x for p, *_ in parts])
         second_moment = mix([(p.n - 1) / p.n * p.sd_x**2 + p.mean_x**2 for p, *_ in parts])
         self.sd_x = np.sqrt(np.maximum(second_moment - self.mean_x**2, 0) * self.n / max(self.n - 1, 1))
@@ -299,10 +404,11 @@ class Summaries:
         X.sort()
         low, high = hdi(X, 0.9)
         q = sorted_quantiles(X, [0.05, 0.25, 0.5, 0.75, 0.95])
-        p = self.p_win[r]
         return {
-            "p_outperform": p,
-            "p_outperform_se": self.se_win[r],
+            "p_outperform": self.p_outperform[r],
+            "p_outperform_se": self.p_outperform_se[r],
+            "p_outperform_count": self.p_count[r],
+            "p_outperform_count_se": self.p_count_se[r],
             "excess_mean": self.mean_x[r],
             "excess_sd": self.sd_x[r],
             "excess_q05": q[0],
@@ -330,6 +436,7 @@ class Summaries:
             f"{key}_var95": -q05,
             f"{key}_es95": -R[: np.searchsorted(R, q05, side="right")].mean(),
             f"{key}_p_loss": self.p_loss[r, a],
+            f"{key}_p_loss_se": self.p_loss_se[r, a],
             f"{key}_mdd_median": mdd_median,
             f"{key}_mdd_q95": mdd_q95,
         }
@@ -337,6 +444,37 @@ class Summaries:
     def fan(self) -> pd.DataFrame:
         """Quantiles and mean of each asset's total return and of the excess at every month (fan paths)."""
         return self.fan_job.result() if self.fan_job is not None else fan_table(self.model, self.fan_months())
+
+
+def control_coefficients(fig, ctrl, cross, ctrl_fig, n: float) -> np.ndarray:
+    """[R, C, F] least-squares coefficients of the figures on the controls, from the sums over n paths of the
+    figures ``fig`` [R, F], the controls ``ctrl`` [R, C], their cross-products ``cross`` [R, C, C] and
+    ``ctrl_fig`` [R, C, F] (a pseudo-inverse: a control that never varies gets coefficient 0)."""
+    f_bar, c_bar = fig / n, ctrl / n
+    s_cc = cross - n * np.einsum("rc,rd->rcd", c_bar, c_bar)
+    s_cf = ctrl_fig - n * np.einsum("rc,rf->rcf", c_bar, f_bar)
+    return np.linalg.pinv(s_cc, hermitian=True) @ s_cf
+
+
+def residual_squares(fig, ctrl, fig_sq, cross, ctrl_fig, beta) -> np.ndarray:
+    """[R, F] sum over paths of (figure - beta' control)^2, from the sums that ``control_coefficients`` takes
+    and the figures' squares ``fig_sq`` [R, F]."""
+    return fig_sq - 2 * np.einsum("rcf,rcf->rf", beta, ctrl_fig) + np.einsum("rcf,rcd,rdf->rf", beta, cross, beta)
+
+
+def group_sum(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Sums of ``values`` [B, ...] over the rows of each group 0..max(groups) (in row order)."""
+    out = np.zeros((groups.max() + 1,) + values.shape[1:])
+    np.add.at(out, groups, values)
+    return out
+
+
+def batch_means_se(sums: np.ndarray, paths: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """Standard error of a ratio estimate ``value`` = sum of ``sums`` / sum of ``paths`` over U independent
+    units (batch means): sqrt(U / (U - 1) * sum_u (sums_u - value paths_u)^2) / total paths."""
+    U, n = len(paths), paths.sum()
+    dev = sums - value[None] * paths.reshape((-1,) + (1,) * value.ndim)
+    return np.sqrt(U / max(U - 1, 1) * np.sum(dev**2, axis=0)) / n
 
 
 def regime_columns(values: np.ndarray, names, union) -> np.ndarray:

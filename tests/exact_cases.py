@@ -95,8 +95,14 @@ def three_regime(**kw) -> dict:
 QLEVEL = {"q05": 0.05, "q25": 0.25, "median": 0.5, "q75": 0.75, "q95": 0.95}
 
 
-def exact_and_se(d: dict, key: str, n: int):
-    """(exact value, Monte Carlo standard error at n paths) for a summary column."""
+def exact_and_se(d: dict, key: str, n: int, row=None):
+    """(exact value, Monte Carlo standard error at n paths) for a summary column. A probability that ``row``
+    (an engine's summary row) reports with its own standard error (``<key>_se``: the conditional estimator's)
+    is held to that error; the share of paths (``p_outperform_count``) to the binomial one."""
+    if key == "p_outperform_count":
+        return d["p_outperform"], ex.se_prop(d["p_outperform"], n)
+    if row is not None and f"{key}_se" in row and (key == "p_outperform" or key.endswith("_p_loss")):
+        return d[key], float(row[f"{key}_se"])
     if key == "p_outperform" or key.endswith("_p_loss"):
         p = d[key]
         return p, ex.se_prop(p, n)
@@ -118,7 +124,7 @@ def check_rows(rows: dict, exact: dict, keys, label: str):
     for h, row in rows.items():
         n = int(row["n_paths"])
         for key in keys:
-            value, se = exact_and_se(exact[h], key, n)
+            value, se = exact_and_se(exact[h], key, n, row)
             est = float(row[key])
             if se == 0.0:
                 z = 0.0 if abs(est - value) < 1e-6 else math.inf

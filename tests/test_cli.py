@@ -33,6 +33,8 @@ SUMMARY_BASE_COLUMNS = [
     "n_paths",
     "p_outperform",
     "p_outperform_se",
+    "p_outperform_count",
+    "p_outperform_count_se",
     "excess_mean",
     "excess_sd",
     "excess_q05",
@@ -43,7 +45,7 @@ SUMMARY_BASE_COLUMNS = [
     "excess_hdi90_low",
     "excess_hdi90_high",
 ]
-ASSET_SUFFIXES = ["mean", "median", "q05", "q95", "var95", "es95", "p_loss", "mdd_median", "mdd_q95"]
+ASSET_SUFFIXES = ["mean", "median", "q05", "q95", "var95", "es95", "p_loss", "p_loss_se", "mdd_median", "mdd_q95"]
 FAN_COLUMNS = ["month", "series", "q05", "q10", "q25", "q50", "q75", "q90", "q95", "mean"]
 
 
@@ -167,9 +169,11 @@ class TestRunOutputs:
         df = pd.read_csv(out / "summary.csv")
         assert not df.drop(columns=["scenario"]).isna().any().any()
         for _, row in df.iterrows():
-            p, n = row["p_outperform"], row["n_paths"]
-            assert 0.0 < p < 1.0
-            assert row["p_outperform_se"] == pytest.approx(math.sqrt(p * (1 - p) / n), rel=1e-6)
+            p, n = row["p_outperform_count"], row["n_paths"]
+            assert 0.0 < p < 1.0  # no parameter draws: the share of paths has the binomial error
+            assert row["p_outperform_count_se"] == pytest.approx(math.sqrt(p * (1 - p) / n), rel=1e-6)
+            assert 0.0 < row["p_outperform_se"] < row["p_outperform_count_se"]
+            assert abs(row["p_outperform"] - p) < 4.5 * row["p_outperform_count_se"]
             q = [row[c] for c in ("excess_q05", "excess_q25", "excess_median", "excess_q75", "excess_q95")]
             assert q == sorted(q)
             assert row["excess_hdi90_low"] < row["excess_hdi90_high"]

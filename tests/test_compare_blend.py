@@ -24,7 +24,8 @@ from scipy import optimize, stats
 import simulator as sim
 from simulator.blend import blend, split_paths
 from simulator.cli import main
-from simulator.compare import compare, independent_differences, paired_differences
+from simulator.compare import compare, independent_differences
+from simulator.engine import BLOCK_PATHS
 from simulator.output import read_csv_exact
 
 N = 200_000
@@ -155,24 +156,23 @@ def test_blend_unites_regimes_and_keeps_common_horizons(tmp_path):
 
 
 def test_paired_standard_errors_are_calibrated(pair):
-    """Split two common-random-number runs into 128 disjoint groups of 8,192 paths (independent, like 128
-    seeds); in each group the paired difference and its standard error give a z-score against the exact
-    difference. About 95% of |z| must fall below 1.96: the count is binomial(256, 0.95) over two horizons, so
-    within 4 of its standard errors (0.014) of 0.95; and the z-scores' sd must be 1."""
+    """Over 64 seeds, two common-random-number runs of 32,768 paths each: the paired differences and their
+    standard errors give z-scores against the exact differences. About 95% of |z| must fall below 1.96: the
+    count is binomial(128, 0.95) over two horizons, so within 4 of its standard errors (0.019) of 0.95; and the
+    z-scores' sd must be 1."""
     a, b, sa, sb = pair
-    n, groups = 128 * 8192, 128
-    ra, rb = sim.simulate(sa, n_paths=n, seed=21), sim.simulate(sb, n_paths=n, seed=21)
     z_p, z_m = [], []
-    for h in (12, 24):
-        ma, mb = ex.ExactModel(a).mixture(h), ex.ExactModel(b).mixture(h)
-        true_p = mb.p_outperform() - ma.p_outperform()
-        true_m = mb.x_quantile(0.5) - ma.x_quantile(0.5)
-        xa = (ra.draws(h)["small"] - ra.draws(h)["large"]).to_numpy().reshape(groups, -1)
-        xb = (rb.draws(h)["small"] - rb.draws(h)["large"]).to_numpy().reshape(groups, -1)
-        for ga, gb in zip(xa, xb):
-            se = paired_differences(ga, gb, len(ga))
-            z_p.append(((gb > 0).mean() - (ga > 0).mean() - true_p) / se["diff_p_outperform_se"])
-            z_m.append((np.median(gb) - np.median(ga) - true_m) / se["diff_excess_median_se"])
+    exact = {h: (ex.ExactModel(a).mixture(h), ex.ExactModel(b).mixture(h)) for h in (12, 24)}
+    for seed in range(64):
+        c = compare([sa, sb], n_paths=2 * BLOCK_PATHS, seed=seed)
+        t = c.table().set_index(["item", "horizon_months", "metric"])["value"]
+        label = c.items[1].label
+        for h, (ma, mb) in exact.items():
+            true_p = mb.p_outperform() - ma.p_outperform()
+            true_m = mb.x_quantile(0.5) - ma.x_quantile(0.5)
+            assert t[(label, h, "diff_paired")] == 1.0
+            z_p.append((t[(label, h, "diff_p_outperform")] - true_p) / t[(label, h, "diff_p_outperform_se")])
+            z_m.append((t[(label, h, "diff_excess_median")] - true_m) / t[(label, h, "diff_excess_median_se")])
     tol = 4 * math.sqrt(0.95 * 0.05 / len(z_p))
     for name, z in (("p_outperform", z_p), ("excess_median", z_m)):
         share = np.mean(np.abs(z) < 1.959964)

@@ -156,10 +156,11 @@ def test_risk_figures_follow_their_definitions():
         q05 = np.quantile(R[key], 0.05)
         assert row[f"{key}_var95"] == pytest.approx(-q05)
         assert row[f"{key}_es95"] == pytest.approx(-R[key][R[key] <= q05].mean())
-        assert row[f"{key}_p_loss"] == pytest.approx((R[key] < 0).mean())
+        share = (R[key] < 0).mean()  # the conditional estimate agrees with the share within the share's error
+        assert abs(row[f"{key}_p_loss"] - share) < 4.5 * np.sqrt(share * (1 - share) / len(R))
         assert row[f"{key}_mean"] == pytest.approx(R[key].mean(), rel=1e-9)
     X = R["small"] - R["large"]
-    assert row["p_outperform"] == pytest.approx((X > 0).mean())
+    assert row["p_outperform_count"] == pytest.approx((X > 0).mean())
     assert row["excess_sd"] == pytest.approx(X.std(ddof=1), rel=1e-9)
     assert row["excess_hdi90_high"] - row["excess_hdi90_low"] <= row["excess_q95"] - row["excess_q05"] + 1e-12
 

@@ -336,9 +336,12 @@ def check_engine(sim, sc, n, seed, keys, precision=32, label=None):
     for h in horizons:
         assert int(rows[h]["n_paths"]) == n
     if "p_outperform" in keys:
-        for h in horizons:  # the reported se is sqrt(p(1-p)/n) of the estimate
-            p = float(rows[h]["p_outperform"])
-            assert float(rows[h]["p_outperform_se"]) == pytest.approx(math.sqrt(p * (1 - p) / n), rel=1e-3)
+        keys = list(keys) + ["p_outperform_count"]
+        for h in horizons:  # the share of paths has the binomial se; the conditional estimate a smaller one
+            p = float(rows[h]["p_outperform_count"])
+            binomial = math.sqrt(p * (1 - p) / n)
+            assert float(rows[h]["p_outperform_count_se"]) == pytest.approx(binomial, rel=1e-9)
+            assert 0 < float(rows[h]["p_outperform_se"]) < binomial
     check_rows(rows, exact, keys, label or f"{sc['name']} p{precision}")
     return res, exact
 

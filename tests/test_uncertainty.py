@@ -73,7 +73,8 @@ def test_point_masses_reproduce_the_plain_scenario_bit_for_bit():
     assert b.model.steps.drift.shape[0] == 4  # one parameter set per block, all equal
     sa, sb = a.summary(), b.summary()
     assert list(sb.columns) == list(sa.columns) + list(DRAW_METRICS)
-    pd.testing.assert_frame_equal(sa, sb[sa.columns], check_exact=True)
+    figures = [c for c in sa.columns if not c.endswith("_se")]  # errors: from paths in a, from draws in b
+    pd.testing.assert_frame_equal(sa[figures], sb[figures], check_exact=True)
     pd.testing.assert_frame_equal(a.fan(), b.fan(), check_exact=True)
     pd.testing.assert_frame_equal(a.draws(12), b.draws(12), check_exact=True)
     per_draw = b.uncertainty()
@@ -258,7 +259,9 @@ def test_draws_d_gives_block_b_draw_b_mod_d_and_the_same_numbers_whatever_the_ch
     for d in range(3):  # each draw's figures from its own paths (every path is kept here)
         mine = excess[block % 3 == d]
         row = table[(table["draw"] == d) & (table["horizon_months"] == 12)].iloc[0]
-        assert row["excess_median"] == np.median(mine) and row["p_outperform"] == np.mean(mine > 0)
+        share = np.mean(mine > 0)  # the conditional estimate agrees with the share within the share's error
+        assert row["excess_median"] == np.median(mine)
+        assert abs(row["p_outperform"] - share) < 4.5 * np.sqrt(share * (1 - share) / len(mine))
     for other in runs[1:]:
         pd.testing.assert_frame_equal(runs[0].summary(), other.summary(), check_exact=True)
         pd.testing.assert_frame_equal(table, other.uncertainty(), check_exact=True)
@@ -416,7 +419,8 @@ def test_given_draws_run_block_by_block_and_constant_ones_reproduce_the_file():
     )
     a, b = sim.simulate(plain, n_paths=n, seed=1), sim.simulate(same, n_paths=n, seed=1)
     assert b.meta["parameter_draws"]["given"]
-    pd.testing.assert_frame_equal(a.summary(), b.summary()[a.summary().columns], check_exact=True)
+    figures = [c for c in a.summary().columns if not c.endswith("_se")]  # errors: from paths, from draws
+    pd.testing.assert_frame_equal(a.summary()[figures], b.summary()[figures], check_exact=True)
     varied = sim.with_parameter_draws(
         plain, {"regimes.bull.drift.small": [0.0, 0.3], "regimes.bear.vol.small": [0.3, 0.4]}
     )
