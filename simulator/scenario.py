@@ -802,7 +802,10 @@ def _check_plain(sc: Scenario, any_problem: bool = False) -> list[tuple[str, str
         _check_rates(sc, assets, bad)
     if sc.uncertainty is not None and sc.uncertainty.draws is not None:
         if not 1 <= sc.uncertainty.draws <= MAX_DRAWS:
-            bad("uncertainty.draws", f"must lie in 1..{MAX_DRAWS:,}, got {short_repr(sc.uncertainty.draws)}")
+            bad(
+                "uncertainty.draws",
+                f"must be at least 1 and at most {MAX_DRAWS:,}, got {short_repr(sc.uncertainty.draws)}",
+            )
     if not out and not any_problem:
         out += overflow_problems(sc, sc.horizon_months)
 
