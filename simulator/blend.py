@@ -22,8 +22,9 @@ import pandas as pd
 
 from . import __version__
 from .errors import CapsimError
-from .run import Result, simulate
+from .run import Result, simulate, undefined_means
 from .scenario import NAME_RE, Scenario, load_scenario
+from .shipped import display_source
 from .summary import Summaries, kept_counts
 
 WEIGHT_TOL = 1e-9
@@ -55,17 +56,17 @@ def blend_components(components) -> list[tuple[Scenario, float]]:
         try:
             w = float(w)
         except (TypeError, ValueError):
-            raise BlendError(f"{sc.source}: weight {w!r} is not a number") from None
+            raise BlendError(f"{display_source(sc.source)}: weight {w!r} is not a number") from None
         if not (math.isfinite(w) and w > 0):
-            raise BlendError(f"{sc.source}: weight {w!r} must be a positive number")
+            raise BlendError(f"{display_source(sc.source)}: weight {w!r} must be a positive number")
         out.append((sc, w))
     total = sum(w for _, w in out)
     if abs(total - 1) > WEIGHT_TOL:
-        listed = ", ".join(f"{sc.source}={w:g}" for sc, w in out)
+        listed = ", ".join(f"{display_source(sc.source)}={w:g}" for sc, w in out)
         raise BlendError(f"weights sum to {total:.12g}, not 1 ({listed})", ("make them sum to 1", "make them sum to 1"))
     pairs = {sc.compare_pair for sc, _ in out}
     if len(pairs) > 1:
-        listed = "; ".join(f"{sc.source}: {' - '.join(sc.compare_pair)}" for sc, _ in out)
+        listed = "; ".join(f"{display_source(sc.source)}: {' - '.join(sc.compare_pair)}" for sc, _ in out)
         raise BlendError(f"components compare different pairs of assets ({listed}): a blend needs one pair")
     return out
 
@@ -151,7 +152,7 @@ def blend(
     for sc, n in zip(scenarios, counts):
         if n < 2:
             raise BlendError(
-                f"{sc.source}: its weight gives {n} of {n_paths} paths; a component needs at least 2",
+                f"{display_source(sc.source)}: its weight gives {n} of {n_paths} paths; a component needs at least 2",
                 ("raise n_paths", "raise --paths"),
             )
 
@@ -215,6 +216,7 @@ def blend(
                 "name": sc.name,
                 "file": sc.source,
                 "sha256": sc.sha256,
+                "as_of": sc.as_of.isoformat() if sc.as_of else None,
                 "weight": w,
                 "n_paths": n,
                 "stream": i,
@@ -227,6 +229,11 @@ def blend(
         "n_paths": int(n_paths),
         "horizon_months": H,
         "report_months": months,
+        "dropped_horizons": {  # each component's report horizons the blend leaves out (not common, or past H)
+            sc.name: dropped
+            for sc in scenarios
+            if (dropped := [h for h in sc.report_months_for(sc.horizon_months) if h not in months])
+        },
         "kept_paths": stats.keep,
         "fan_paths": stats.fan_paths,
         "precision": precision,
@@ -234,6 +241,8 @@ def blend(
         "backend": parts[0].meta["backend"],
         "devices": parts[0].meta["devices"],
         "wall_seconds": round(wall, 4),
+        "undefined_means": undefined_means(assets, any(p.model.has_tails for p in parts)),
+        "warnings": list(dict.fromkeys(w for p in parts for w in p.meta["warnings"])),
         "timestamp": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
     return BlendResult(scenario, model, stats, meta, parts)

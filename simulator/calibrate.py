@@ -736,6 +736,7 @@ def scenario_dict(
         "name": name,
         "description": description or default_description(cal),
         "sources": sources or default_sources(cal),
+        "as_of": pd.Timestamp(cal.dates[-1]).date(),
         "frequency": cal.frequency,
         "horizon_months": int(horizon_months),
         "assets": {a: (labels or {}).get(a, a) for a in cal.assets},
@@ -867,6 +868,7 @@ def render_yaml(data: dict) -> str:
     out += ["  " + ln for ln in textwrap.wrap(data["description"], 108)]
     out.append("sources:")
     out += [f"  - {json.dumps(src)}" for src in data["sources"]]
+    out.append(f"as_of: {data['as_of'].isoformat()}")
     out += [f"frequency: {data['frequency']}", f"horizon_months: {data['horizon_months']}", "assets:"]
     out += [f"  {scalar(k)}: {scalar(v)}" for k, v in data["assets"].items()]
     out.append(f"compare: {flow(data['compare'])}")

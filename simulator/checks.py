@@ -61,6 +61,7 @@ def write_junit(results: list[CheckResult], path: str | Path, errors: dict[str, 
     tree = ET.ElementTree(root)
     ET.indent(tree)
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     tree.write(tmp, encoding="utf-8", xml_declaration=True)
     tmp.replace(path)

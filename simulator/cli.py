@@ -22,11 +22,20 @@ import jax
 from . import __version__
 from .checks import CheckResult, evaluate, write_junit
 from .devices import init_processes, use_compile_cache, wants_processes
+from .engine import BLOCK_PATHS
 from .errors import CapsimError
 from .output import refuse_existing, refuse_existing_file, write_text_atomic
 from .run import simulate
 from .scenario import ScenarioError, load_scenario
-from .shipped import SCHEMA_FILE, init_folder, load_scenarios, scenario_files, schema_text, shipped_files
+from .shipped import (
+    SCHEMA_FILE,
+    display_source,
+    init_folder,
+    load_scenarios,
+    scenario_files,
+    schema_text,
+    shipped_files,
+)
 
 DRAWS_P = ("p_outperform_draws_q05", "p_outperform_draws_q95")
 DRAWS_X = ("excess_median_draws_q05", "excess_median_draws_q95")
@@ -114,26 +123,80 @@ def resume_command(command: str, arguments, run: RunOptions, out, tail: list[str
     return shlex.join(args)
 
 
-def print_summary(res) -> None:
-    """A readable table: one column per report horizon, one row per figure."""
+def print_summary(res, wide: bool = False) -> None:
+    """A readable table: one column per report horizon, one row per figure. By default it fits the terminal (one
+    number per cell, the main figures, the label column folded where needed); ``wide``: every figure, side by
+    side, at the table's natural width."""
     from rich.console import Console
     from rich.table import Table
 
     df = res.summary()
     first, second = (res.model.asset_keys[i] for i in res.model.compare)
+    dates = [res.meta.get("as_of")] if "components" not in res.meta else [c["as_of"] for c in res.meta["components"]]
+    dates = sorted({d for d in dates if d})
     table = Table(
         title=f"{res.name}: {res.meta['n_paths']:,} paths, seed {res.meta['seed']} "
-        f"({res.meta['backend']}, float{res.meta['precision']}, {res.meta['wall_seconds']:.1f} s)",
+        f"({res.meta['backend']}, float{res.meta['precision']}, {res.meta['wall_seconds']:.1f} s)"
+        + (f"; facts as of {', '.join(dates)}" if dates else ""),
         title_justify="left",
     )
-    table.add_column("figure", no_wrap=True)
+    table.add_column("figure", no_wrap=wide, min_width=14)
     for h in df["horizon_months"]:
         table.add_column(f"{h}m", justify="right", no_wrap=True)
     pct = lambda v: f"{100 * v:.1f}%"  # noqa: E731
+    undefined = set(res.meta.get("undefined_means", []))
 
     def add(label, fmt, col):
-        table.add_row(label, *[fmt(v) for v in df[col]])
+        mark = " *" if col in undefined else ""
+        table.add_row(label + mark, *[fmt(v) + mark for v in df[col]])
 
+    if wide:
+        wide_rows(table, df, res, add, pct, first, second)
+    else:
+        prob = lambda v: f"{v:.3f}"  # noqa: E731
+        add(f"P({first} beats {second})", prob, "p_outperform")
+        add("  standard error", lambda v: f"{v:.2g}", "p_outperform_se")
+        if res.model.uncertain:
+            add("  draws 5%", prob, DRAWS_P[0])
+            add("  draws 95%", prob, DRAWS_P[1])
+        add("excess median", pct, "excess_median")
+        if res.model.uncertain:
+            add("  draws 5%", pct, DRAWS_X[0])
+            add("  draws 95%", pct, DRAWS_X[1])
+        add("excess mean", pct, "excess_mean")
+        add("excess 5%", pct, "excess_q05")
+        add("excess 95%", pct, "excess_q95")
+        for a in res.model.asset_keys:
+            table.add_section()
+            add(f"{a} median", pct, f"{a}_median")
+            add(f"{a} VaR95", pct, f"{a}_var95")
+            add(f"{a} ES95", pct, f"{a}_es95")
+            add(f"{a} P(loss)", pct, f"{a}_p_loss")
+            add(f"{a} max drawdown median", pct, f"{a}_mdd_median")
+        table.add_section()
+        for k in res.model.regime_names:
+            add(f"time in {k}", pct, f"occupancy_{k}")
+    # wide: the table's natural width (it never grows past its content); else the terminal's (80 columns when
+    # not a terminal, unless COLUMNS says otherwise)
+    Console(width=NATURAL if wide else None).print(table)
+    if not wide:
+        click.echo("(--wide: every figure, with the 90% HDI, asset means and 95% drawdowns)")
+    if undefined:
+        click.echo(f"* {UNDEFINED_NOTE}")
+    simulated = (res.meta.get("parameter_draws") or {}).get("simulated")
+    if res.model.uncertain and simulated is not None and simulated < MIN_DRAWS:
+        click.echo(
+            f"note: the (draws 5%, 95%) intervals rest on {simulated} parameter draw(s), one per block of "
+            f"{BLOCK_PATHS:,} paths; use --paths {MIN_DRAWS * BLOCK_PATHS:,} or more for at least {MIN_DRAWS}"
+        )
+
+
+NATURAL = 10_000  # a console this wide prints a table at its natural width
+MIN_DRAWS = 20  # fewer parameter draws than this make the across-draw 5-95% interval a rough guess
+
+
+def wide_rows(table, df, res, add, pct, first: str, second: str) -> None:
+    """The rows of ``print_summary``'s wide table: every figure, intervals beside the values."""
     if res.model.uncertain:  # the 5-95% interval across parameter draws beside the pooled figure
         table.add_row(
             f"P({first} beats {second}) ± SE (draws 5%, 95%)",
@@ -171,7 +234,25 @@ def print_summary(res) -> None:
     table.add_section()
     for k in res.model.regime_names:
         add(f"time in {k}", pct, f"occupancy_{k}")
-    Console(width=max(110, (50 + 34 * len(df)) if res.model.uncertain else (32 + 18 * len(df)))).print(table)
+
+
+def echo_dropped(dropped: dict, why: str) -> None:
+    """Say which report horizons of which item a table leaves out, and why."""
+    for name, months in dropped.items():
+        click.echo(f"note: {name}'s {', '.join(f'{h}m' for h in months)} left out: {why}")
+
+
+UNDEFINED_NOTE = (
+    "no mean exists with Student-t tails: these sample means jump as rare extremes arrive; read the medians, "
+    "quantiles and P(beats) instead (docs/outputs.md, Means under fat tails)"
+)
+
+
+def echo_scenario_warnings(scenarios) -> None:
+    """Print the plausibility warnings of each scenario (``Scenario.warnings``) to stderr."""
+    for sc in scenarios:
+        for w in sc.warnings:
+            click.echo(f"warning: {w.text(display_source(sc.source))}", err=True)
 
 
 def plus_minus(value: float, se: float) -> str:
@@ -267,6 +348,11 @@ def run_options(out_help: str | None = None):
 
 
 HOST_FLAGS = ("coordinator", "num_processes", "process_id")
+WIDE = click.option(
+    "--wide",
+    is_flag=True,
+    help="Print every figure side by side at the table's full width (default: fit the terminal).",
+)
 
 
 class Terminated(KeyboardInterrupt):
@@ -312,8 +398,9 @@ def main():
 @main.command()
 @click.argument("scenarios", nargs=-1, required=True, type=click.Path())
 @run_options(out_help="Output folder (default results/<name>; with several scenarios, OUT/<name>).")
+@WIDE
 @user_errors
-def run(scenarios, run, out, force, as_json, quiet):
+def run(scenarios, run, out, force, as_json, quiet, wide):
     """Simulate scenario files, print a summary and write a results folder for each.
 
     Several hosts: start the same command on every host with --coordinator/--num-processes/--process-id
@@ -322,6 +409,8 @@ def run(scenarios, run, out, force, as_json, quiet):
     """
     lead = jax.process_index() == 0
     loaded = load_scenarios(scenarios)
+    if lead:
+        echo_scenario_warnings(loaded)
     outs = [Path(out) if out and len(loaded) == 1 else Path(out or "results") / sc.name for sc in loaded]
     if len(set(outs)) < len(outs):
         raise UserError(
@@ -342,7 +431,7 @@ def run(scenarios, run, out, force, as_json, quiet):
         if as_json:
             records += json.loads(res.summary().to_json(orient="records"))
         elif not quiet:
-            print_summary(res)
+            print_summary(res, wide)
             click.echo(f"wrote {o}/")
     if as_json and lead:
         click.echo(json.dumps(records, indent=2))
@@ -376,6 +465,8 @@ def batch_cmd(paths, run, out, force, as_json, quiet, resume, shard):
 
     out = Path(out or "results/batch")
     lead = jax.process_index() == 0
+    if lead:
+        echo_scenario_warnings(load_scenarios(paths))
     bar, callback = runs_progress(run.n_paths, quiet or not lead, "scenarios")
     try:
         with bar:
@@ -444,6 +535,7 @@ def sweep_cmd(scenario, sets, run, out, force, as_json, quiet):
     from .sweep import SweepError, parse_set, sweep
 
     (sc,) = load_scenarios([scenario])
+    echo_scenario_warnings([sc])
     fields = dict(parse_set(text) for text in sets)
     if len(fields) < len(sets):
         raise SweepError("a field is given twice: give each --set field once")
@@ -488,8 +580,10 @@ def validate(paths):
     bad = 0
     for f in scenario_files(paths):
         try:
-            given_draws(load_scenario(f))  # reads a posterior file, checking that it fits the scenario
-            click.echo(f"ok   {f}")
+            sc = load_scenario(f)
+            given_draws(sc)  # reads a posterior file, checking that it fits the scenario
+            click.echo(f"ok   {display_source(f)}")
+            echo_scenario_warnings([sc])
         except CapsimError as exc:
             bad += 1
             click.echo(str(exc), err=True)
@@ -514,6 +608,7 @@ def check(paths, n_paths, seed, junit):
             errors[str(f)] = str(exc)
             click.echo(str(exc), err=True)
             continue
+        echo_scenario_warnings([sc])
         if not sc.expect:
             click.echo(f"{sc.name}: no expect entries")
             continue
@@ -544,8 +639,9 @@ def _scenario_or_folder(item: str):
     "--horizons", default=None, help="Comma-separated report horizons in months, e.g. 3,12 (default: every common one)."
 )
 @run_options(out_help="Output folder (default results/compare).")
+@WIDE
 @user_errors
-def compare_cmd(items, horizons, run, out, force, as_json, quiet):
+def compare_cmd(items, horizons, run, out, force, as_json, quiet, wide):
     """Compare results side by side: each ITEM is a result folder (from run, batch or blend) or a scenario
     file (or shipped name), simulated here; every scenario item uses the same seed and path count (common
     random numbers), so their differences are paired.
@@ -567,6 +663,7 @@ def compare_cmd(items, horizons, run, out, force, as_json, quiet):
     if lead:
         refuse_existing(out, force)
     objs = [_scenario_or_folder(i) for i in items]
+    echo_scenario_warnings([o for o in objs if not isinstance(o, str)])
     n_sim = sum(not isinstance(o, str) for o in objs)
     bar, callback = progress_bar(run.n_paths * max(n_sim, 1), quiet or not lead, "compare")
     with bar:
@@ -577,31 +674,40 @@ def compare_cmd(items, horizons, run, out, force, as_json, quiet):
     if as_json:
         click.echo(comparison.table().to_json(orient="records", indent=2))
     elif not quiet:
-        print_comparison(comparison)
+        print_comparison(comparison, wide)
         click.echo(f"wrote {out}/")
 
 
-def print_comparison(comparison) -> None:
-    """Figure x horizon rows, one column per item; differences from the first item with their SEs."""
+def print_comparison(comparison, wide: bool = False) -> None:
+    """Figure x horizon rows, one column per item; differences from the first item with their SEs. The table
+    fits the terminal (labels folded), or with ``wide`` takes its natural width."""
     from rich.console import Console
     from rich.table import Table
 
-    from .report import DIFF_ROWS, ROWS, fmt, row_labels
+    from .report import DIFF_ROWS, NO_MEAN_NOTE, ROWS, fmt, no_mean, row_labels
 
     items = comparison.items
     first, second = items[0].result.meta["compare"]
     value = {(r.item, r.horizon_months, r.metric): r.value for r in comparison.table().itertuples()}
     table = Table(title=f"{first} - {second}: {len(items)} items", title_justify="left")
-    table.add_column("figure", no_wrap=True)
+    table.add_column("figure", no_wrap=wide)
     table.add_column("months", justify="right")
     for i in items:
         table.add_column(i.label, justify="right")
     for metric, label, kind in row_labels(ROWS + (DIFF_ROWS if len(items) > 1 else ()), comparison):
         for r, h in enumerate(comparison.horizons):
-            cells = [fmt(value[(i.label, h, metric)], kind) if (i.label, h, metric) in value else "" for i in items]
+            cells = [
+                fmt(value[(i.label, h, metric)], kind) + (" *" if no_mean(i, metric) else "")
+                if (i.label, h, metric) in value
+                else ""
+                for i in items
+            ]
             table.add_row(label if r == 0 else "", str(h), *cells)
         table.add_section()
-    Console(width=max(110, 50 + 16 * len(items))).print(table)
+    Console(width=NATURAL if wide else None).print(table)
+    echo_dropped(comparison.meta.get("dropped_horizons", {}), "not a report horizon of every item")
+    if any(no_mean(i, "excess_mean") for i in items):
+        click.echo(NO_MEAN_NOTE)
     for i in items[1:]:
         paired = value.get((i.label, comparison.horizons[0], "diff_paired")) == 1.0
         how = "paired (common random numbers)" if paired else "independent"
@@ -612,8 +718,9 @@ def print_comparison(comparison) -> None:
 @click.argument("components", nargs=-1, required=True, metavar="SCENARIO=WEIGHT...")
 @click.option("--name", default=None, help="Name of the blend (default: blend- and the components' names).")
 @run_options(out_help="Output folder (default results/<name>).")
+@WIDE
 @user_errors
-def blend_cmd(components, name, run, out, force, as_json, quiet):
+def blend_cmd(components, name, run, out, force, as_json, quiet, wide):
     """The probability-weighted mixture of scenarios as one result: component i gets round(w_i n) of the
     paths (largest remainders) from its own random stream, and every figure is computed on the pooled
     paths. Weights are positive and sum to 1. Writes the folder `run` writes plus components.csv.
@@ -630,6 +737,7 @@ def blend_cmd(components, name, run, out, force, as_json, quiet):
         except ValueError:
             raise UserError(f"{item!r}: weight {weight!r} is not a number") from None
         pairs.append((load_scenario(scenario_files([path])[0]), w))
+    echo_scenario_warnings(sc for sc, _ in pairs)
     out = Path(out or Path("results") / (name or default_name([sc for sc, _ in pairs])))
     lead = jax.process_index() == 0
     if lead:
@@ -643,7 +751,12 @@ def blend_cmd(components, name, run, out, force, as_json, quiet):
     if as_json:
         click.echo(res.summary().to_json(orient="records", indent=2))
     elif not quiet:
-        print_summary(res)
+        print_summary(res, wide)
+        echo_dropped(
+            res.meta["dropped_horizons"],
+            f"a blend reports at its components' common report months up to their common horizon "
+            f"({res.meta['horizon_months']} months)",
+        )
         comp = res.components()
         comp["weight"] = comp["weight"].map(lambda w: f"{w:g}")
         click.echo(comp.drop(columns=["file"]).to_string(index=False, float_format=lambda v: f"{v:.4f}"))

@@ -30,6 +30,7 @@ import pandas as pd
 from .engine import BLOCK_PATHS
 from .errors import CapsimError
 from .scenario import Scenario, load_scenario
+from .shipped import display_source
 from .summary import CELL_PATHS, batch_means_se
 
 FIGURES = ("p_outperform", "excess_mean", "excess_median", "excess_q05", "excess_q95", "balance_of_risks")
@@ -71,7 +72,7 @@ def as_item(obj, label: str | None = None) -> Item:
         obj,
         " ".join(str(description).split()),
         sources,
-        str(meta.get("scenario_file", meta.get("folder", ""))),
+        display_source(meta.get("scenario_file", meta.get("folder", ""))),
         obj.draws if _pairable(obj) else None,
         obj._stats if _pairable(obj) else None,
     )
@@ -102,15 +103,21 @@ def paired_units(sa, sb) -> int | None | bool:
     return da if da is not None else db
 
 
-def paired_differences(sa, sb, xa: np.ndarray, xb: np.ndarray, h: int, draws: int | None) -> dict:
-    """Standard errors of p_outperform(b) - p_outperform(a) and of median(b) - median(a) (over the kept
-    paths) of two runs of common random numbers: their statistics ``sa``, ``sb``, the kept excess returns
-    ``xa``, ``xb`` at report horizon ``h`` (months), and their units ``draws`` (``paired_units``)."""
+def paired_differences(sa, sb, xa: np.ndarray, xb: np.ndarray, h: int, draws: int | None, first: str) -> dict:
+    """Standard errors of p_outperform(b) - p_outperform(a), of asset ``first``'s p_loss(b) - p_loss(a) and
+    of median(b) - median(a) (over the kept paths) of two runs of common random numbers: their statistics
+    ``sa``, ``sb``, the kept excess returns ``xa``, ``xb`` at report horizon ``h`` (months), and their units
+    ``draws`` (``paired_units``)."""
     ra, rb = sa.model.report_months.index(h), sb.model.report_months.index(h)
+    fa_, fb_ = 1 + sa.model.asset_keys.index(first), 1 + sb.model.asset_keys.index(first)  # p_loss columns
     paths, fig_a, _ = sa.unit_sums(draws)
     _, fig_b, _ = sb.unit_sums(draws)
-    diff = np.asarray(sb.p_outperform[rb] - sa.p_outperform[ra])
-    p_se = float(batch_means_se(fig_b[:, rb, 0] - fig_a[:, ra, 0], paths, diff))
+    out = {}
+    for name, ia, ib, value in (
+        ("diff_p_outperform_se", 0, 0, sb.p_outperform[rb] - sa.p_outperform[ra]),
+        (f"diff_{first}_p_loss_se", fa_, fb_, sb.p_loss[rb, fb_ - 1] - sa.p_loss[ra, fa_ - 1]),
+    ):
+        out[name] = float(batch_means_se(fig_b[:, rb, ib] - fig_a[:, ra, ia], paths, np.asarray(value)))
     k = len(xa)
     ma, mb = np.median(xa), np.median(xb)
     fa, fb = density_at_median(np.sort(xa)), density_at_median(np.sort(xb))
@@ -118,12 +125,13 @@ def paired_differences(sa, sb, xa: np.ndarray, xb: np.ndarray, h: int, draws: in
     path = np.arange(k)
     unit = path // CELL_PATHS if draws is None else (path // BLOCK_PATHS) % draws
     sums, counts = np.bincount(unit, weights=influence), np.bincount(unit).astype(np.float64)
-    median_se = float(batch_means_se(sums, counts, np.asarray(influence.mean())))
-    return {"diff_p_outperform_se": p_se, "diff_excess_median_se": median_se}
+    out["diff_excess_median_se"] = float(batch_means_se(sums, counts, np.asarray(influence.mean())))
+    return out
 
 
-def independent_differences(a: pd.Series, b: pd.Series, kept_a: int, kept_b: int) -> dict:
-    """Standard errors of the differences of two independent runs' figures (one summary row each)."""
+def independent_differences(a: pd.Series, b: pd.Series, kept_a: int, kept_b: int, first=None) -> dict:
+    """Standard errors of the differences of two independent runs' figures (one summary row each); with the
+    first asset ``first``, that of its p_loss too."""
 
     def median_var(row, kept):
         spread = row["excess_q75"] - row["excess_q25"]
@@ -132,6 +140,11 @@ def independent_differences(a: pd.Series, b: pd.Series, kept_a: int, kept_b: int
     return {
         "diff_p_outperform_se": math.hypot(a["p_outperform_se"], b["p_outperform_se"]),
         "diff_excess_median_se": math.sqrt(median_var(a, kept_a) + median_var(b, kept_b)),
+        **(
+            {f"diff_{first}_p_loss_se": math.hypot(a[f"{first}_p_loss_se"], b[f"{first}_p_loss_se"])}
+            if first is not None
+            else {}
+        ),
     }
 
 
@@ -164,14 +177,17 @@ class Comparison:
             and a.result.meta["n_paths"] == b.result.meta["n_paths"]
             and paired_units(a.stats, b.stats) is not False
         )
+        first = a.result.meta["compare"][0]
         if paired:
             xa, xb = (self._excess(i, h) for i in (a, b))
-            se = paired_differences(a.stats, b.stats, xa, xb, h, paired_units(a.stats, b.stats))
+            se = paired_differences(a.stats, b.stats, xa, xb, h, paired_units(a.stats, b.stats), first)
         else:
-            se = independent_differences(ra, rb, a.result.meta["kept_paths"], b.result.meta["kept_paths"])
+            ma, mb = a.result.meta, b.result.meta
+            se = independent_differences(ra, rb, ma["kept_paths"], mb["kept_paths"], first)
         return {
             "diff_p_outperform": rb["p_outperform"] - ra["p_outperform"],
             "diff_excess_median": rb["excess_median"] - ra["excess_median"],
+            f"diff_{first}_p_loss": rb[f"{first}_p_loss"] - ra[f"{first}_p_loss"],
             **se,
             "diff_paired": float(paired),
         }
@@ -274,6 +290,7 @@ def compare(
         labels.append(label)
         resolved.append(as_item(result, label))
     hs = common_horizons(resolved, horizons)
+    everyone = common_horizons(resolved)
     meta = {
         "items": [
             {
@@ -287,6 +304,11 @@ def compare(
             for i in resolved
         ],
         "horizons": hs,
+        "dropped_horizons": {  # each item's report horizons that not every item has
+            i.label: dropped
+            for i in resolved
+            if (dropped := [int(h) for h in i.result.summary()["horizon_months"] if h not in everyone])
+        },
         "seed": seed,
         "n_paths": n_paths,
     }

@@ -47,8 +47,7 @@ class BlockOutput(NamedTuple):
     reports: jax.Array  # [R, A, P] cumulative log return at each report horizon
     report_dd: jax.Array  # [R, A, P] maximum log drawdown up to each report horizon
     months: jax.Array  # [M + 1, A, P] cumulative log return at every month end (empty unless kept)
-    report_mean: jax.Array  # [R, A, P] PathState.cond_mean at each report horizon
-    report_var: jax.Array  # [R, A + 1, P] PathState.cond_var at each report horizon
+    report_fig: jax.Array  # [R, 1 + A, P] P(first beats second | path), then each asset's P(loss | path)
     report_steps_in: jax.Array  # [R, K, P] int32: steps spent in each regime up to each report horizon
 
 
@@ -272,6 +271,22 @@ def lower_cholesky(cov: list[list[jax.Array]]) -> list[list[jax.Array]]:
     return L
 
 
+def positive_probability(mean: jax.Array, var: jax.Array) -> jax.Array:
+    """P(Y > 0) for Y ~ N(mean, var), elementwise; a zero variance gives 1[mean > 0] ("beats" is strict)."""
+    positive = var > 0
+    z = mean / jnp.sqrt(jnp.where(positive, var, 1.0))
+    return jnp.where(positive, jax.scipy.special.ndtr(z), (mean > 0).astype(mean.dtype))
+
+
+def conditional_figures(cond_mean: jax.Array, cond_var: jax.Array, pair: tuple[int, int]) -> jax.Array:
+    """[..., 1 + A, P] from PathState.cond_mean [..., A, P] and cond_var [..., A + 1, P]: P(first beats second
+    | path) (the compared ``pair``'s log difference is positive), then each asset's P(loss | path)."""
+    i, j = pair
+    A = cond_mean.shape[-2]
+    beats = positive_probability(cond_mean[..., i, :] - cond_mean[..., j, :], cond_var[..., A, :])
+    return jnp.concatenate([beats[..., None, :], positive_probability(-cond_mean, cond_var[..., :A, :])], axis=-2)
+
+
 def simulate_block(
     params,
     key: jax.Array,
@@ -285,6 +300,7 @@ def simulate_block(
     keep_months: bool,
     kernel: str,
     drawdowns_each_step: bool,
+    pair: tuple[int, int],
     chi2_pairs: int = 0,
     count_bits: int = 0,
 ) -> BlockOutput:
@@ -294,7 +310,8 @@ def simulate_block(
     over segments (``count_bits``: see ``segment_step``). ``report_ends`` and ``chunk`` are in scan units: an
     outer scan runs over chunks of ``chunk`` units (every report end is a chunk end), an inner scan over a
     chunk's units, so there is one loop body and the state is recorded at chunk ends only. Drawdowns are seen
-    after every step with ``drawdowns_each_step`` (step kernel only), else at chunk ends.
+    after every step with ``drawdowns_each_step`` (step kernel only), else at chunk ends. ``pair``: the
+    compared assets' indices (``conditional_figures``).
     """
     state = init(n_paths, params.shift.shape[-1], params.drift.shape[1], n_months, keep_months, params.shift.dtype)
     if kernel == "step":
@@ -314,7 +331,7 @@ def simulate_block(
 
     state, recorded = jax.lax.scan(run_chunk, state, xs)
     log_wealth, max_dd, cond_mean, cond_var, steps_in = (x[np.asarray(report_ends) // chunk - 1] for x in recorded)
-    return BlockOutput(log_wealth, max_dd, state.months, cond_mean, cond_var, steps_in)
+    return BlockOutput(log_wealth, max_dd, state.months, conditional_figures(cond_mean, cond_var, pair), steps_in)
 
 
 @functools.lru_cache(maxsize=32)
@@ -415,6 +432,7 @@ def group_call(
         keep_months=keep_months,
         kernel=kernel,
         drawdowns_each_step=method == "step",
+        pair=model.compare,
         count_bits=count_bits,
     )
     same = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())

@@ -30,8 +30,15 @@ def draw_fan(ax, fan: pd.DataFrame, series: str, color: str, label: str | None =
     ax.set_xlabel("months")
 
 
-def fan_figure(fan: pd.DataFrame, model: Model, title: str, labels: dict[str, str] | None = None):
-    """The excess-return fan (large, left) with each asset's total-return fan beside it (shared scale)."""
+def fan_figure(
+    fan: pd.DataFrame,
+    model: Model,
+    title: str,
+    labels: dict[str, str] | None = None,
+    summary: pd.DataFrame | None = None,
+):
+    """The excess-return fan (large, left) with each asset's total-return fan beside it (shared scale); with
+    ``summary`` (summary.csv), P(first beats second) written at each report horizon of the excess fan."""
     labels = labels or {}
     assets = list(model.asset_keys)
     first, second = (assets[i] for i in model.compare)
@@ -40,6 +47,11 @@ def fan_figure(fan: pd.DataFrame, model: Model, title: str, labels: dict[str, st
     ax = fig.add_subplot(grid[0, 0])
     draw_fan(ax, fan, "excess", "tab:red")
     ax.set_title(f"excess return {first} - {second} (%)\nbands 5-95, 10-90, 25-75; line: median", fontsize=10)
+    if summary is not None:
+        for h, p in zip(summary["horizon_months"], summary["p_outperform"]):
+            ax.axvline(h, color="0.6", linewidth=0.6, linestyle=":")
+            ax.annotate(f"{p:.2f}", (h, 1.0), xycoords=("data", "axes fraction"), ha="center", va="top", fontsize=8)
+        ax.text(0.01, 0.90, f"P({first} beats {second}) at each report horizon", transform=ax.transAxes, fontsize=8)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     first_asset_ax = None
     for i, a in enumerate(assets):
@@ -51,11 +63,14 @@ def fan_figure(fan: pd.DataFrame, model: Model, title: str, labels: dict[str, st
     return fig
 
 
-def sweep_figure(table: pd.DataFrame, fields: list[str], title: str, pair: tuple[str, str]):
+def sweep_figure(
+    table: pd.DataFrame, fields: list[str], title: str, pair: tuple[str, str], labels: dict[str, str] | None = None
+):
     """The figure of a sweep table (sweep.csv). One field: P(first beats second) with a +-2 standard error band
-    and the median excess return with its 25-75% band, against the value, one line per report horizon. Two
-    fields: a heat map of P(first beats second) per report horizon, with its 0.5 contour. ``pair``: (first,
-    second), the compared assets."""
+    and the median excess return with its 25% and 75% points (dashed), against the value, one line per report
+    horizon. Two fields: a heat map of P(first beats second) per report horizon, with its 0.5 contour.
+    ``pair``: (first, second), the compared assets; ``labels``: field path -> axis label (default: the path)."""
+    labels = labels or {}
     beats = f"P({pair[0]} beats {pair[1]})"
     horizons = sorted(table["horizon_months"].unique())
     if len(fields) == 1:
@@ -69,13 +84,14 @@ def sweep_figure(table: pd.DataFrame, fields: list[str], title: str, pair: tuple
                 d[x], d["p_outperform"] - band, d["p_outperform"] + band, color=line.get_color(), alpha=0.2
             )
             ax_x.plot(d[x], 100 * d["excess_median"], marker=".", color=line.get_color(), label=f"{h} months")
-            ax_x.fill_between(d[x], 100 * d["excess_q25"], 100 * d["excess_q75"], color=line.get_color(), alpha=0.15)
+            for q in ("excess_q25", "excess_q75"):
+                ax_x.plot(d[x], 100 * d[q], color=line.get_color(), linewidth=0.8, linestyle="--")
         ax_p.axhline(0.5, color="0.3", linewidth=0.8)
         ax_p.set_title(f"{beats}, band: +-2 standard errors", fontsize=10)
         ax_x.axhline(0, color="0.3", linewidth=0.8)
-        ax_x.set_title(f"excess return {pair[0]} - {pair[1]} (%): median, band 25-75%", fontsize=10)
+        ax_x.set_title(f"excess return {pair[0]} - {pair[1]} (%): median, dashed 25% and 75%", fontsize=10)
         for ax in (ax_p, ax_x):
-            ax.set_xlabel(x)
+            ax.set_xlabel(labels.get(x, x))
             ax.grid(alpha=0.3)
         ax_p.legend(fontsize=8, title="horizon")
     else:
@@ -98,8 +114,8 @@ def sweep_figure(table: pd.DataFrame, fields: list[str], title: str, pair: tuple
             if min(grid.shape) > 1 and grid.values.min() < 0.5 < grid.values.max():
                 ax.contour(grid.columns, grid.index, grid.values, levels=[0.5], colors="k", linewidths=1.2)
             ax.set_title(f"{h} months", fontsize=10)
-            ax.set_xlabel(x)
-            ax.set_ylabel(y)
+            ax.set_xlabel(labels.get(x, x))
+            ax.set_ylabel(labels.get(y, y))
         fig.colorbar(mesh, ax=axes[0].tolist(), label=f"{beats}; black line: 0.5")
     fig.suptitle(title)
     return fig

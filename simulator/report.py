@@ -27,30 +27,59 @@ ROWS = (  # (metric, label, format) of the side-by-side table; {first}, {second}
     ("excess_q95", "excess 95%", "pct"),
     ("excess_hdi90_low", "excess 90% HDI low", "pct"),
     ("excess_hdi90_high", "excess 90% HDI high", "pct"),
+    *(  # risk figures of the two compared assets (total returns; VaR, ES and drawdowns as positive losses)
+        row
+        for asset in ("first", "second")
+        for row in (
+            (f"{{{asset}}}_var95", f"{{{asset}}} VaR95", "loss"),
+            (f"{{{asset}}}_es95", f"{{{asset}}} ES95", "loss"),
+            (f"{{{asset}}}_p_loss", f"{{{asset}}} P(loss)", "prob"),
+            (f"{{{asset}}}_mdd_median", f"{{{asset}}} max drawdown median", "loss"),
+            (f"{{{asset}}}_mdd_q95", f"{{{asset}}} max drawdown 95%", "loss"),
+        )
+    ),
 )
 DIFF_ROWS = (  # {base}: the first item, which the others are compared with
     ("diff_p_outperform", "P({first} beats {second}) minus {base}'s", "prob"),
     ("diff_p_outperform_se", "  standard error", "se"),
     ("diff_excess_median", "excess median minus {base}'s", "pct"),
     ("diff_excess_median_se", "  standard error", "pp"),
+    ("diff_{first}_p_loss", "{first} P(loss) minus {base}'s", "prob"),
+    ("diff_{first}_p_loss_se", "  standard error", "prob"),
 )
 
 
+MEAN_ROWS = ("excess_mean", "balance_of_risks")  # rows built on the excess mean
+NO_MEAN_NOTE = (
+    "* no mean exists with Student-t tails: the sample mean (and the balance of risks built on it) jumps as rare "
+    "extremes arrive; read the medians, quantiles and P(beats) instead"
+)
+
+
+def no_mean(item, metric: str) -> bool:
+    """Whether ``metric`` of ``item`` rests on a mean that does not exist (meta.json's ``undefined_means``)."""
+    return metric in MEAN_ROWS and "excess_mean" in item.result.meta.get("undefined_means", [])
+
+
 def fmt(value: float, kind: str) -> str:
-    """A probability to 4 decimals, a return as a signed percentage, a probability's standard error to two
-    significant digits ('se'), a return's standard error in percent ('pp')."""
+    """A probability to 4 decimals, a return as a signed percentage, a loss (VaR, ES, drawdown: positive) or a
+    return's standard error ('pp') in percent, a probability's standard error to two significant digits ('se')."""
     if value != value:  # NaN
         return "-"
-    return {"prob": f"{value:.4f}", "pct": f"{100 * value:+.2f}%", "se": f"{value:.2g}", "pp": f"{100 * value:.3f}%"}[
-        kind
-    ]
+    return {
+        "prob": f"{value:.4f}",
+        "pct": f"{100 * value:+.2f}%",
+        "loss": f"{100 * value:.2f}%",
+        "pp": f"{100 * value:.3f}%",
+        "se": f"{value:.2g}",
+    }[kind]
 
 
 def row_labels(rows, comparison) -> list[tuple[str, str, str]]:
     """``rows`` with the compared assets and the first item named in their labels."""
     first, second = comparison.items[0].result.meta["compare"]
     names = {"first": first, "second": second, "base": comparison.items[0].label}
-    return [(metric, label.format(**names), kind) for metric, label, kind in rows]
+    return [(metric.format(**names), label.format(**names), kind) for metric, label, kind in rows]
 
 
 def interval(summary_row, z: float = 1.959963984540054) -> tuple[float, float, str]:
@@ -125,9 +154,10 @@ def report_html(comparison, figure_png: Path) -> str:
         v = value.get((item.label, h, metric))
         if v is None:
             return "<td></td>"
+        mark = " *" if no_mean(item, metric) else ""
         return (
             f'<td class="num" data-item="{e(item.label)}" data-horizon="{h}" data-metric="{e(metric)}" '
-            f'data-value="{v!r}">{e(fmt(v, kind))}</td>'
+            f'data-value="{v!r}">{e(fmt(v, kind))}{mark}</td>'
         )
 
     def block(rows, members):
@@ -141,6 +171,8 @@ def report_html(comparison, figure_png: Path) -> str:
 
     head = "".join(f"<th>{e(i.label)}</th>" for i in items)
     side = f"<table><tr><th>figure</th><th>months</th>{head}</tr>\n{block(ROWS, items)}\n</table>"
+    if any(no_mean(i, "excess_mean") for i in items):
+        side += f'<p class="note">{e(NO_MEAN_NOTE)}</p>'
     diffs = ""
     if len(items) > 1:
         pairing = []
@@ -160,8 +192,8 @@ def report_html(comparison, figure_png: Path) -> str:
         sources = "".join(f"<li>{e(s)}</li>" for s in i.sources) or "<li>none given</li>"
         run = ", ".join(
             f"{k}: {e(str(meta[k]))}"
-            for k in ("n_paths", "seed", "backend", "precision", "method", "version", "timestamp")
-            if k in meta
+            for k in ("as_of", "n_paths", "seed", "backend", "precision", "method", "version", "timestamp")
+            if meta.get(k) is not None
         )
         scenarios.append(
             f"<h3>{e(i.label)}</h3><p>{e(i.description) or '(no description)'}</p>"

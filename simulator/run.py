@@ -23,6 +23,7 @@ from .output import read_csv_exact, write_folder
 from .params import Model, build_model, exact_method_problem, exact_segment_months, n_blocks, steps_to_month
 from .scenario import (
     MAX_HORIZON_MONTHS,
+    UNDEFINED_UNDER_TAILS,
     Scenario,
     ScenarioError,
     horizon_problem,
@@ -52,6 +53,9 @@ class Result:
     @property
     def name(self) -> str:
         return self.scenario.name
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {describe(self.name, self.meta)}>"
 
     def summary(self) -> pd.DataFrame:
         """One row per report horizon (the columns of summary.csv). ``NonFiniteError`` if a figure is not a
@@ -90,7 +94,8 @@ class Result:
             summary.to_csv(tmp / "summary.csv", index=False)
             (tmp / "summary.json").write_text(summary.to_json(orient="records", indent=2))
             fan.to_csv(tmp / "fan.csv", index=False)
-            save_figure(fan_figure(fan, self.model, title=self._title(), labels=self.scenario.assets), tmp / "fan.png")
+            figure = fan_figure(fan, self.model, title=self._title(), labels=self.scenario.assets, summary=summary)
+            save_figure(figure, tmp / "fan.png")
             self._write_extra(tmp)
             (tmp / "meta.json").write_text(meta_text(self.meta, tmp))
 
@@ -124,6 +129,24 @@ def require_finite(table: pd.DataFrame, what: str, scenario: Scenario) -> pd.Dat
         f"{key} {table[key].iloc[row]} ({int(bad.sum())} {what} figure(s) not finite): the scenario's drifts, vols, "
         "rates or parameter draws make returns overflow; check they are annualised decimals (0.10 = 10% a year)"
     )
+
+
+TAILS_WARNING = (
+    "Student-t regimes: simple-return means (<asset>_mean, excess_mean, excess_sd) estimate a mean that does not "
+    "exist (E exp(t) is infinite); use medians, quantiles and p_outperform"
+)
+
+
+def undefined_means(asset_keys, has_tails: bool) -> list[str]:
+    """The summary columns that estimate a mean which does not exist: with Student-t tails, excess_mean,
+    excess_sd and each <asset>_mean; else none. meta.json lists them as ``undefined_means``."""
+    return [*UNDEFINED_UNDER_TAILS, *(f"{a}_mean" for a in asset_keys)] if has_tails else []
+
+
+def describe(name: str, meta: dict) -> str:
+    """'rate-cut: 1,000,000 paths, seed 0, report months 3, 6, 12, 24' (a result's repr)."""
+    months = meta.get("report_months") or (meta.get("parameters") or {}).get("report_months") or []
+    return f"{name}: {meta['n_paths']:,} paths, seed {meta['seed']}, report months {', '.join(map(str, months))}"
 
 
 class ResultError(CapsimError):
@@ -194,6 +217,15 @@ class SavedResult:
     @property
     def name(self) -> str:
         return self.meta["scenario"]
+
+    def __repr__(self) -> str:
+        return f"<SavedResult {describe(self.name, self.meta)} from {self.folder}>"
+
+    def uncertainty(self) -> pd.DataFrame | None:
+        """uncertainty.csv (per parameter draw and report horizon), or None when the folder has none (a scenario
+        without parameter uncertainty)."""
+        path = self.folder / "uncertainty.csv"
+        return read_csv_exact(path) if path.is_file() else None
 
     def summary(self) -> pd.DataFrame:
         """summary.csv: one row per report horizon."""
@@ -292,6 +324,7 @@ def simulate(
         "scenario_file": scenario.source,
         "scenario_sha256": scenario.sha256,
         "scenario_data": scenario.model_dump(mode="json"),
+        "as_of": scenario.as_of.isoformat() if scenario.as_of else None,
         "parameters": resolved_parameters(scenario, model),
         "compare": list(scenario.compare_pair),
         "seed": seed,
@@ -317,7 +350,8 @@ def simulate(
         "drawdowns_observed": observed(segment),
         "wall_seconds": round(wall, 4),
         "path_steps_per_second": n_paths * model.n_steps / max(wall, 1e-9),
-        "warnings": run_warnings(model, stats),
+        "undefined_means": undefined_means(model.asset_keys, model.has_tails),
+        "warnings": run_warnings(scenario, model, stats),
         "timestamp": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "jax_version": jax.__version__,
         "python": platform.python_version(),
@@ -325,20 +359,16 @@ def simulate(
     return Result(scenario, model, stats, meta)
 
 
-def run_warnings(model: Model, stats: Summaries) -> list[str]:
-    """What a reader of this run's figures must know (meta.json's ``warnings``)."""
-    out = []
-    if model.has_tails:
-        out.append(
-            "Student-t regimes: simple-return means (<asset>_mean, excess_mean, excess_sd) estimate a "
-            "mean that does not exist (E exp(t) is infinite); use medians, quantiles and p_outperform"
-        )
+def run_warnings(scenario: Scenario, model: Model, stats: Summaries) -> list[str]:
+    """What a reader of this run's figures must know (meta.json's ``warnings``): undefined means under fat
+    tails, errors of a single parameter draw, and the scenario's own warnings as ``FIELD: message``."""
+    out = [TAILS_WARNING] if model.has_tails else []
     if model.uncertain and stats.unit_draws is None:
         out.append(
             "one parameter draw in use: standard errors are those of the figures given that draw, not of "
             "their average over the parameter distribution (simulate more paths or more draws)"
         )
-    return out
+    return out + [f"{w.path}: {w.message}" for w in scenario.warnings]
 
 
 class Plan(NamedTuple):

@@ -9,12 +9,13 @@ transition matrix is at the file's frequency.
 from __future__ import annotations
 
 import copy
+import datetime as _dt
 import hashlib
 import math
 import re
 import reprlib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NamedTuple
 
 import numpy as np
 import yaml
@@ -78,6 +79,21 @@ _SHORT.maxlevel = 3
 def short_repr(value) -> str:
     """``repr(value)`` cut to about 80 characters (long text, big numbers and deep structures abridged)."""
     return _SHORT.repr(value)
+
+
+# The plausibility checks behind warnings (``scenario_warnings``), by the name `silence_warnings` takes.
+WARNING_CHECKS = ("drift", "vol", "sensitivity", "rates", "undefined_mean")
+
+
+class ScenarioWarning(NamedTuple):
+    """An allowed value that is likely a slip: which ``check`` (``WARNING_CHECKS``), the field, what and why."""
+
+    check: str
+    path: str
+    message: str
+
+    def text(self, source: str) -> str:
+        return f"{source}: {self.path}: {self.message} (if meant, add `silence_warnings: [{self.check}]`)"
 
 
 class _Strict(BaseModel):
@@ -311,6 +327,9 @@ class Scenario(_Strict):
     name: str = Field(description="Letters, digits, '-' and '_'; names the output folder.")
     description: str = Field("", description="What the scenario says, in a sentence or two.")
     sources: list[str] = Field([], description="Where the numbers come from, one line each.")
+    as_of: _dt.date | None = Field(
+        None, description="The date of the facts behind the numbers (YYYY-MM-DD): the day the scenario starts from."
+    )
     frequency: Literal["monthly", "weekly", "daily"] = Field(
         description="Step length: monthly (12 steps a year), weekly (52) or daily (252)."
     )
@@ -339,6 +358,21 @@ class Scenario(_Strict):
         description="How parameter draws are spread over the paths (with distributions in the file), or the "
         "posterior draws the scenario runs with.",
     )
+    silence_warnings: list[Literal[WARNING_CHECKS]] = Field(
+        [],
+        description="Warnings that this file means (a deliberate value outside the plausible range): "
+        + ", ".join(WARNING_CHECKS)
+        + ".",
+    )
+
+    @field_validator("as_of", mode="before")
+    @classmethod
+    def _date_as_written(cls, v):
+        """A date, or its ISO text (as meta.json keeps it); never a number (pydantic would read 20260201 as seconds
+        since 1970)."""
+        if v is not None and not isinstance(v, (_dt.date, str)):
+            raise ValueError(f"give a date as YYYY-MM-DD, got {v!r}")
+        return v
 
     _source: str = PrivateAttr(default="<memory>")
     _sha256: str | None = PrivateAttr(default=None)
@@ -415,7 +449,23 @@ class Scenario(_Strict):
         """Externally given parameter draws (``with_parameter_draws``): dotted field path -> [D] values."""
         return self._draw_values
 
+    @property
+    def has_tails(self) -> bool:
+        """Whether any regime or phase override has Student-t ``tails`` (then simple-return means do not exist)."""
+        overrides = [o for ph in self.phases for o in ph.regimes.values()]
+        return any(r.tails is not None for r in [*self.regimes.values(), *overrides])
 
+    def undefined_metrics(self) -> list[str]:
+        """The summary columns that estimate a mean which does not exist (Student-t tails), else []."""
+        return [*UNDEFINED_UNDER_TAILS, *(f"{a}_mean" for a in self.asset_keys)] if self.has_tails else []
+
+    @property
+    def warnings(self) -> list[ScenarioWarning]:
+        """Values that are allowed but likely slips (``scenario_warnings``), less those the file silences."""
+        return [w for w in scenario_warnings(self) if w.check not in self.silence_warnings]
+
+
+UNDEFINED_UNDER_TAILS = ("excess_mean", "excess_sd")
 ASSET_STATS = ("mean", "median", "q05", "q95", "var95", "es95", "p_loss", "p_loss_se", "mdd_median", "mdd_q95")
 # Across parameter draws: the 5%, 50% and 95% points of the per-draw p_outperform and excess median.
 DRAW_METRICS = tuple(f"{m}_draws_{q}" for m in ("p_outperform", "excess_median") for q in ("q05", "q50", "q95"))
@@ -626,24 +676,26 @@ def parse_scenario(data: object, source: str = "<memory>") -> Scenario:
         raise ScenarioError(source, [("", _not_a_mapping(data))])
     schema: list[tuple[str, str]] = []
     sc = None
-    for _ in range(8):  # each round sets aside the fields the previous one rejected
+    for _ in range(16):  # each round sets aside the fields the previous one rejected, or fills stand-ins
         try:
             sc = Scenario.model_validate(data)
             break
         except ValidationError as exc:
             found = [(_loc(e["loc"]), _pydantic_msg(e)) for e in exc.errors()]
             new = [f for f in found if not any(_within(f[0], q) for q, _ in schema)]
-            if not new:
-                break  # only what was set aside is missing now: nothing more can be checked
-            schema += new
-            data = _without(data, [_loc(e["loc"]) for e in exc.errors()])
-            if "frequency" not in data and any(p == "frequency" for p, _ in schema):
-                data["frequency"] = "monthly"  # placeholder so frequency-independent checks still run
+            if new:
+                schema += new
+                data = _without(data, [_loc(e["loc"]) for e in exc.errors()])
+            elif not _fill_stand_ins(data, [_loc(e["loc"]) for e in exc.errors() if e["type"] == "missing"]):
+                break  # a set-aside field without a stand-in (assets, regimes) is missing: nothing more to check
     if sc is None:
         raise ScenarioError(source, schema)
     problems = _check(sc)
-    if any(p == "frequency" for p, _ in schema):  # durations in steps depend on the real frequency
+    aside = {p for p, _ in schema}
+    if "frequency" in aside:  # durations in steps depend on the real frequency
         problems = [p for p in problems if not p[0].endswith(".duration_months")]
+    if "horizon_months" in aside:  # which months are report horizons depends on the real horizon
+        problems = [p for p in problems if not re.fullmatch(r"expect\.\d+\.horizon_months", p[0])]
     problems = schema + [p for p in problems if not any(_within(p[0], q) for q, _ in schema)]
     if problems:
         raise ScenarioError(source, problems)
@@ -657,6 +709,35 @@ def _not_a_mapping(data) -> str:
         return "the file is empty (or holds only comments): a scenario is a mapping of fields (name, frequency, ...)"
     what = {str: "a single text value", list: "a list", bool: "true or false"}.get(type(data), "a single number")
     return f"a scenario is a mapping of fields (name: ..., frequency: ...), but the file holds {what}"
+
+
+# Stand-ins for required fields set aside for a wrong type, so that the checks that do not depend on them still
+# run (problems at or below a set-aside field are not reported twice; those that depend on it are dropped).
+STAND_INS = {
+    "name": "stand-in",
+    "frequency": "monthly",
+    "horizon_months": 10**6,  # past every month in the file: no "past the horizon" problem from the stand-in
+    "drift": {},
+    "vol": {},
+    "corr": 0.0,
+    "metric": "p_outperform",
+    "path": {},
+    "sensitivity": {},
+}
+
+
+def _fill_stand_ins(data: dict, missing: list[str]) -> bool:
+    """Put the stand-in of each missing field of ``missing`` (dotted paths) into ``data``; False if none has one."""
+    filled = False
+    for path in missing:
+        *parents, last = path.split(".")
+        node = data
+        for key in parents:
+            node = node[int(key)] if isinstance(node, list) else node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict) and last in STAND_INS and last not in node:
+            node[last] = copy.deepcopy(STAND_INS[last])
+            filled = True
+    return filled
 
 
 def _without(data: dict, paths: list[str]) -> dict:
@@ -1006,6 +1087,87 @@ def _check_expect(sc, bad):
 
 
 # --------------------------------------------------------------------------------------------
+# Warnings: values that validate but are likely unit slips (docs/scenarios.md, "Warnings")
+
+DRIFT_MAX = 1.0  # |annualised log drift| above 100% a year
+VOL_MAX = 1.5  # annualised vol above 150% a year
+SENSITIVITY_MAX = 0.5  # |log-return change| above 50% per percentage point of the rate
+RATE_DECIMAL_MAX = 0.25  # every rate knot below 0.25 (percent): decimals written for percent
+RATE_MAX = 25.0  # a policy rate above 25%
+
+
+def scenario_warnings(sc: Scenario) -> list[ScenarioWarning]:
+    """Every plausibility warning of a valid scenario ``sc`` (distributions at their centres), silenced or not:
+    drifts and vols outside the ranges above (a percent written for a decimal), rate sensitivities likewise, rate
+    knots that look like decimals or are implausibly high, and `expect` entries on means that do not exist."""
+    out: list[ScenarioWarning] = []
+    plain = resolve(sc, {})
+    blocks = [(f"regimes.{k}", r) for k, r in plain.regimes.items()]
+    blocks += [(f"phases.{i}.regimes.{k}", o) for i, ph in enumerate(plain.phases) for k, o in ph.regimes.items()]
+    for path, r in blocks:
+        for a, v in (r.drift or {}).items():
+            if abs(v) > DRIFT_MAX:
+                out.append(
+                    ScenarioWarning(
+                        "drift",
+                        f"{path}.drift.{a}",
+                        f"drift {v:g} is {100 * v:,.0f}% a year (annualised log return): did you mean {v / 100:g}?",
+                    )
+                )
+        for a, v in (r.vol or {}).items():
+            if v > VOL_MAX:
+                out.append(
+                    ScenarioWarning(
+                        "vol", f"{path}.vol.{a}", f"vol {v:g} is {100 * v:,.0f}% a year: did you mean {v / 100:g}?"
+                    )
+                )
+    if plain.rates is not None:
+        for a, v in plain.rates.sensitivity.items():
+            if abs(v) > SENSITIVITY_MAX:
+                out.append(
+                    ScenarioWarning(
+                        "sensitivity",
+                        f"rates.sensitivity.{a}",
+                        f"{v:g} moves the log return by {100 * v:,.0f}% per percentage point of the rate: did you "
+                        f"mean {v / 100:g}?",
+                    )
+                )
+        levels = plain.rates.path
+        if levels and max(abs(v) for v in levels.values()) < RATE_DECIMAL_MAX and any(levels.values()):
+            written = ", ".join(f"{v:g}" for v in levels.values())
+            meant = ", ".join(f"{100 * v:g}" for v in levels.values())
+            out.append(
+                ScenarioWarning(
+                    "rates",
+                    "rates.path",
+                    f"the values ({written}) look like decimals; capsim's rates are in percent (4.00 = 4%): did "
+                    f"you mean {meant}?",
+                )
+            )
+        for m, v in levels.items():
+            if v > RATE_MAX:
+                out.append(
+                    ScenarioWarning(
+                        "rates", f"rates.path.{m:g}", f"a policy rate of {v:g}% is implausible: rates are in percent"
+                    )
+                )
+    undefined = set(sc.undefined_metrics())
+    for i, e in enumerate(sc.expect):
+        named = [m for m in (e.metric, e.above, e.below) if isinstance(m, str) and m in undefined]
+        if named:
+            out.append(
+                ScenarioWarning(
+                    "undefined_mean",
+                    f"expect.{i}",
+                    f"{' and '.join(named)} {'is a sample mean' if len(named) == 1 else 'are sample means'} of "
+                    "returns that have no mean under Student-t tails (it jumps as rare extremes arrive): check a "
+                    "median, a quantile or p_outperform instead",
+                )
+            )
+    return out
+
+
+# --------------------------------------------------------------------------------------------
 # Distributions: where they are, their supports against the fields' rules, and scenarios with chosen values
 
 # Field (the pydantic attribute holding the value) -> families allowed there.
@@ -1261,10 +1423,10 @@ def _fill_row(row: dict, given: set) -> None:
 def corr_problem(corr, n_assets: int) -> str | None:
     """Why ``corr`` is not a valid correlation matrix for ``n_assets`` (None when valid)."""
     if not isinstance(corr, list):
-        if n_assets != 2:
-            return f"with {n_assets} assets give a full {n_assets}x{n_assets} matrix (list of lists) in asset order"
         if not (math.isfinite(corr) and -1 <= corr <= 1):
             return f"a correlation must lie in [-1, 1], got {corr}"
+        if n_assets != 2:
+            return f"with {n_assets} assets give a full {n_assets}x{n_assets} matrix (list of lists) in asset order"
         return None
     C = np.asarray(corr, dtype=float) if all(isinstance(r, list) for r in corr) else None
     if C is None or C.shape != (n_assets, n_assets):

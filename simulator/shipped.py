@@ -28,6 +28,15 @@ def shipped_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "scenarios"  # a source checkout
 
 
+def display_source(source: str | os.PathLike) -> str:
+    """A scenario file as messages and reports show it: a shipped file found by its name (an absolute path into
+    the shipped folder, often deep in site-packages) as 'rate_cut (shipped)', any other as given."""
+    p = Path(source)
+    if p.is_absolute() and p.suffix == ".yaml" and p.parent == shipped_dir():
+        return f"{p.stem} (shipped)"
+    return str(source)
+
+
 def shipped_files() -> list[Path]:
     """The shipped scenario files, sorted by file name."""
     return sorted(shipped_dir().glob("*.yaml"))

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from .devices import cpu_cores
-from .engine import BLOCK_PATHS, BlockOutput
+from .engine import BLOCK_PATHS
 from .errors import CapsimError
 from .params import Model
 from .scenario import DRAW_METRICS
@@ -92,27 +92,6 @@ def sorted_quantiles(values: np.ndarray, probs) -> np.ndarray:
 CELL_PATHS = BLOCK_PATHS // 16  # paths per cell: the unit of paired standard errors without parameter draws
 
 
-def positive_probability(mean: np.ndarray, var: np.ndarray) -> np.ndarray:
-    """P(Y > 0) for Y ~ N(mean, var), elementwise (float64); a zero variance gives 1[mean > 0] ("beats" is
-    strict)."""
-    from scipy.special import ndtr
-
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = mean / np.sqrt(var)
-    return np.where(var > 0, ndtr(np.where(var > 0, z, 0.0)), (mean > 0).astype(np.float64))
-
-
-def conditional_figures(model: Model, out: BlockOutput, n_valid: int) -> np.ndarray:
-    """[R, 1 + A, n_valid] per path: P(first beats second | path), then each asset's P(loss | path), from the
-    engine's conditional means and variances of the log returns (float64)."""
-    A = len(model.asset_keys)
-    mean = out.report_mean[:, :, :n_valid].astype(np.float64)  # [R, A, P]
-    var = out.report_var[:, :, :n_valid].astype(np.float64)  # [R, A + 1, P]
-    i, j = model.compare
-    beats = positive_probability(mean[:, i] - mean[:, j], var[:, A])
-    return np.concatenate([beats[:, None], positive_probability(-mean, var[:, :A])], axis=1)
-
-
 def cell_sums(values: np.ndarray) -> np.ndarray:
     """[cells, ...] sums of ``values`` [..., paths] over each cell of ``CELL_PATHS`` consecutive paths of a
     block (paths past the last one count as zeros)."""
@@ -125,7 +104,7 @@ class Accumulator:
     """Per-block statistics of one run: ``add`` blocks in any order (or on several processes), then ``finish``.
 
     Sums are kept per block and added up in block order at the end, so the result is the same bit for bit
-    whichever process or device simulated which block. Conditional figures (``conditional_figures``: F of them)
+    whichever process or device simulated which block. Conditional figures (``engine.conditional_figures``: F of them)
     and the controls (steps in regimes 0..K-2 minus their expectation under the block's draw: C of them) are
     kept as sums per cell of ``CELL_PATHS`` paths, with their squares and cross-products per block.
     """
@@ -183,7 +162,7 @@ class Accumulator:
         steps = out.report_steps_in[:, :, :n_valid].astype(np.float64)  # [R, K, paths]
         self.occupancy[block] = steps.sum(axis=2)
         self.filled[block] = n_valid
-        fig = conditional_figures(self.model, out, n_valid)  # [R, F, paths]
+        fig = out.report_fig[:, :, :n_valid].astype(np.float64)  # [R, F, paths] conditional figures
         expected = self.model.expected_steps_in[block % self.model.n_draws]  # [R, K]
         ctrl = steps[:, :-1] - expected[:, :-1, None]  # [R, C, paths]: mean zero under the block's draw
         self.cell_paths[block] = cell_sums(np.ones(n_valid))

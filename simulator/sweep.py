@@ -210,11 +210,47 @@ class SweepResult:
             self._table.to_csv(tmp / "sweep.csv", index=False)
             (tmp / "sweep.json").write_text(self._table.to_json(orient="records", indent=2))
             title = f"{self.scenario.name}: {self.meta['n_paths']:,} paths per point, seed {self.meta['seed']}"
-            figure = sweep_figure(self._table, list(self.fields), title, self.scenario.compare_pair)
+            labels = {f: field_label(f) for f in self.fields}
+            figure = sweep_figure(self._table, list(self.fields), title, self.scenario.compare_pair, labels)
             save_figure(figure, tmp / "sweep.png")
             (tmp / "meta.json").write_text(json.dumps(self.meta, indent=2, default=str))
 
         return write_folder(out_dir, write, force)
+
+
+def field_label(path: str) -> str:
+    """A swept field's dotted path in words, with its unit, for the axes of sweep.png:
+    'regimes.expansion.drift.small' -> 'small drift in expansion (annualised log return)'; the path itself
+    where there are no better words."""
+    parts = path.split(".")
+    if parts[0] == "phases" and parts[2:] == ["until_month"]:
+        return f"end of phase {parts[1]} (months)"
+    phase = ""
+    if parts[0] == "phases" and len(parts) > 2:
+        phase, parts = f" (phase {parts[1]})", parts[2:]
+    words = None
+    if parts[0] == "regimes" and len(parts) >= 3:
+        regime, field, key = parts[1], parts[2], ".".join(parts[3:])
+        words = {
+            "drift": f"{key} drift in {regime} (annualised log return)",
+            "vol": f"{key} vol in {regime} (annualised)",
+            "corr": f"correlation in {regime}",
+            "tails": f"Student-t degrees of freedom in {regime}",
+            "duration_months": f"expected stay in {regime} (months)",
+            "next": f"P({regime} -> {key} on leaving)",
+        }.get(field)
+    elif parts[0] == "rates" and len(parts) == 3:
+        words = {
+            "path": f"policy rate at month {parts[2]} (%)",
+            "sensitivity": f"{parts[2]} rate sensitivity (log return per +1 pp)",
+        }.get(parts[1])
+    elif parts[0] == "transitions" and len(parts) == 3:
+        words = f"P({parts[1]} -> {parts[2]}) per step"
+    elif parts[0] == "start" and len(parts) == 2:
+        words = f"P(start in {parts[1]})"
+    elif parts == ["horizon_months"]:
+        words = "horizon (months)"
+    return f"{words}{phase}" if words else path
 
 
 def sweep(
@@ -265,6 +301,7 @@ def sweep(
         "scenario_file": scenario.source,
         "scenario_sha256": scenario.sha256,
         "scenario_data": scenario.model_dump(mode="json"),
+        "as_of": scenario.as_of.isoformat() if scenario.as_of else None,
         "fields": fields,
         "points": len(points),
         **{k: v for k, v in settings.items() if k not in ("device", "devices")},

@@ -281,7 +281,7 @@ def test_capsim_blend_writes_the_run_folder_and_components(tmp_path):
 @pytest.mark.parametrize(
     "args, needle",
     [
-        (["soft_landing=0", "rate_cut=1"], "soft_landing.yaml: weight 0.0 must be a positive number"),
+        (["soft_landing=0", "rate_cut=1"], "soft_landing (shipped): weight 0.0 must be a positive number"),
         (["soft_landing=-0.2", "rate_cut=1.2"], "weight -0.2 must be a positive number"),
         (["soft_landing=abc", "rate_cut=0.5"], "'soft_landing=abc': weight 'abc' is not a number"),
         (["soft_landing=0.5", "rate_cut=0.4"], "weights sum to 0.9, not 1"),

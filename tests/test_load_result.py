@@ -72,3 +72,17 @@ def test_unreadable_meta(saved, tmp_path, text):
     with pytest.raises(sim.ResultError, match="bad") as err:
         sim.load_result(bad)
     assert isinstance(err.value, sim.CapsimError)
+
+
+def test_results_have_a_useful_repr_and_a_saved_folder_gives_its_uncertainty(tmp_path):
+    res = sim.simulate(sim.load_scenario(find_shipped("rate_cut")), n_paths=2000, seed=3)
+    assert repr(res) == "<Result rate-cut: 2,000 paths, seed 3, report months 3, 6, 12, 24>"
+    res.save(tmp_path / "r")
+    saved = sim.load_result(tmp_path / "r")
+    assert (
+        repr(saved) == f"<SavedResult rate-cut: 2,000 paths, seed 3, report months 3, 6, 12, 24 from {tmp_path / 'r'}>"
+    )
+    assert saved.uncertainty().equals(res.uncertainty())
+    plain = sim.simulate(sim.load_scenario(find_shipped("historical")), n_paths=2000, seed=3)
+    plain.save(tmp_path / "p")
+    assert sim.load_result(tmp_path / "p").uncertainty() is None

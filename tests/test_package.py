@@ -33,8 +33,9 @@ def invoke(*args):
 
 
 def as_editor_sees(path: Path):
-    """The YAML document as a JSON-Schema validator in an editor sees it (mapping keys are strings)."""
-    return json.loads(json.dumps(yaml.safe_load(path.read_text())))
+    """The YAML document as a JSON-Schema validator in an editor sees it (mapping keys are strings; YAML 1.2 has
+    no timestamps, so a date such as `as_of: 2026-02-01` is the string it spells)."""
+    return json.loads(json.dumps(yaml.safe_load(path.read_text()), default=lambda v: v.isoformat()))
 
 
 @pytest.fixture(scope="module")

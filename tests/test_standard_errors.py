@@ -116,11 +116,13 @@ def test_estimates_do_not_depend_on_chunking():
 
 
 @pytest.mark.parametrize("method", ["step", "exact"])
-def test_conditional_moments_follow_the_regime_counts(method):
+def test_conditional_figures_follow_the_regime_counts(method):
     """Without phases or tails, a path's conditional mean and variance are sums over regimes of its steps
-    there times the regime's per-step drift and variance, plus the rate term: the float32 sums of the engine
-    (both kernels) match that float64 brute force to float32 rounding, 10 years of monthly steps."""
+    there times the regime's per-step drift and variance, plus the rate term. The engine's per-path figures
+    (both kernels, float32 sums over 10 years of monthly steps) equal Phi of that float64 brute force to float32
+    rounding."""
     import jax
+    from scipy.special import ndtr
 
     from simulator.params import build_model, exact_segment_months
 
@@ -142,9 +144,10 @@ def test_conditional_moments_follow_the_regime_counts(method):
     )
     p = model.point_steps
     steps = out.report_steps_in.astype(np.float64)  # [R, K, P]
+    assert np.all(steps.sum(axis=1) == np.array(model.report_steps)[:, None])
     for r, H in enumerate(model.report_steps):
         mean = np.einsum("kp,ka->ap", steps[r], p.drift[0]) + p.shift[:H].sum(axis=0)[:, None]
         var = np.einsum("kp,kc->cp", steps[r], p.cond_var[0])
-        np.testing.assert_allclose(out.report_mean[r], mean, rtol=0, atol=2e-6 * max(1, H / 12))
-        np.testing.assert_allclose(out.report_var[r], var, rtol=1e-5)
-    assert np.all(steps.sum(axis=1) == np.array(model.report_steps)[:, None])
+        beats = ndtr((mean[0] - mean[1]) / np.sqrt(var[2]))
+        loss = ndtr(-mean / np.sqrt(var[:2]))
+        np.testing.assert_allclose(out.report_fig[r], np.concatenate([beats[None], loss]), rtol=0, atol=2e-6)

@@ -244,3 +244,36 @@ def test_default_out_folder(base_file, tmp_path, monkeypatch):
     result = invoke("sweep", base_file, "--set", "regimes.recession.duration_months=6,12", "--paths", PATHS, "--quiet")
     assert result.exit_code == 0, describe(result)
     assert (tmp_path / "results" / "unit-test-sweep" / "sweep.csv").is_file()
+
+
+@pytest.mark.parametrize(
+    "path, words",
+    [
+        ("regimes.expansion.drift.small", "small drift in expansion (annualised log return)"),
+        ("regimes.recession.vol.large", "large vol in recession (annualised)"),
+        ("regimes.recession.duration_months", "expected stay in recession (months)"),
+        ("rates.path.12", "policy rate at month 12 (%)"),
+        ("rates.sensitivity.small", "small rate sensitivity (log return per +1 pp)"),
+        ("phases.0.until_month", "end of phase 0 (months)"),
+        ("phases.0.regimes.slowdown.next.recession", "P(slowdown -> recession on leaving) (phase 0)"),
+        ("transitions.calm.stress", "P(calm -> stress) per step"),
+        ("start.expansion", "P(start in expansion)"),
+        ("horizon_months", "horizon (months)"),
+    ],
+)
+def test_swept_fields_are_labelled_in_words_with_units(path, words):
+    from simulator.sweep import field_label
+
+    assert field_label(path) == words
+
+
+def test_sweep_png_axes_carry_the_words(scenario):
+    from simulator.plots import sweep_figure
+    from simulator.sweep import field_label
+
+    sc = sim.parse_scenario(scenario)
+    res = sim.sweep(sc, {"regimes.expansion.drift.small": [0.05, 0.10]}, n_paths=2000, seed=0)
+    field = "regimes.expansion.drift.small"
+    fig = sweep_figure(res.table(), [field], "t", ("small", "large"), {field: field_label(field)})
+    assert [ax.get_xlabel() for ax in fig.axes] == [field_label(field)] * 2
+    assert not fig.axes[1].collections  # the 25% and 75% points are lines, not overlapping bands
