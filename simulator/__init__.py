@@ -12,8 +12,8 @@ from .blend import BlendError, BlendResult, blend  # noqa: E402  (sim.blend, sim
 from .calibrate import Calibration, FitError  # noqa: E402
 from .compare import CompareError, Comparison, compare  # noqa: E402
 from .history import DataError, load_us_size_returns, read_returns  # noqa: E402
-from .output import OutputExistsError  # noqa: E402
-from .run import MethodError, Result, ResultError, SavedResult, load_result, simulate  # noqa: E402
+from .output import OutputError, OutputExistsError  # noqa: E402
+from .run import MethodError, NonFiniteError, Result, ResultError, SavedResult, load_result, simulate  # noqa: E402
 from .scenario import Scenario, ScenarioError, load_scenario, parse_scenario  # noqa: E402
 from .sweep import SweepError, sweep  # noqa: E402  (sim.sweep: the function)
 from .uncertainty import with_parameter_draws  # noqa: E402
@@ -33,6 +33,8 @@ __all__ = [
     "DeviceError",
     "FitError",
     "MethodError",
+    "NonFiniteError",
+    "OutputError",
     "OutputExistsError",
     "Result",
     "ResultError",

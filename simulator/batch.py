@@ -9,9 +9,9 @@ at any moment (Ctrl-C, SIGTERM, SIGKILL) keeps every finished folder, and ``resu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -24,7 +24,7 @@ import pandas as pd
 from . import __version__
 from .devices import cpu_cores, from_process_zero
 from .errors import CapsimError, combined
-from .output import OutputExistsError, write_text_atomic
+from .output import OutputExistsError, check_writable, folder_lock, write_text_atomic
 from .run import ResultError, compile_ahead, load_result, plan, run_settings, simulate
 from .scenario import Scenario
 from .shipped import load_scenarios
@@ -103,6 +103,7 @@ def batch(
     force: bool = False,
     shard: tuple[int, int] | None = None,
     progress=None,
+    on_entry=None,
 ) -> BatchReport:
     """Simulate every scenario of ``paths`` (files, folders of them, shipped names) with the same settings and
     seed, writing ``out/<name>/`` for each, ``out/batch.json`` and the combined ``out/summary.csv`` and
@@ -116,7 +117,9 @@ def batch(
     (shards share ``out``), and write ``out/batch-shard-I-of-N.json`` instead of the combined files; a final
     ``resume`` run assembles them. A scenario that fails while running is recorded ('failed', with the error)
     and the others go on. Ctrl-C raises ``BatchInterrupted`` after writing the manifest.
-    ``progress(name, scenarios_done, scenarios_total, paths_done)`` is called as blocks finish. Under
+    ``progress(name, scenarios_done, scenarios_total, paths_done)`` is called as blocks finish, and
+    ``on_entry(entry)`` with each scenario's ``BatchEntry`` once it is kept, done or failed. A second batch
+    writing the same ``out`` at once is refused (``OutputError``, naming its PID). Under
     ``jax.distributed``, each scenario's blocks are spread over the processes and process 0 writes.
     """
     if resume and force:
@@ -129,6 +132,8 @@ def batch(
     plans = check_plans(scenarios, settings)
     out = Path(out)
     lead = jax.process_index() == 0
+    if lead:
+        check_writable(out)
     if lead and shard is None and not resume and not force and out.exists() and any(out.iterdir()):
         raise OutputExistsError(
             f"{out}: output folder exists and is not empty",
@@ -138,6 +143,12 @@ def batch(
                 "use --resume to keep its finished scenarios, --force to run them all again, or choose another --out",
             ),
         )
+    with folder_lock(out) if lead else contextlib.nullcontext():
+        return _run_batch(scenarios, plans, settings, out, lead, resume, force, shard, progress, on_entry)
+
+
+def _run_batch(scenarios, plans, settings, out, lead, resume, force, shard, progress, on_entry) -> BatchReport:
+    """``batch``'s work, once everything is checked and ``out`` is locked."""
     mine = [k for k in range(len(scenarios)) if shard is None or k % shard[1] == shard[0]]
     entries = [BatchEntry(str(scenarios[k].source), scenarios[k].sha256, scenarios[k].name) for k in mine]
     if lead and (resume or shard is not None) and not force:
@@ -155,19 +166,21 @@ def batch(
             write_text_atomic(manifest, manifest_text(report, settings, shard), force=True)
 
     record()
+    for j in range(len(mine)):
+        if keep[j] and on_entry is not None:
+            on_entry(entries[j])
     done = int(sum(keep))
     # The kernels of the scenarios to run are compiled in threads (XLA compiles outside the GIL), in order,
     # while the scenarios before them run; a scenario waits for its own kernels before it runs.
     pool = ThreadPoolExecutor(max_workers=cpu_cores())
     ahead = {k: pool.submit(compile_ahead, scenarios[k], **settings) for j, k in enumerate(mine) if not keep[j]}
+    j = None
     try:
         for j, k in enumerate(mine):
             if keep[j]:
                 continue
             sc, entry = scenarios[k], entries[j]
             try:
-                if lead:
-                    remove_stale_temporaries(out, sc.name)
                 on_blocks = None if progress is None else (lambda n: progress(sc.name, done, len(mine), n))
                 t0 = time.perf_counter()
                 ahead.pop(k).result()
@@ -177,13 +190,21 @@ def batch(
                 entry.status, entry.wall_seconds = "done", round(time.perf_counter() - t0, 4)
                 done += 1
             except KeyboardInterrupt:
-                record()
-                raise BatchInterrupted(report) from None
+                raise
             except Exception as exc:  # recorded; the other scenarios go on
                 entry.status, entry.error = "failed", f"{type(exc).__name__}: {exc}"
             record()
+            if on_entry is not None:
+                on_entry(entry)
             if progress is not None:
                 progress(sc.name, done, len(mine), settings["n_paths"])
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM, wherever it struck: the manifest says what is on disk
+        if lead and j is not None and entries[j].status == "pending":
+            k = mine[j]  # the scenario in flight: its folder is either complete (renamed into place) or absent
+            if finished(out / scenarios[k].name, scenarios[k], plans[k], settings) is not None:
+                entries[j].status = "done"
+        record()
+        raise BatchInterrupted(report) from None
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
     if lead and shard is None:
@@ -237,13 +258,6 @@ def finished(folder: Path, scenario: Scenario, run_plan, settings: dict):
     }
     same = all(meta.get(k) == v for k, v in wanted.items())
     return saved if same and meta["parameters"].get("horizon_months") == run_plan.model.horizon_months else None
-
-
-def remove_stale_temporaries(out: Path, name: str) -> None:
-    """Remove the temporary folders a killed run left while writing ``out/name`` (never a finished folder)."""
-    if out.is_dir():
-        for tmp in out.glob(f".{name}.tmp-*"):
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def manifest_text(report: BatchReport, settings: dict, shard) -> str:

@@ -572,7 +572,14 @@ def fit_ms(
     if np.any(scale <= 0):
         raise FitError(source, "a constant series cannot be fitted")
     z = (y - loc) / scale
-    W = np.linalg.cholesky(np.cov(z.T, bias=True).reshape(A, A))  # whitening: sample covariance = W W^T
+    try:
+        W = np.linalg.cholesky(np.cov(z.T, bias=True).reshape(A, A))  # whitening: sample covariance = W W^T
+    except np.linalg.LinAlgError:
+        raise FitError(
+            source,
+            "the columns are linearly dependent (two identical columns, or one a multiple or sum of others): "
+            "their covariance is singular; drop one",
+        ) from None
     zw = linalg.solve_triangular(W, z.T, lower=True).T
     rng = np.random.default_rng(seed)
 

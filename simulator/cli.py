@@ -10,7 +10,9 @@ import functools
 import json
 import math
 import shlex
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import NamedTuple
 
@@ -409,7 +411,40 @@ WIDE = click.option(
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is (as Ctrl-C raises ``KeyboardInterrupt``), so that the same clean-up
+    runs: no temporary folder left, a batch's manifest up to date."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
+
+
+class Interruptible(click.Group):
+    """The command group: SIGTERM is handled like Ctrl-C while a command runs; an interrupted command exits
+    130 (Ctrl-C) or 143 (SIGTERM) with a line on standard error, never Click's "Aborted!" and exit 1."""
+
+    def invoke(self, ctx):
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGTERM, _terminate)
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as exc:
+            how = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
+            click.echo(f"interrupted by {how}: finished folders are kept, nothing half-written is left", err=True)
+            raise click.exceptions.Exit(interrupted_code(exc)) from None
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+
+def interrupted_code(exc: BaseException) -> int:
+    """The exit code of an interrupted command: 143 after SIGTERM, 130 after Ctrl-C (128 + the signal)."""
+    return 143 if isinstance(exc, Terminated) or isinstance(exc.__context__, Terminated) else 130
+
+
+@click.group(cls=Interruptible, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="capsim")
 def main():
     """capsim: how likely small caps are to beat large caps, by how much, and at what risk."""
@@ -499,6 +534,7 @@ def batch_cmd(paths, run, out, force, as_json, quiet, resume, shard):
                 force=force,
                 shard=parse_shard(shard) if shard else None,
                 progress=callback,
+                on_entry=None if quiet or as_json or not lead else print_entry,
             )
     except KeyboardInterrupt as exc:
         entries = exc.report.entries if hasattr(exc, "report") else []
@@ -510,22 +546,26 @@ def batch_cmd(paths, run, out, force, as_json, quiet, resume, shard):
             + f"; finished folders in {out}/ are kept. Resume with:\n  {again}",
             err=True,
         )
-        sys.exit(130)
+        sys.exit(interrupted_code(exc))
     if not lead:
         return
     failed = report.with_status("failed")
     if as_json:
         click.echo(report.summary().to_json(orient="records", indent=2))
     elif not quiet:
-        for e in report.entries:
-            wall = f"{e.wall_seconds:.1f} s" if e.wall_seconds is not None else ""
-            status = "kept" if e.kept else e.status
-            click.echo(f"{status:<7} {e.name:<24} {wall:>9}  {e.file}")
         click.echo(f"wrote {out}/ ({report.manifest.name}" + (", summary.csv, summary.json)" if not shard else ")"))
     for e in failed:
         click.echo(f"failed: {e.name} ({e.file}): {e.error}", err=True)
     if failed:
         sys.exit(1)
+
+
+def print_entry(e) -> None:
+    """A batch scenario's line as it is kept, done or failed, flushed at once (standard output may be a pipe)."""
+    wall = f"{e.wall_seconds:.1f} s" if e.wall_seconds is not None else ""
+    status = "kept" if e.kept else e.status
+    click.echo(f"{status:<7} {e.name:<24} {wall:>9}  {e.file}")
+    sys.stdout.flush()
 
 
 @main.command("sweep")
@@ -563,9 +603,9 @@ def sweep_cmd(scenario, sets, run, out, force, as_json, quiet):
     try:
         with bar:
             res = sweep(sc, fields, **run._asdict(), progress=callback)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         click.echo(f"interrupted: nothing written to {out}/", err=True)
-        sys.exit(130)
+        sys.exit(interrupted_code(exc))
     if not lead:
         return
     res.save(out, force=force)

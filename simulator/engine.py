@@ -187,7 +187,7 @@ def step(state: PathState, xs, *, key: jax.Array, has_tails: bool, chi2_pairs: i
         scale = jnp.sqrt(scale2)
     rows, means, variances = [], [], []
     for a in range(A):
-        shock = sum(select(masks, p.loading[:, a, b]) * z[b] for b in range(a + 1))
+        shock = sum(select(masks, p.loading[:, a, b]) * z[b] for b in range(A))  # zeros above the diagonal
         if has_tails:
             shock = shock * scale
         mean = select(masks, p.drift[:, a]) + p.shift[a]

@@ -9,6 +9,7 @@ column of every problem it finds. It returns a DataFrame indexed by date (one co
 
 from __future__ import annotations
 
+import csv
 from importlib import resources
 from pathlib import Path
 
@@ -72,9 +73,19 @@ def read_returns(
         raise DataError(src, "the file is empty (expected a header line: date,<asset>,...)") from None
     except pd.errors.ParserError as exc:
         raise DataError(src, f"not a well-formed CSV file: {exc}") from None
+    header = _header(path)  # as written: pandas renames a repeated column (small, small.1)
+    dupes = sorted({c for c in header if header.count(c) > 1})
+    if dupes:
+        raise DataError(src, [("header", f"column name(s) given twice: {dupes}")])
     return validate_returns(
         raw, src, columns, percent=percent, frequency=frequency, start_date=start_date, end_date=end_date
     )
+
+
+def _header(path: Path) -> list[str]:
+    """The column names of a CSV file's first line, stripped."""
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        return [c.strip() for c in next(csv.reader([fh.readline()]), [])]
 
 
 def validate_returns(

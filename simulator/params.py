@@ -142,11 +142,26 @@ def rate_shift(sc: Scenario, n_steps: int) -> np.ndarray:
 def regime_loading(regime, assets: list[str], dt: float) -> np.ndarray:
     """[A, A] lower-triangular L with L L^T = per-step covariance of the log returns (vol^2 * corr * dt)."""
     C = corr_matrix(regime.corr, len(assets))
-    w, V = np.linalg.eigh(C)
-    if w.min() < 1e-12:  # singular but valid (e.g. corr 1): Cholesky of the nearest positive-definite matrix
-        C = (V * np.maximum(w, 1e-12)) @ V.T
     sd = np.array([regime.vol[a] for a in assets]) * np.sqrt(dt)
+    if np.linalg.eigvalsh(C).min() < 1e-12:  # singular but valid (e.g. corr 1)
+        return sd[:, None] * semidefinite_cholesky(C)
     return sd[:, None] * np.linalg.cholesky(C)
+
+
+def semidefinite_cholesky(C: np.ndarray) -> np.ndarray:
+    """Lower-triangular L with L L^T = C for a positive semi-definite C, a zero pivot giving a zero column:
+    with a correlation of 1 two rows are equal, so identical assets get identical shocks (a tie, never a win
+    either way) rather than shocks differing by rounding noise."""
+    n = len(C)
+    L = np.zeros((n, n))
+    for a in range(n):
+        for b in range(a + 1):
+            rest = C[a, b] - L[a, :b] @ L[b, :b]
+            if a == b:
+                L[a, a] = math.sqrt(max(rest, 0.0))
+            else:
+                L[a, b] = rest / L[b, b] if L[b, b] > 1e-12 else 0.0
+    return L
 
 
 def build_model(sc: Scenario, horizon_months: int | None = None, *, n_paths: int = 1, seed: int = 0) -> Model:

@@ -616,6 +616,9 @@ def load_posterior(path: str | Path, sha256: str | None) -> PosteriorDraws:
         x = post[name].to_numpy()
         return x.reshape(-1, *x.shape[2:])
 
+    missing = [v for v in ("drift", "vol", "corr", "transition", "start", "regime", "asset") if v not in post.variables]
+    if missing:
+        raise PosteriorFileError(f"{path}: not a capsim posterior file: it lacks the variable(s) {', '.join(missing)}")
     return PosteriorDraws(
         drift=flat("drift"),
         vol=flat("vol"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import os
 import platform
@@ -19,9 +20,19 @@ from .devices import process_blocks, resolve_devices, sum_over_processes
 from .engine import BLOCK_PATHS, compile_blocks, run_blocks
 from .errors import CapsimError
 from .output import read_csv_exact, write_folder
-from .params import Model, build_model, exact_method_problem, exact_segment_months
-from .scenario import UNDEFINED_UNDER_TAILS, Scenario, ScenarioError, parse_scenario, posterior_path
-from .summary import Accumulator, Summaries, kept_counts
+from .params import Model, build_model, exact_method_problem, exact_segment_months, n_blocks, steps_to_month
+from .scenario import (
+    MAX_HORIZON_MONTHS,
+    UNDEFINED_UNDER_TAILS,
+    Scenario,
+    ScenarioError,
+    horizon_problem,
+    overflow_problems,
+    parse_scenario,
+    posterior_path,
+    resolve,
+)
+from .summary import FAN_BUDGET_BYTES, FAN_PATHS, MAX_KEEP_PATHS, Accumulator, Summaries, kept_counts
 
 # Paths per jitted call and device (whole blocks): one block at a time is fastest on a CPU device (a core); an
 # accelerator runs 64 blocks (about a million paths) side by side.
@@ -47,15 +58,19 @@ class Result:
         return f"<{type(self).__name__} {describe(self.name, self.meta)}>"
 
     def summary(self) -> pd.DataFrame:
-        """One row per report horizon (the columns of summary.csv)."""
+        """One row per report horizon (the columns of summary.csv). ``NonFiniteError`` if a figure is not a
+        finite number."""
         if self._summary is None:
-            self._summary = self._stats.summary(self.name)
+            with np.errstate(over="ignore", invalid="ignore"):
+                table = self._stats.summary(self.name)
+            self._summary = require_finite(table, "summary", self.scenario)
         return self._summary.copy()
 
     def fan(self) -> pd.DataFrame:
-        """Quantiles and mean of each asset's total return and the excess, for every month 0..horizon."""
+        """Quantiles and mean of each asset's total return and the excess, for every month 0..horizon.
+        ``NonFiniteError`` if a figure is not a finite number."""
         if self._fan is None:
-            self._fan = self._stats.fan()
+            self._fan = require_finite(self._stats.fan(), "fan", self.scenario)
         return self._fan.copy()
 
     def draws(self, horizon_months: int) -> pd.DataFrame:
@@ -81,8 +96,8 @@ class Result:
             fan.to_csv(tmp / "fan.csv", index=False)
             figure = fan_figure(fan, self.model, title=self._title(), labels=self.scenario.assets, summary=summary)
             save_figure(figure, tmp / "fan.png")
-            (tmp / "meta.json").write_text(json.dumps(self.meta, indent=2, default=str))
             self._write_extra(tmp)
+            (tmp / "meta.json").write_text(meta_text(self.meta, tmp))
 
         return write_folder(out_dir, write, force)
 
@@ -94,6 +109,26 @@ class Result:
 
     def _title(self) -> str:
         return f"{self.name}: {self.meta['n_paths']:,} paths, seed {self.meta['seed']}"
+
+
+class NonFiniteError(CapsimError):
+    """Simulated paths whose statistics are not finite numbers: the scenario's parameters overflow the engine."""
+
+
+def require_finite(table: pd.DataFrame, what: str, scenario: Scenario) -> pd.DataFrame:
+    """``table`` itself when every number in it is finite, else ``NonFiniteError`` naming the first column and
+    row that is not: a run never hands out a NaN or an infinity as a figure."""
+    numbers = table.select_dtypes("number")
+    bad = ~np.isfinite(numbers.to_numpy(np.float64))
+    if not bad.any():
+        return table
+    row, col = np.argwhere(bad)[0]
+    key = "month" if "month" in table else "horizon_months"
+    raise NonFiniteError(
+        f"{scenario.source}: the simulation gave {numbers.iloc[row, col]} for {numbers.columns[col]} at "
+        f"{key} {table[key].iloc[row]} ({int(bad.sum())} {what} figure(s) not finite): the scenario's drifts, vols, "
+        "rates or parameter draws make returns overflow; check they are annualised decimals (0.10 = 10% a year)"
+    )
 
 
 TAILS_WARNING = (
@@ -115,7 +150,60 @@ def describe(name: str, meta: dict) -> str:
 
 
 class ResultError(CapsimError):
-    """A result folder that cannot be loaded: missing, incomplete, or with an unreadable meta.json."""
+    """A result folder that cannot be loaded: missing, incomplete, changed since it was written, or with an
+    unreadable meta.json."""
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def meta_text(meta: dict, folder: Path) -> str:
+    """meta.json's text: ``meta`` plus ``sha256``, the SHA-256 of every other file of ``folder`` and of this
+    text as it reads without ``sha256`` (key "meta.json"), so that ``load_result`` can tell any change."""
+    body = {k: v for k, v in meta.items() if k != "sha256"}
+    sums = {f.name: sha256_file(f) for f in sorted(folder.iterdir()) if f.name != "meta.json"}
+    sums["meta.json"] = hashlib.sha256(json.dumps(body, indent=2, default=str).encode()).hexdigest()
+    return json.dumps({**body, "sha256": sums}, indent=2, default=str)
+
+
+def changed_file(folder: Path, meta: dict) -> str | None:
+    """The first file of ``folder`` that is not as its meta.json's ``sha256`` records (meta.json itself
+    included), with what is wrong with it; None when every file matches."""
+    sums = meta.get("sha256")
+    if not isinstance(sums, dict) or not isinstance(sums.get("meta.json"), str):
+        return "meta.json records no SHA-256 sums of the files"
+    body = json.dumps({k: v for k, v in meta.items() if k != "sha256"}, indent=2, default=str)
+    if hashlib.sha256(body.encode()).hexdigest() != sums["meta.json"]:
+        return "meta.json was changed after it was written"
+    for name, digest in sums.items():
+        if name == "meta.json":
+            continue
+        path = folder / str(name)
+        if "/" in str(name) or not path.is_file():
+            return f"{name} is missing"
+        if sha256_file(path) != digest:
+            return f"{name} was changed after it was written (its SHA-256 is not the one meta.json records)"
+    return None
+
+
+# meta.json fields that readers of a result folder rely on, and their types
+META_TYPES = {"scenario": str, "n_paths": int, "kept_paths": int, "seed": int, "compare": list, "version": str}
+
+
+def meta_problem(meta) -> str | None:
+    """What is wrong with a loaded meta.json's structure (None when it has what readers use)."""
+    if not isinstance(meta, dict):
+        return f"it holds {type(meta).__name__}, not a mapping"
+    for key, kind in META_TYPES.items():
+        if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
+            return f"{key} is missing or not {kind.__name__}"
+    if meta.get("kind") != "blend" and not isinstance(meta.get("parameters"), dict):
+        return "parameters is missing or not a mapping"
+    wall = meta.get("wall_seconds")
+    if wall is not None and (isinstance(wall, bool) or not isinstance(wall, int | float)):
+        return f"wall_seconds is not a number: {wall!r:.40}"
+    return None
 
 
 class SavedResult:
@@ -159,10 +247,15 @@ def load_result(folder: str | os.PathLike) -> SavedResult:
         raise ResultError(f"{folder}: not a complete result folder (missing {', '.join(missing)})")
     try:
         meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+        if (problem := meta_problem(meta)) is not None:
+            raise ValueError(problem)
         blended = meta.get("kind") == "blend"  # a blend's scenarios are its components (meta lists them)
         data = None if blended else meta["scenario_data"]
-    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
         raise ResultError(f"{folder}: meta.json cannot be read ({type(exc).__name__}: {exc})") from None
+    if (problem := changed_file(folder, meta)) is not None:
+        raise ResultError(f"{folder}: {problem}; run it again rather than trust it")
+    meta.pop("sha256")  # verified: the meta of the run, as ``Result.meta`` held it
     if blended:
         return SavedResult(folder, meta, None)
     try:
@@ -207,11 +300,16 @@ def simulate(
     own (``blend`` gives each component one), so runs of one seed on different streams share no paths.
     """
     n_paths, seed = int(n_paths), int(seed)
+    if batch_paths is not None and not 1 <= int(batch_paths) <= MAX_BATCH_PATHS:
+        raise CapsimError(
+            f"batch_paths must lie in 1..{MAX_BATCH_PATHS:,} (paths per call and device), got {batch_paths}"
+        )
     run = plan(scenario, n_paths, seed, horizon_months, device, devices, precision, method)
     model, method, segment, devs = run
     engine = engine_arguments(run, n_paths, precision, batch_paths)
     t0 = time.perf_counter()
-    with jax.enable_x64(precision == 64):
+    # overflowing paths are caught by ``require_finite`` on the tables, with a message instead of numpy's warnings
+    with jax.enable_x64(precision == 64), np.errstate(over="ignore", invalid="ignore"):
         acc = Accumulator(model, n_paths, engine["dtype"], fan_in_background)
         mine = process_blocks(-(-n_paths // BLOCK_PATHS))
         for block, n_valid, out in run_blocks(model, seed, n_paths, mine, **engine, on_blocks=progress, stream=stream):
@@ -301,8 +399,66 @@ def plan(
     if not 0 <= int(seed) < 2**32:
         raise CapsimError(f"seed must lie in 0..2**32-1, got {seed}")
     devs = resolve_devices(device, devices)
+    check_size(scenario, int(n_paths), horizon_months, precision)
     model = build_model(scenario, horizon_months, n_paths=int(n_paths), seed=int(seed))
     return Plan(model, *resolve_method(model, method, scenario.source), devs)
+
+
+MAX_BLOCKS = 1 << 31  # blocks of a run: their indices stay below engine.STREAM_BASE (3.5e13 paths)
+MAX_BATCH_PATHS = 1024 * BLOCK_PATHS  # paths per compiled call and device (16,777,216)
+
+
+def check_size(scenario: Scenario, n_paths: int, horizon_months: int | None, precision: int) -> None:
+    """Refuse, before any work, a run that cannot finish or fit: a horizon past ``MAX_HORIZON_MONTHS`` or
+    whose log returns overflow (``overflow_problems``), more than ``MAX_BLOCKS`` blocks, or more memory held at
+    once (``held_bytes``) than this machine has. Paths beyond memory run in blocks: only what is held counts."""
+    source = scenario.source
+    H = int(horizon_months or scenario.horizon_months)
+    if not 1 <= H <= MAX_HORIZON_MONTHS:
+        raise CapsimError(
+            f"{source}: horizon {horizon_problem(H)}",
+            (f"pass horizon_months={MAX_HORIZON_MONTHS} or less", f"use --horizon {MAX_HORIZON_MONTHS} or less"),
+        )
+    if horizon_months and H != scenario.horizon_months and (problems := overflow_problems(resolve(scenario, {}), H)):
+        raise ScenarioError(source, [(p, f"with horizon {H}: {m}") for p, m in problems])
+    if n_blocks(n_paths) > MAX_BLOCKS:
+        raise CapsimError(
+            f"{source}: {n_paths:,} paths are more than {MAX_BLOCKS * BLOCK_PATHS:,}, the most one run can number"
+        )
+    need, have = held_bytes(scenario, n_paths, H, precision), memory_bytes()
+    if need > have:
+        raise CapsimError(
+            f"{source}: {n_paths:,} paths over {H} months need about {need / 1e9:,.1f} GB held at once (per-block "
+            f"sums, kept paths, fan, parameter tables; docs/outputs.md, Memory), more than this machine's "
+            f"{have / 1e9:,.1f} GB",
+            ("pass fewer paths (n_paths) or a shorter horizon", "use fewer --paths or a shorter --horizon"),
+        )
+
+
+def held_bytes(scenario: Scenario, n_paths: int, horizon_months: int, precision: int) -> int:
+    """Bytes a run holds at once, estimated from its size alone (docs/outputs.md, Memory): per-block sums
+    (float64), the kept report values and fan paths, and one set of per-step parameter tables per draw."""
+    R = len(scenario.report_months_for(horizon_months))
+    A, K = len(scenario.assets), len(scenario.regimes)
+    T = steps_to_month(horizon_months, scenario.steps_per_year)
+    blocks, item = n_blocks(n_paths), precision // 8
+    keep = min(n_paths, MAX_KEEP_PATHS)
+    draws = 1
+    if scenario.is_uncertain:
+        u = scenario.uncertainty
+        draws = min(blocks, u.draws if u is not None and u.draws is not None else blocks)
+    per_block = 8 * (2 * R * A + 4 * R + R * K + 1)
+    tables = draws * T * (K * K + K * A + K * A * A + K + A) * 8
+    fan = min(min(keep, FAN_PATHS) * A * (horizon_months + 1) * item, FAN_BUDGET_BYTES)
+    return blocks * per_block + 2 * R * A * keep * item + fan + tables
+
+
+def memory_bytes() -> int:
+    """This machine's physical memory in bytes (16 GB where the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return 16 * 10**9
 
 
 def engine_arguments(run: Plan, n_paths: int, precision: int, batch_paths: int | None) -> dict:

@@ -13,6 +13,7 @@ import datetime as _dt
 import hashlib
 import math
 import re
+import reprlib
 from pathlib import Path
 from typing import Annotated, Literal, NamedTuple
 
@@ -37,7 +38,21 @@ from .errors import CapsimError
 STEPS_PER_YEAR = {"monthly": 12, "weekly": 52, "daily": 252}
 DEFAULT_REPORT_MONTHS = (3, 6, 12, 24, 36, 60)
 ROW_TOL = 1e-9
-NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+NAME_RE = re.compile(r"[A-Za-z0-9_-]+")  # matched whole (``fullmatch``: "a\n" is not a name)
+
+# Limits (docs/scenarios.md, "Limits"): what a file may hold, so that reading, validating and running it
+# stays within seconds and a bounded memory whatever it says.
+MAX_FILE_BYTES = 1_000_000  # a scenario file's size
+MAX_YAML_NODES = 100_000  # values in the file once its aliases are expanded
+MAX_YAML_DEPTH = 64  # nesting of lists and mappings, aliases expanded
+MAX_NAME_CHARS = 64
+MAX_HORIZON_MONTHS = 1200  # 100 years: 25,200 daily steps
+MAX_REGIMES = 16
+MAX_ASSETS = 16
+MAX_DRAWS = 1_000_000  # uncertainty.draws
+MAX_RATE_PERCENT = 10_000.0  # |rate knot|, percent
+MAX_LOG_RETURN = 85.0  # |log return| over the horizon: float32's exp overflows past 88.7
+OVERFLOW_SIGMAS = 6  # standard deviations of the log return counted towards that bound
 
 Num = Annotated[float, Field(strict=True)]
 Int = Annotated[int, Field(strict=True)]
@@ -52,6 +67,18 @@ class ScenarioError(CapsimError):
         lines = [f"{self.source}: {len(self.problems)} problem(s) in the scenario:"]
         lines += [f"  - {path or '<file>'}: {msg}" for path, msg in self.problems]
         super().__init__("\n".join(lines))
+
+
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 80
+_SHORT.maxlong = 40
+_SHORT.maxlist = _SHORT.maxdict = 6
+_SHORT.maxlevel = 3
+
+
+def short_repr(value) -> str:
+    """``repr(value)`` cut to about 80 characters (long text, big numbers and deep structures abridged)."""
+    return _SHORT.repr(value)
 
 
 # The plausibility checks behind warnings (``scenario_warnings``), by the name `silence_warnings` takes.
@@ -449,21 +476,59 @@ DRAW_METRICS = tuple(f"{m}_draws_{q}" for m in ("p_outperform", "excess_median")
 
 
 def load_scenario(path: str | Path) -> Scenario:
-    """Read and validate a scenario YAML file (safe loader only). Raises ``ScenarioError``."""
+    """Read and validate a scenario YAML file (safe loader only, within the limits of docs/scenarios.md).
+    Raises ``ScenarioError``."""
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ScenarioError(str(path), [("", f"cannot read the file: {exc.strerror or exc}")]) from None
-    try:
-        data = yaml.load(raw, Loader=_UniqueKeyLoader)
-    except yaml.YAMLError as exc:
-        raise ScenarioError(str(path), [("", f"not valid YAML: {exc}")]) from None
+    raw = read_bounded(path)
+    data = load_yaml(raw, str(path))
     sc = parse_scenario(data, source=str(path))
     sc._sha256 = hashlib.sha256(raw).hexdigest()
     if (problem := _posterior_file_problem(sc, path)) is not None:
         raise ScenarioError(str(path), [problem])
     return sc
+
+
+def read_bounded(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of a scenario file of at most ``limit`` bytes (``ScenarioError`` for a bigger or unreadable
+    one; never more than ``limit`` + 1 bytes are read, so a device or a huge file cannot stall it)."""
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(limit + 1)
+    except OSError as exc:
+        raise ScenarioError(str(path), [("", f"cannot read the file: {exc.strerror or exc}")]) from None
+    if len(raw) > limit:
+        raise ScenarioError(
+            str(path), [("", f"the file is larger than {limit:,} bytes, the limit for a scenario file: is it one?")]
+        )
+    return raw
+
+
+def load_yaml(raw: bytes, source: str):
+    """The YAML document in ``raw`` (UTF-8 text) as Python values, read by ``_ScenarioLoader``; every problem,
+    from binary content to an alias bomb, is a ``ScenarioError`` naming ``source`` and the line."""
+    if b"\0" in raw:
+        raise ScenarioError(source, [("", "the file holds NUL bytes: it is a binary file, not a YAML scenario")])
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(
+            source, [("", f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}): save it as UTF-8")]
+        ) from None
+    try:
+        return yaml.load(text, Loader=_ScenarioLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = "; ".join(str(x) for x in (exc.context, exc.problem) if x)
+        head = "refused" if isinstance(exc, _YamlLimit) else "not valid YAML"
+        raise ScenarioError(source, [("", f"{head}{where}: {what}")]) from None
+    except yaml.reader.ReaderError as exc:
+        raise ScenarioError(
+            source,
+            [("", f"character #x{exc.character:04x} at offset {exc.position} is not allowed in YAML text")],
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ScenarioError(source, [("", f"not valid YAML: {exc}")]) from None
 
 
 def posterior_path(sc: Scenario) -> Path | None:
@@ -481,6 +546,8 @@ def _posterior_file_problem(sc: Scenario, path: Path) -> tuple[str, str] | None:
     if target is None:
         return None
     try:
+        if target.exists() and not target.is_file():
+            return "uncertainty.posterior", f"the posterior file {target} is not a regular file (a folder or a device)"
         digest = hashlib.sha256(target.read_bytes()).hexdigest()
     except OSError as exc:
         return "uncertainty.posterior", f"cannot read the posterior file {target}: {exc.strerror or exc}"
@@ -493,19 +560,110 @@ def _posterior_file_problem(sc: Scenario, path: Path) -> tuple[str, str] | None:
     return None
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, except that a key repeated in one mapping is an error (not last-wins)."""
+try:  # libyaml's scanner and parser where PyYAML was built with it (several times faster), else PyYAML's
+    from yaml.cyaml import CParser as _Parser
+
+    _PARSING: tuple = (_Parser,)
+except ImportError:
+    _PARSING = (yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser)
+Composer = yaml.composer.Composer
+
+
+class _ScenarioLoader(*_PARSING, Composer, yaml.constructor.SafeConstructor, yaml.resolver.Resolver):
+    """PyYAML's safe loader with capsim's rules: a key repeated in one mapping is an error (not last-wins); keys
+    are names or numbers (not lists or mappings); merge keys (``<<: *base``) work as in YAML 1.1, their keys
+    giving way to the mapping's own; nesting is at most ``MAX_YAML_DEPTH`` deep and the document, its aliases
+    expanded, holds at most ``MAX_YAML_NODES`` values (no "billion laughs"), both checked before any value is
+    built. Nodes are composed in Python (the checks need it) from the events of libyaml's parser."""
+
+    _depth = 0
+
+    def __init__(self, stream):
+        _PARSING[0].__init__(self, stream)  # libyaml's parser, or PyYAML's reader then its scanner and parser
+        for base in _PARSING[1:]:
+            base.__init__(self)
+        Composer.__init__(self)
+        yaml.constructor.SafeConstructor.__init__(self)
+        yaml.resolver.Resolver.__init__(self)
+
+    # the composition in Python, not libyaml's (which the parser class would otherwise bring)
+    check_node, get_node, get_single_node = Composer.check_node, Composer.get_node, Composer.get_single_node
+    compose_scalar_node, compose_sequence_node = Composer.compose_scalar_node, Composer.compose_sequence_node
+    compose_mapping_node = Composer.compose_mapping_node
+
+    def compose_node(self, parent, index):
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise _limit(f"lists and mappings nest more than {MAX_YAML_DEPTH} deep", self.peek_event().start_mark)
+            return Composer.compose_node(self, parent, index)
+        finally:
+            self._depth -= 1
+
+    def compose_document(self):
+        node = Composer.compose_document(self)
+        _check_expansion(node)
+        return node
 
     def construct_mapping(self, node, deep=False):
         seen = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise yaml.constructor.ConstructorError(
+                    None, None, "a key must be a name or a number, not a list or a mapping", key_node.start_mark
+                )
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}: give each field once", key_node.start_mark
+                    None, None, f"duplicate key {short_repr(key)}: give each field once", key_node.start_mark
                 )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+class _YamlLimit(yaml.MarkedYAMLError):
+    """Valid YAML past one of capsim's limits (nesting, values once aliases are expanded)."""
+
+
+def _limit(problem: str, mark) -> _YamlLimit:
+    return _YamlLimit(None, None, problem + " (the limits are in docs/scenarios.md)", mark)
+
+
+def _check_expansion(root) -> None:
+    """Refuse a node graph that, its aliases expanded, holds more than ``MAX_YAML_NODES`` values, nests deeper
+    than ``MAX_YAML_DEPTH`` or holds itself (a recursive alias). Each node is sized once (no expansion)."""
+    size: dict[int, tuple[int, int]] = {}  # id(node) -> (values, depth) once expanded
+    started: set[int] = set()
+    stack = [(root, False)]
+    while stack:
+        node, finish = stack.pop()
+        key = id(node)
+        kids = _kids(node)
+        if finish:
+            n = 1 + sum(size[id(k)][0] for k in kids)
+            depth = 1 + max((size[id(k)][1] for k in kids), default=0)
+            if n > MAX_YAML_NODES:
+                raise _limit(f"aliases expand the file to more than {MAX_YAML_NODES:,} values", node.start_mark)
+            if depth > MAX_YAML_DEPTH:
+                raise _limit(f"aliases nest lists and mappings more than {MAX_YAML_DEPTH} deep", node.start_mark)
+            size[key] = (n, depth)
+            started.discard(key)
+        elif key not in size:
+            if key in started:
+                raise _limit("an alias refers to a list or mapping that holds it (a recursive alias)", node.start_mark)
+            started.add(key)
+            stack.append((node, True))
+            stack += [(k, False) for k in kids if id(k) not in size]
+
+
+def _kids(node) -> list:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
 
 
 def parse_scenario(data: object, source: str = "<memory>") -> Scenario:
@@ -515,7 +673,7 @@ def parse_scenario(data: object, source: str = "<memory>") -> Scenario:
     and, when what remains is complete, the consistency checks run on it too; all problems are reported.
     """
     if not isinstance(data, dict):
-        raise ScenarioError(source, [("", f"the file must hold a mapping of fields, got {type(data).__name__}")])
+        raise ScenarioError(source, [("", _not_a_mapping(data))])
     schema: list[tuple[str, str]] = []
     sc = None
     for _ in range(16):  # each round sets aside the fields the previous one rejected, or fills stand-ins
@@ -543,6 +701,14 @@ def parse_scenario(data: object, source: str = "<memory>") -> Scenario:
         raise ScenarioError(source, problems)
     sc._source = source
     return sc
+
+
+def _not_a_mapping(data) -> str:
+    """Why ``data``, a whole file's content, is no scenario: what it holds instead of a mapping of fields."""
+    if data is None:
+        return "the file is empty (or holds only comments): a scenario is a mapping of fields (name, frequency, ...)"
+    what = {str: "a single text value", list: "a list", bool: "true or false"}.get(type(data), "a single number")
+    return f"a scenario is a mapping of fields (name: ..., frequency: ...), but the file holds {what}"
 
 
 # Stand-ins for required fields set aside for a wrong type, so that the checks that do not depend on them still
@@ -611,7 +777,7 @@ def _pydantic_msg(err: dict) -> str:
     if err["type"] == "missing":
         return "required field is missing"
     msg = str(err["ctx"]["error"]) if err["type"] == "value_error" else err["msg"]
-    return f"{msg} (got {err.get('input')!r})"
+    return f"{msg} (got {short_repr(err.get('input'))})"
 
 
 # --------------------------------------------------------------------------------------------
@@ -635,17 +801,23 @@ def _check_plain(sc: Scenario, any_problem: bool = False) -> list[tuple[str, str
     assets, regimes = sc.asset_keys, sc.regime_names
     m = sc.steps_per_year / 12
 
-    if not NAME_RE.match(sc.name):
-        bad("name", f"use letters, digits, '-' and '_' only (it names the output folder); got {sc.name!r}")
-    if sc.horizon_months < 1:
-        bad("horizon_months", f"must be at least 1 month, got {sc.horizon_months}")
+    if not NAME_RE.fullmatch(sc.name):
+        bad("name", f"use letters, digits, '-' and '_' only (it names the output folder); got {short_repr(sc.name)}")
+    elif len(sc.name) > MAX_NAME_CHARS:
+        bad("name", f"at most {MAX_NAME_CHARS} characters (it names the output folder), got {len(sc.name)}")
+    if not 1 <= sc.horizon_months <= MAX_HORIZON_MONTHS:
+        bad("horizon_months", horizon_problem(sc.horizon_months))
     if len(assets) < 2:
         bad("assets", f"at least two assets are needed to compare, got {len(assets)}")
+    if len(assets) > MAX_ASSETS:
+        bad("assets", f"at most {MAX_ASSETS} assets (the limit of a run's size), got {len(assets)}")
+    if len(regimes) > MAX_REGIMES:
+        bad("regimes", f"at most {MAX_REGIMES} regimes (the limit of a run's size), got {len(regimes)}")
     u = sc.uncertainty
     if u is not None and (u.posterior is None) != (u.sha256 is None):
         bad("uncertainty", "posterior and sha256 go together: give both (as `capsim calibrate --posterior` writes)")
     if u is not None and u.sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", u.sha256):
-        bad("uncertainty.sha256", f"a SHA-256 is 64 hexadecimal digits, got {u.sha256!r}")
+        bad("uncertainty.sha256", f"a SHA-256 is 64 hexadecimal digits, got {short_repr(u.sha256)}")
     if sc.report_months is not None:
         rm = sc.report_months
         if any(h < 1 for h in rm):
@@ -709,8 +881,14 @@ def _check_plain(sc: Scenario, any_problem: bool = False) -> list[tuple[str, str
     _check_start(sc, regimes, bad)
     if sc.rates is not None:
         _check_rates(sc, assets, bad)
-    if sc.uncertainty is not None and sc.uncertainty.draws is not None and sc.uncertainty.draws < 1:
-        bad("uncertainty.draws", f"must be at least 1, got {sc.uncertainty.draws}")
+    if sc.uncertainty is not None and sc.uncertainty.draws is not None:
+        if not 1 <= sc.uncertainty.draws <= MAX_DRAWS:
+            bad(
+                "uncertainty.draws",
+                f"must be at least 1 and at most {MAX_DRAWS:,}, got {short_repr(sc.uncertainty.draws)}",
+            )
+    if not out and not any_problem:
+        out += overflow_problems(sc, sc.horizon_months)
 
     if not out and not any_problem and sc.start == "stationary" and len(regimes) > 1:
         P = base_matrix(sc)
@@ -720,6 +898,48 @@ def _check_plain(sc: Scenario, any_problem: bool = False) -> list[tuple[str, str
                 "`stationary` is undefined: the base chain is not irreducible (a regime is absorbing or "
                 "some regimes cannot reach the others). Give `start` a regime or a mapping, or connect the regimes.",
             )
+    return out
+
+
+def horizon_problem(months: int) -> str:
+    """The message for a horizon outside 1..``MAX_HORIZON_MONTHS``."""
+    if months < 1:
+        return f"must be at least 1 month, got {months}"
+    return (
+        f"at most {MAX_HORIZON_MONTHS:,} months (100 years; 25,200 daily steps), the limit of a run's length, "
+        f"got {short_repr(months)}"
+    )
+
+
+def overflow_problems(sc: Scenario, horizon_months: int) -> list[tuple[str, str]]:
+    """Regimes (and phase overrides) whose log return over ``horizon_months`` could pass ``MAX_LOG_RETURN``,
+    where the engine's float32 arithmetic overflows: |drift| x years + OVERFLOW_SIGMAS x vol x sqrt(years) +
+    |rate sensitivity| x (highest - lowest rate knot) per asset, for a path that stays in the regime throughout.
+    ``sc`` is plain (no distributions); the draws of distributions are checked as they run."""
+    years = horizon_months / 12
+    rates = sc.rates
+    spread = max(rates.path.values()) - min(rates.path.values()) if rates and rates.path else 0.0
+    regimes = [(f"regimes.{k}", r) for k, r in sc.regimes.items()]
+    for i, ph in enumerate(sc.phases):
+        regimes += [(f"phases.{i}.regimes.{k}", merge_override(sc.regimes[k], o)) for k, o in ph.regimes.items()]
+    out = []
+    for path, r in regimes:
+        for a in sc.asset_keys:
+            sens = abs(rates.sensitivity[a]) * spread if rates and spread else 0.0
+            size = abs(r.drift[a]) * years + OVERFLOW_SIGMAS * r.vol[a] * math.sqrt(years) + sens
+            if not size <= MAX_LOG_RETURN:
+                field = "drift" if abs(r.drift[a]) * years >= OVERFLOW_SIGMAS * r.vol[a] * math.sqrt(years) else "vol"
+                out.append(
+                    (
+                        f"{path}.{field}.{a}",
+                        f"drift {r.drift[a]:.4g} and vol {r.vol[a]:.4g} (annualised)"
+                        + (" with the rate path" if sens else "")
+                        + f" give log returns up to {size:.3g} over {horizon_months} months (|drift| x years + "
+                        f"{OVERFLOW_SIGMAS} x vol x sqrt(years) + |sensitivity| x rate range), past the limit "
+                        f"{MAX_LOG_RETURN:g} (a total return of e^{MAX_LOG_RETURN:g}) beyond which the simulation's "
+                        "float32 numbers overflow: these are not annualised decimals (0.10 = 10% a year)",
+                    )
+                )
     return out
 
 
@@ -810,7 +1030,7 @@ def _check_start(sc, regimes, bad):
             bad(
                 "start",
                 f"must be 'stationary', a regime name or a mapping regime -> probability; "
-                f"{s!r} is not a regime ({regimes})",
+                f"{short_repr(s)} is not a regime ({regimes})",
             )
     else:
         _check_row(s, "start", regimes, bad)
@@ -823,8 +1043,11 @@ def _check_rates(sc, assets, bad):
     for month, level in r.path.items():
         if not (math.isfinite(month) and month >= 0):
             bad(f"rates.path.{month:g}", f"knot months must be >= 0, got {month}")
-        if not math.isfinite(level):
-            bad(f"rates.path.{month:g}", f"the rate must be a finite number of percent, got {level}")
+        if not (math.isfinite(level) and abs(level) <= MAX_RATE_PERCENT):
+            bad(
+                f"rates.path.{month:g}",
+                f"the rate must be a number of percent within +-{MAX_RATE_PERCENT:,g}, got {level}",
+            )
     if r.path and min(r.path) > sc.horizon_months:
         bad("rates.path", f"every knot is past horizon_months={sc.horizon_months}")
     for a in assets:
@@ -845,7 +1068,7 @@ def _check_expect(sc, bad):
         if e.metric not in names:
             bad(
                 f"{path}.metric",
-                f"unknown metric {e.metric!r}; use a summary.csv column such as "
+                f"unknown metric {short_repr(e.metric)}; use a summary.csv column such as "
                 "p_outperform, excess_mean, <asset>_mdd_median or occupancy_<regime>",
             )
         if e.horizon_months not in horizons:
@@ -858,7 +1081,7 @@ def _check_expect(sc, bad):
         for k in ("above", "below"):
             v = getattr(e, k)
             if isinstance(v, str) and v not in names:
-                bad(f"{path}.{k}", f"{v!r} is neither a number nor a metric name")
+                bad(f"{path}.{k}", f"{short_repr(v)} is neither a number nor a metric name")
             elif isinstance(v, float) and not math.isfinite(v):
                 bad(f"{path}.{k}", f"the threshold must be a finite number, got {v}")
 

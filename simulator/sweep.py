@@ -15,6 +15,7 @@ import copy
 import datetime as _dt
 import itertools
 import json
+import math
 import os
 import platform
 import re
@@ -34,6 +35,7 @@ from .scenario import Scenario, parse_scenario
 from .uncertainty import given_draws, with_parameter_draws
 
 MAX_FIELDS = 2
+MAX_POINTS = 1000  # points of a sweep (each one a whole run)
 PROBABILITY_ROW = re.compile(
     r"^(regimes\.[^.]+\.next|phases\.\d+\.regimes\.[^.]+\.next|transitions\.[^.]+|phases\.\d+\.transitions\.[^.]+|start)$"
 )
@@ -49,7 +51,10 @@ def parse_set(text: str) -> tuple[str, list[float]]:
     through the file's own value hits it exactly."""
     field, sep, spec = str(text).partition("=")
     field, spec = field.strip(), spec.strip()
-    usage = f"{text!r}: give FIELD=START:STOP:COUNT or FIELD=V1,V2,... (e.g. regimes.recession.duration_months=6:18:7)"
+    usage = (
+        f"{_short(text)!r}: give FIELD=START:STOP:COUNT or FIELD=V1,V2,... "
+        "(e.g. regimes.recession.duration_months=6:18:7)"
+    )
     if not sep or not field or not spec:
         raise SweepError(usage)
     try:
@@ -58,16 +63,28 @@ def parse_set(text: str) -> tuple[str, list[float]]:
             n = int(count)
             if n < 1:
                 raise ValueError
+            if n > MAX_POINTS:
+                raise SweepError(
+                    f"{_short(text)!r}: at most {MAX_POINTS:,} values (each point is a whole run), got {n:,}"
+                )
             values = [float(f"{v:.12g}") for v in np.linspace(float(start), float(stop), n)]
         else:
+            if spec.count(",") >= MAX_POINTS:
+                raise SweepError(f"{_short(text)!r}: at most {MAX_POINTS:,} values (each point is a whole run)")
             values = [float(v) for v in spec.split(",")]
+    except SweepError:
+        raise
     except ValueError:
         raise SweepError(usage) from None
     if not all(np.isfinite(values)):
-        raise SweepError(f"{text!r}: values must be finite numbers")
+        raise SweepError(f"{_short(text)!r}: values must be finite numbers")
     if len(set(values)) < len(values):
-        raise SweepError(f"{text!r}: a value is repeated")
+        raise SweepError(f"{_short(text)!r}: a value is repeated")
     return field, values
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def with_field(data: dict, field: str, value: float) -> dict:
@@ -138,6 +155,11 @@ def sweep_points(scenario: Scenario, fields: dict[str, list[float]], settings: d
     empty = [f for f, values in fields.items() if not len(values)]
     if empty:
         raise SweepError(f"{', '.join(empty)}: give at least one value")
+    n_points = math.prod(len(values) for values in fields.values())
+    if n_points > MAX_POINTS:
+        raise SweepError(
+            f"the grid has {n_points:,} points, more than the limit of {MAX_POINTS:,} (each one a whole run)"
+        )
     given = given_draws(scenario)  # posterior or with_parameter_draws draws: every point keeps them
     clash = [f for f in fields if given and f in given]
     if clash:

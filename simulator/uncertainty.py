@@ -20,8 +20,11 @@ from collections.abc import Mapping
 import numpy as np
 from pydantic import BaseModel
 
+from .errors import CapsimError
 from .scenario import (
     ALLOWED,
+    MAX_LOG_RETURN,
+    OVERFLOW_SIGMAS,
     ROW_FIELDS,
     ROW_TOL,
     Dirichlet,
@@ -122,7 +125,11 @@ def posterior_values(sc: Scenario) -> dict[str, np.ndarray]:
     ``uncertainty.draws``, when given, keeps the first that many of that order. Raises ``ScenarioError`` naming
     ``uncertainty.posterior`` when the file does not fit the scenario (other regimes, assets or frequency) and
     ``PosteriorFileError`` when it is missing, changed (SHA-256) or unreadable."""
-    post = _read_posterior(str(posterior_path(sc).resolve()), sc.uncertainty.sha256)
+    try:
+        post = _read_posterior(str(posterior_path(sc).resolve()), sc.uncertainty.sha256)
+    except CapsimError as exc:  # the file's own problem, said as the scenario field that names it
+        fix = f"; {exc.fix[1]}" if exc.fix else ""
+        raise ScenarioError(sc.source, [("uncertainty.posterior", exc.message + fix)]) from None
     regimes, assets = tuple(sc.regime_names), tuple(sc.asset_keys)
     problems = []
     for what, theirs, ours in (
@@ -219,8 +226,18 @@ def with_parameter_draws(sc: Scenario, values: Mapping[str, np.typing.ArrayLike]
                     "tails, duration, rate knot, sensitivity or probability-row entry of this scenario)",
                 )
             )
-        elif x.ndim != 1 or len(x) == 0 or not np.all(np.isfinite(x)):
+        elif x.ndim != 1 or len(x) == 0:
             problems.append((path, f"give a non-empty 1-d array of finite numbers, got shape {x.shape}"))
+        elif not np.all(np.isfinite(x)):
+            bad = np.flatnonzero(~np.isfinite(x))
+            problems.append(
+                (
+                    path,
+                    f"{len(bad)} of the {len(x)} draws are not finite numbers (NaN or infinity), draw {bad[0]} first",
+                )
+            )
+        elif problem := overflow_problem(field, x, sc.horizon_months):
+            problems.append((path, problem))
         elif problem := rule_problem(field, x.min(), x.max(), f"the range [{x.min():g}, {x.max():g}] of the draws", m):
             problems.append((path, problem))
         else:
@@ -244,6 +261,20 @@ def with_parameter_draws(sc: Scenario, values: Mapping[str, np.typing.ArrayLike]
     out = sc.model_copy()
     out._draw_values = table or None
     return out
+
+
+def overflow_problem(field: str, x: np.ndarray, horizon_months: int) -> str | None:
+    """Why drift or vol draws ``x`` would overflow the engine over ``horizon_months`` (``scenario.MAX_LOG_RETURN``
+    reached by |drift| x years or OVERFLOW_SIGMAS x vol x sqrt(years) alone), else None."""
+    years = horizon_months / 12
+    size = {"drift": np.abs(x) * years, "vol": OVERFLOW_SIGMAS * np.abs(x) * np.sqrt(years)}.get(field)
+    if size is None or size.max() <= MAX_LOG_RETURN:
+        return None
+    d = int(np.argmax(size))
+    return (
+        f"draw {d} ({x[d]:.4g}, annualised) gives log returns up to {size[d]:.3g} over {horizon_months} months, past "
+        f"the limit {MAX_LOG_RETURN:g} beyond which the simulation's float32 numbers overflow"
+    )
 
 
 def _field_name(root, path: str) -> str | None:

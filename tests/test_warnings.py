@@ -70,11 +70,11 @@ def test_a_drift_in_percent_is_named_with_its_likely_meaning(scenario):
 
 
 def test_a_vol_and_a_sensitivity_in_percent_warn(scenario):
-    scenario["regimes"]["recession"]["vol"]["small"] = 35
+    scenario["regimes"]["recession"]["vol"]["small"] = 8  # 35 would overflow the run: refused, not warned
     scenario["rates"] = {"path": {0: 4.0, 12: 3.0}, "sensitivity": {"small": -8, "large": -0.03}}
     found = warnings_of(scenario)
     assert found["regimes.recession.vol.small"][0] == "vol"
-    assert "did you mean 0.35?" in found["regimes.recession.vol.small"][1]
+    assert "did you mean 0.08?" in found["regimes.recession.vol.small"][1]
     assert found["rates.sensitivity.small"][0] == "sensitivity"
     assert set(found) == {"regimes.recession.vol.small", "rates.sensitivity.small"}
 
@@ -117,7 +117,7 @@ def test_an_expect_on_a_mean_that_does_not_exist_warns(scenario):
 
 def test_silence_warnings_silences_the_named_check_only(scenario):
     scenario["regimes"]["expansion"]["drift"]["large"] = 8.5
-    scenario["regimes"]["recession"]["vol"]["small"] = 35
+    scenario["regimes"]["recession"]["vol"]["small"] = 8
     scenario["silence_warnings"] = ["drift"]
     assert set(warnings_of(scenario)) == {"regimes.recession.vol.small"}
 
