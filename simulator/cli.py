@@ -985,3 +985,9 @@ def backtest_cmd(
         click.echo(res.summary[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
         click.echo(f"wrote {out}/")
     click.echo(res.verdict)
+
+
+# `capsim data` (simulator/cli_data.py)
+from .cli_data import data as _data_group  # noqa: E402
+
+main.add_command(_data_group)

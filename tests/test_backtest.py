@@ -199,7 +199,7 @@ def test_backtest_command_on_the_shipped_data(tmp_path):
     # an existing folder is refused; a cut that leaves nothing to forecast is a clear error
     again = invoke(["backtest", data, "--regimes", 2, "--train-until", "2009-12-31", "--out", out])
     assert again.exit_code == 2 and "exists" in again.output
-    late = invoke(["backtest", data, "--regimes", 2, "--train-until", "2018-06-30", "--out", tmp_path / "x"])
+    late = invoke(["backtest", data, "--regimes", 2, "--train-until", "2025-06-30", "--out", tmp_path / "x"])
     assert late.exit_code == 2 and "no whole 12-month window" in late.output and str(data) in late.output
     early = invoke(["backtest", data, "--regimes", 3, "--train-until", "1930-12-31", "--out", tmp_path / "y"])
     assert early.exit_code == 2 and "too few" in early.output
