@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from clihelp import assert_user_error, describe, invoke
 
-from simulator.data_sources import merge_fred, read_fred, read_french, returns_csv_text
+from simulator.data_sources import macro_csv_text, merge_fred, read_fred, read_french, returns_csv_text
 from simulator.history import DataError, read_returns
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -270,3 +270,90 @@ def test_publishers_files_in_every_format(tmp_path):
     z, c = read_french(FACTORS_ZIP, **formulas), read_french(FACTORS, **formulas)
     assert z.equals(c) and len(z) == 1196 and z.attrs["vintage"] == "CRSP 202602"
     assert z["large"].iloc[0] == 0.0311  # 2.89 + 0.22 in the 2026 vintage
+
+
+# --- --download: the real client against a local HTTP server ----------------------------------------------
+
+
+@pytest.fixture
+def server():
+    """Serve the publishers' files (french/, fred/) over HTTP on 127.0.0.1; yields the base URL."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(SHARED)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@needs_shared
+def test_download_french_and_fred(server, tmp_path, monkeypatch):
+    import hashlib
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    out = tmp_path / "ff.csv"
+    args = ["--small", "Mkt-RF + RF + SMB", "--large", "Mkt-RF + RF", "--out", out]
+    res = invoke("data", "french", "F-F_Research_Data_Factors", "--download", "--base-url", f"{server}/french", *args)
+    assert res.exit_code == 0, describe(res)
+    cached = tmp_path / "cache" / "capsim" / "downloads" / "F-F_Research_Data_Factors_CSV.zip"
+    assert cached.read_bytes() == FACTORS_ZIP.read_bytes()
+    assert f"sha256 {hashlib.sha256(FACTORS_ZIP.read_bytes()).hexdigest()}" in res.output
+    assert out.read_text() == returns_csv_text(read_french(cached, small="Mkt-RF + RF + SMB", large="Mkt-RF + RF"))
+    macro = tmp_path / "m.csv"
+    res = invoke("data", "fred", "BAA", "AAA", "--download", "--url", f"{server}/fred/{{id}}.csv", "--out", macro)
+    assert res.exit_code == 0, describe(res)
+    local = macro_csv_text(merge_fred([SHARED / "fred" / "BAA.csv", SHARED / "fred" / "AAA.csv"]))
+    assert _rows(macro.read_text()) == _rows(local)
+    # a name the server does not have: its HTTP error, nothing written, no file left in the cache
+    res = invoke(
+        "data", "french", "No_Such_File", "--download", "--base-url", f"{server}/french", "--out", tmp_path / "x"
+    )
+    assert_user_error(res, "HTTP 404")
+    assert not (tmp_path / "x").exists() and not (cached.parent / "No_Such_File_CSV.zip").exists()
+
+
+def test_download_offline_and_timeout(tmp_path, monkeypatch):
+    import socket
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there: connection refused, as offline
+    res = invoke(
+        "data", "fred", "GS10", "--download", "--url", f"http://127.0.0.1:{port}/{{id}}", "--out", tmp_path / "m"
+    )
+    assert_user_error(res, "cannot download", "offline")
+    with socket.socket() as silent:  # accepts connections (the kernel's backlog) but never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/{{id}}"
+        res = invoke("data", "fred", "GS10", "--download", "--url", url, "--timeout", 0.5, "--out", tmp_path / "m")
+    assert_user_error(res, "cannot download", "timed out after 0.5 s")
+    assert not (tmp_path / "m").exists()
+    monkeypatch.delenv("FRED_API_KEY", raising=False)
+    assert_user_error(invoke("data", "fred", "GS10", "--download", "--out", tmp_path / "m"), "FRED_API_KEY")
+
+
+def test_fred_api_answer_to_csv(tmp_path):
+    from simulator.data_sources import fred_json_to_csv
+
+    answer = tmp_path / "GS10.json"
+    answer.write_text(
+        '{"observations": [{"date": "2020-01-01", "value": "1.76"}, {"date": "2020-02-01", "value": "1.50"}]}'
+    )
+    frame = read_fred(fred_json_to_csv(answer, "GS10"))
+    assert frame["GS10"].tolist() == ["1.76", "1.50"]
+    answer.write_text(
+        '{"error_code": 400, "error_message": "Bad Request. The value for variable api_key is not registered."}'
+    )
+    with pytest.raises(DataError, match="not an answer of FRED's API"):
+        fred_json_to_csv(answer, "GS10")
