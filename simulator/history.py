@@ -324,11 +324,11 @@ def us_size_path() -> Path:
 
 
 def load_us_size_returns(start_date=None, end_date=None) -> pd.DataFrame:
-    """Monthly US small- and large-cap simple returns (decimals), 1926-07 .. 2018-11.
+    """Monthly US small- and large-cap simple returns (decimals), 1926-07 .. 2026-02.
 
-    Built from the Fama-French factors of the Kenneth R. French Data Library as bundled in the ``arch``
-    package (``scripts/build_size_data.py``): ``large = (Mkt-RF) + RF`` (the value-weighted market),
-    ``small = large + SMB``. Columns ``small``, ``large``; index ``date`` (month ends).
+    Kenneth R. French Data Library, "Portfolios Formed on Size" (CRSP 202602), value-weighted: ``small`` = Lo 30,
+    ``large`` = Hi 30 (``scripts/build_size_data.py``). Columns ``small``, ``large``; index ``date`` (month
+    ends); ``attrs["provenance"]`` has the vintage and the source file's SHA-256.
     """
     return read_returns(us_size_path(), start_date=start_date, end_date=end_date)
 
@@ -338,7 +338,7 @@ def _day(x) -> str:
 
 
 def period_text(frame: pd.DataFrame) -> str:
-    """'1926-07-31 .. 2018-11-30 (1109 monthly observations)'."""
+    """'1926-07-31 .. 2026-02-28 (1196 monthly observations)'."""
     n = len(frame)
     return f"{_day(frame.index[0])} .. {_day(frame.index[-1])} ({n} {frame.attrs.get('frequency', '')} observations)"
 

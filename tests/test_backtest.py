@@ -194,7 +194,7 @@ def test_backtest_command_on_the_shipped_data(tmp_path):
     last = r.output.strip().splitlines()[-1]
     assert last.startswith("verdict: ") and "cut 2009-12-31" in last
     summary = pd.read_csv(out / "summary.csv")
-    assert set(summary["method"]) == {"model", "bootstrap"} and (summary["n_origins"] == 8).all()
+    assert set(summary["method"]) == {"model", "bootstrap"} and (summary["n_origins"] == 16).all()  # 2009-12 .. 2024-12
     assert (out / "pit.png").stat().st_size > 10_000
     # an existing folder is refused; a cut that leaves nothing to forecast is a clear error
     again = invoke(["backtest", data, "--regimes", 2, "--train-until", "2009-12-31", "--out", out])
