@@ -14,14 +14,11 @@ from pathlib import Path
 from typing import NamedTuple
 
 import click
-import jax
 
 from . import __version__
-from .checks import CheckResult, evaluate, write_junit
 from .devices import init_processes, use_compile_cache, wants_processes
 from .errors import CapsimError
 from .output import refuse_existing, refuse_existing_file, write_text_atomic
-from .run import simulate
 from .scenario import ScenarioError, load_scenario
 from .shipped import SCHEMA_FILE, init_folder, load_scenarios, scenario_files, schema_text, shipped_files
 
@@ -259,6 +256,20 @@ def run_options(out_help: str | None = None):
 HOST_FLAGS = ("coordinator", "num_processes", "process_id")
 
 
+def _lead() -> bool:
+    """True in process 0 of a multi-process run (or the only process): the one that prints and writes."""
+    import jax  # imported by the commands that simulate or fit only (`capsim --help` and `validate` start fast)
+
+    return jax.process_index() == 0
+
+
+def simulate(*args, **kwargs):
+    """``simulator.run.simulate``, imported when a command simulates."""
+    from .run import simulate as run_simulate
+
+    return run_simulate(*args, **kwargs)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="capsim")
 def main():
@@ -277,7 +288,7 @@ def run(scenarios, run, out, force, as_json, quiet):
     (or JAX's JAX_COORDINATOR_ADDRESS/JAX_NUM_PROCESSES/JAX_PROCESS_ID); each simulates its share of the
     path blocks, and process 0 prints and writes the merged result.
     """
-    lead = jax.process_index() == 0
+    lead = _lead()
     loaded = load_scenarios(scenarios)
     outs = [Path(out) if out and len(loaded) == 1 else Path(out or "results") / sc.name for sc in loaded]
     if len(set(outs)) < len(outs):
@@ -332,7 +343,7 @@ def batch_cmd(paths, run, out, force, as_json, quiet, resume, shard):
     from .batch import batch, parse_shard
 
     out = Path(out or "results/batch")
-    lead = jax.process_index() == 0
+    lead = _lead()
     bar, callback = runs_progress(run.n_paths, quiet or not lead, "scenarios")
     try:
         with bar:
@@ -400,7 +411,7 @@ def sweep_cmd(scenario, sets, run, out, force, as_json, quiet):
     if len(fields) < len(sets):
         raise SweepError("a field is given twice: give each --set field once")
     out = Path(out or Path("results") / f"{sc.name}-sweep")
-    lead = jax.process_index() == 0
+    lead = _lead()
     if lead:
         refuse_existing(out, force)
     bar, callback = runs_progress(run.n_paths, quiet or not lead, "points")
@@ -457,6 +468,8 @@ def validate(paths):
 @user_errors
 def check(paths, n_paths, seed, junit):
     """Run scenarios with a fixed seed on the CPU and test every `expect` entry (exit 1 on a failure)."""
+    from .checks import CheckResult, evaluate, write_junit
+
     results: list[CheckResult] = []
     errors: dict[str, str] = {}
     for f in scenario_files(paths):
@@ -515,7 +528,7 @@ def compare_cmd(items, horizons, run, out, force, as_json, quiet):
         except ValueError:
             raise UserError(f"--horizons {horizons!r}: give comma-separated months, e.g. --horizons 3,12") from None
     out = Path(out or Path("results") / "compare")
-    lead = jax.process_index() == 0
+    lead = _lead()
     if lead:
         refuse_existing(out, force)
     objs = [_scenario_or_folder(i) for i in items]
@@ -583,7 +596,7 @@ def blend_cmd(components, name, run, out, force, as_json, quiet):
             raise UserError(f"{item!r}: weight {weight!r} is not a number") from None
         pairs.append((load_scenario(scenario_files([path])[0]), w))
     out = Path(out or Path("results") / (name or default_name([sc for sc, _ in pairs])))
-    lead = jax.process_index() == 0
+    lead = _lead()
     if lead:
         refuse_existing(out, force)
     bar, callback = progress_bar(run.n_paths, quiet or not lead, "blend")
