@@ -357,3 +357,15 @@ def test_fred_api_answer_to_csv(tmp_path):
     )
     with pytest.raises(DataError, match="not an answer of FRED's API"):
         fred_json_to_csv(answer, "GS10")
+
+
+@needs_shared
+def test_the_commands_write_the_shipped_files(tmp_path):
+    out = tmp_path / "us_size_monthly.csv"
+    assert invoke("data", "french", SIZE, "--out", out).exit_code == 0
+    assert out.read_bytes() == (ROOT / "simulator" / "data" / "us_size_monthly.csv").read_bytes()
+    fred = [SHARED / "fred" / f"{s}.csv" for s in ("BAA", "AAA", "TB3MS", "FEDFUNDS", "GS10")]
+    macro = tmp_path / "us_macro_monthly.csv"
+    res = invoke("data", "fred", *fred, "--columns", "credit_spread,TB3MS,FEDFUNDS,GS10,term_spread", "--out", macro)
+    assert res.exit_code == 0, describe(res)
+    assert macro.read_bytes() == (ROOT / "simulator" / "data" / "us_macro_monthly.csv").read_bytes()
