@@ -70,8 +70,11 @@ def data():
 @_with(_download_options)
 @user_errors
 def french(file, small, large, weights, base_url, download, timeout, out, force):
-    """Read a Ken French file (CSV or zip; with --download, its library name, e.g. Portfolios_Formed_on_ME)
-    into capsim's returns CSV: month-end dates, simple returns in decimals, vintage and SHA-256 in # lines."""
+    """A Ken French file (CSV or zip) into capsim's returns CSV.
+
+    FILE is the CSV or the library's zip; with --download, the library's name of the file (e.g.
+    Portfolios_Formed_on_ME). The output has month-end dates and simple returns in decimals, with the vintage
+    and the input's SHA-256 in # lines."""
     from .data_sources import FRENCH_URL, read_french, returns_csv_text
     from .output import refuse_existing_file, write_text_atomic
 
@@ -102,8 +105,11 @@ def french(file, small, large, weights, base_url, download, timeout, out, force)
 @_with(_download_options)
 @user_errors
 def fred(files, columns, fred_key, url, download, timeout, out, force):
-    """Merge FRED monthly CSVs (with --download: series ids, e.g. BAA AAA) into one macro CSV with
-    credit_spread = BAA - AAA and term_spread = GS10 - TB3MS; the span where every column is present in # lines."""
+    """FRED monthly CSVs merged into one macro CSV.
+
+    FILES are FRED CSVs; with --download, series ids (e.g. BAA AAA). Adds credit_spread = BAA - AAA and
+    term_spread = GS10 - TB3MS; the # lines give each input's SHA-256 and the span where every column is
+    present."""
     from .data_sources import FRED_API_URL, fred_json_to_csv, macro_csv_text, merge_fred
     from .errors import CapsimError
     from .output import refuse_existing_file, write_text_atomic
