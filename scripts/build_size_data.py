@@ -1,72 +1,54 @@
-"""Build ``simulator/data/us_size_monthly.csv`` from Ken French's factors bundled in the `arch` package.
+"""Build ``simulator/data/us_size_monthly.csv`` from Ken French's "Portfolios Formed on Size".
 
-Run (``arch`` is needed here only, not at run time):
+Run from the repository root (the input is the publisher's file, unmodified):
 
-    pip install arch && python scripts/build_size_data.py
+    python scripts/build_size_data.py [--source ../shared/data/french/Portfolios_Formed_on_ME.csv]
 
-Source: Kenneth R. French Data Library, "Fama/French 3 Factors" (monthly, percent), as bundled in
-``arch.data.frenchdata`` (file ``frenchdata.csv.gz``: columns Date (YYYYMM), Mkt-RF, SMB, HML, RF;
-1926-07 .. 2018-11 in arch 8.0.0). Derivation, per month, in percent, then divided by 100:
-
-    large = (Mkt-RF) + RF           the value-weighted US market return (dominated by big stocks)
-    small = large + SMB             SMB = average of the three small portfolios minus the three big ones
-
-So ``small - large = SMB``: the "small" series is the market plus the size premium, an approximation of the
-small-stock portfolios' return (exact only if the market return equalled the big portfolios' average).
-Both are simple monthly returns in decimals, dated at the month end. The inputs have two decimals in percent,
-so the outputs are exact to four decimals and are written with four.
+Source: Kenneth R. French Data Library, "Portfolios Formed on Size" (CSV, or the library's zip
+``Portfolios_Formed_on_ME_CSV.zip``), its value-weighted monthly table: ``small`` = *Lo 30* (the bottom 30% of
+NYSE market capitalisation, breakpoints set at each June end, all NYSE, AMEX and NASDAQ stocks below it),
+``large`` = *Hi 30* (the top 30%). Percent divided by 100, simple monthly returns in decimals at month ends;
+the vintage ("CRSP YYYYMM"), the input's SHA-256 and the table are recorded in the file's ``#`` header lines.
+This is exactly ``capsim data french SOURCE --out simulator/data/us_size_monthly.csv``.
 """
 
 from __future__ import annotations
 
 import argparse
-import gzip
-import io
+import os
+import sys
 from pathlib import Path
 
-import pandas as pd
-
-OUT = Path(__file__).resolve().parents[1] / "simulator" / "data" / "us_size_monthly.csv"
-
-
-def raw_french() -> pd.DataFrame:
-    """The bundled CSV as published (percent), read straight from the arch package's data file."""
-    import arch.data.frenchdata as fd
-
-    path = Path(fd.__file__).with_name("frenchdata.csv.gz")
-    with gzip.open(path, "rt") as fh:
-        raw = pd.read_csv(io.StringIO(fh.read()), dtype={"Date": str})
-    expected = ["Date", "Mkt-RF", "SMB", "HML", "RF"]
-    if list(raw.columns) != expected:
-        raise SystemExit(f"{path}: columns {list(raw.columns)}, expected {expected}")
-    return raw
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # this checkout's simulator, installed or not
+OUT = ROOT / "simulator" / "data" / "us_size_monthly.csv"
 
 
-def build() -> pd.DataFrame:
-    raw = raw_french()
-    month = pd.PeriodIndex(pd.to_datetime(raw["Date"], format="%Y%m"), freq="M")
-    large_pct = raw["Mkt-RF"] + raw["RF"]
-    small_pct = large_pct + raw["SMB"]
-    return pd.DataFrame(
-        {
-            "date": month.to_timestamp(how="end").strftime("%Y-%m-%d"),
-            "small": (small_pct / 100).round(4),
-            "large": (large_pct / 100).round(4),
-        }
-    )
+def shared_data() -> Path:
+    """The publishers' files: $CAPSIM_SHARED_DATA, else ``<repo>/../shared/data``."""
+    return Path(os.environ.get("CAPSIM_SHARED_DATA") or ROOT.parent / "shared" / "data")
+
+
+def build(source: Path) -> str:
+    from simulator.data_sources import read_french, returns_csv_text
+
+    return returns_csv_text(read_french(source, small="Lo 30", large="Hi 30", weights="value"))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--source", type=Path, default=shared_data() / "french" / "Portfolios_Formed_on_ME.csv")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
-    df = build()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(args.out, index=False, float_format="%.4f", lineterminator="\n")
-    print(
-        f"wrote {args.out}: {len(df)} months {df['date'].iloc[0]} .. {df['date'].iloc[-1]}, "
-        f"{args.out.stat().st_size / 1024:.1f} KB"
-    )
+    from simulator.errors import CapsimError
+    from simulator.output import write_text_atomic
+
+    try:
+        text = build(args.source)
+    except CapsimError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    write_text_atomic(args.out, text, force=True)
+    print(f"wrote {args.out}: {text.count(chr(10)) - 6} months, {args.out.stat().st_size / 1024:.1f} KB")
 
 
 if __name__ == "__main__":

@@ -355,7 +355,8 @@ def verdict(summary: pd.DataFrame, meta: dict) -> str:
         )
 
     return (
-        f"verdict: {head} on mean CRPS for {len(wins)} of {len(model)} series (skill {parts}; "
+        f"verdict: {head} on mean CRPS for {max(len(wins), len(model) - len(wins))} of {len(model)} series "
+        f"(skill {parts}; "
         f"{'significant at 2 SE for ' + ', '.join(sig) if sig else 'no difference beyond 2 SE'}); "
         f"coverage model {coverage(model)}, bootstrap {coverage(boot)}{three} [{n} origins from "
         f"{meta['first_origin']}, cut {meta['train_until']}, {meta['horizon_months']}-month horizon, series "

@@ -122,6 +122,7 @@ class Calibration(NamedTuple):
     frequency: str
     source: str
     method: str = "EM (scaled forward-backward) + BFGS polish"
+    provenance: str = ""  # the data file's vintage and SHA-256 (its `# vintage:`/`# sha256:` lines), if stated
 
     @property
     def steps_per_year(self) -> int:
@@ -678,6 +679,9 @@ def calibrate(frame: pd.DataFrame, n_regimes: int, *, n_starts: int = 10, seed: 
         dates=frame.index,
         frequency=frame.attrs.get("frequency", "monthly"),
         source=source,
+        provenance=", ".join(
+            f"{k} {v}" for k, v in frame.attrs.get("provenance", {}).items() if k in ("vintage", "sha256")
+        ),
     )
 
 
@@ -760,7 +764,8 @@ def default_description(cal: Calibration) -> str:
 def default_sources(cal: Calibration) -> list[str]:
     fit = cal.fit
     return [
-        f"data: {cal.source} (columns {', '.join(cal.assets)}; simple returns -> log returns)",
+        f"data: {cal.source} (columns {', '.join(cal.assets)}; simple returns -> log returns)"
+        + (f"; {cal.provenance}" if cal.provenance else ""),
         f"sample: {_day(cal.dates[0])} .. {_day(cal.dates[-1])}, {fit.n_obs} {cal.frequency} observations",
         f"method: capsim calibrate {__version__}, maximum likelihood by {cal.method}, {len(fit.starts.logliks)} "
         f"starts; log-likelihood {fit.loglik:.4f}, BIC {fit.bic:.2f}",
@@ -780,6 +785,7 @@ def comment_block(cal: Calibration, command: str | None = None) -> str:
         f"Calibrated by `capsim calibrate` (capsim {__version__}): re-run it to refresh; do not edit by hand.",
         *([f"command: {command}"] if command else []),
         f"data: {cal.source}; columns {', '.join(cal.assets)} (simple returns; fitted to log returns)",
+        *([f"data provenance: {cal.provenance}"] if cal.provenance else []),
         f"sample: {period_text_from(cal)}",
         f"model: {K}-regime Markov-switching Gaussian, regime-specific mean vector and full covariance; "
         "s_0 from the stationary law",

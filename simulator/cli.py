@@ -17,15 +17,12 @@ from pathlib import Path
 from typing import NamedTuple
 
 import click
-import jax
 
 from . import __version__
-from .checks import CheckResult, evaluate, write_junit
 from .devices import init_processes, use_compile_cache, wants_processes
-from .engine import BLOCK_PATHS
 from .errors import CapsimError
 from .output import refuse_existing, refuse_existing_file, write_text_atomic
-from .run import simulate
+from .params import BLOCK_PATHS
 from .scenario import ScenarioError, load_scenario
 from .shipped import (
     SCHEMA_FILE,
@@ -411,6 +408,20 @@ WIDE = click.option(
 )
 
 
+def _lead() -> bool:
+    """True in process 0 of a multi-process run (or the only process): the one that prints and writes."""
+    import jax  # imported by the commands that simulate or fit only (`capsim --help` and `validate` start fast)
+
+    return jax.process_index() == 0
+
+
+def simulate(*args, **kwargs):
+    """``simulator.run.simulate``, imported when a command simulates."""
+    from .run import simulate as run_simulate
+
+    return run_simulate(*args, **kwargs)
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where the process is (as Ctrl-C raises ``KeyboardInterrupt``), so that the same clean-up
     runs: no temporary folder left, a batch's manifest up to date."""
@@ -463,7 +474,7 @@ def run(scenarios, run, out, force, as_json, quiet, wide):
     (or JAX's JAX_COORDINATOR_ADDRESS/JAX_NUM_PROCESSES/JAX_PROCESS_ID); each simulates its share of the
     path blocks, and process 0 prints and writes the merged result.
     """
-    lead = jax.process_index() == 0
+    lead = _lead()
     loaded = load_scenarios(scenarios)
     if lead:
         echo_scenario_warnings(loaded)
@@ -520,7 +531,7 @@ def batch_cmd(paths, run, out, force, as_json, quiet, resume, shard):
     from .batch import batch, parse_shard
 
     out = Path(out or "results/batch")
-    lead = jax.process_index() == 0
+    lead = _lead()
     if lead:
         echo_scenario_warnings(load_scenarios(paths))
     bar, callback = runs_progress(run.n_paths, quiet or not lead, "scenarios")
@@ -596,7 +607,7 @@ def sweep_cmd(scenario, sets, run, out, force, as_json, quiet):
     if len(fields) < len(sets):
         raise SweepError("a field is given twice: give each --set field once")
     out = Path(out or Path("results") / f"{sc.name}-sweep")
-    lead = jax.process_index() == 0
+    lead = _lead()
     if lead:
         refuse_existing(out, force)
     bar, callback = runs_progress(run.n_paths, quiet or not lead, "points")
@@ -655,6 +666,8 @@ def validate(paths):
 @user_errors
 def check(paths, n_paths, seed, junit):
     """Run scenarios with a fixed seed on the CPU and test every `expect` entry (exit 1 on a failure)."""
+    from .checks import CheckResult, evaluate, write_junit
+
     results: list[CheckResult] = []
     errors: dict[str, str] = {}
     for f in scenario_files(paths):
@@ -715,7 +728,7 @@ def compare_cmd(items, horizons, run, out, force, as_json, quiet, wide):
         except ValueError:
             raise UserError(f"--horizons {horizons!r}: give comma-separated months, e.g. --horizons 3,12") from None
     out = Path(out or Path("results") / "compare")
-    lead = jax.process_index() == 0
+    lead = _lead()
     if lead:
         refuse_existing(out, force)
     objs = [_scenario_or_folder(i) for i in items]
@@ -795,7 +808,7 @@ def blend_cmd(components, name, run, out, force, as_json, quiet, wide):
         pairs.append((load_scenario(scenario_files([path])[0]), w))
     echo_scenario_warnings(sc for sc, _ in pairs)
     out = Path(out or Path("results") / (name or default_name([sc for sc, _ in pairs])))
-    lead = jax.process_index() == 0
+    lead = _lead()
     if lead:
         refuse_existing(out, force)
     bar, callback = progress_bar(run.n_paths, quiet or not lead, "blend")
@@ -1214,3 +1227,9 @@ def backtest_cmd(
         click.echo(res.summary[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
         click.echo(f"wrote {out}/")
     click.echo(res.verdict)
+
+
+# `capsim data` (simulator/cli_data.py)
+from .cli_data import data as _data_group  # noqa: E402
+
+main.add_command(_data_group)

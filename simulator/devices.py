@@ -4,11 +4,62 @@ path blocks this process simulates. Results never depend on any of these choices
 from __future__ import annotations
 
 import os
+import sys
+from typing import TYPE_CHECKING
 
-import jax
 import numpy as np
 
 from .errors import CapsimError
+
+if TYPE_CHECKING:
+    import jax
+
+# JAX is imported by the commands that simulate or fit, not by `import simulator` (so that `capsim --help`,
+# `validate` and `schema` start fast): settings chosen before it is imported are applied right after its import
+# (an import hook), before its backends start; no environment variable is changed, so child processes choose
+# their own.
+_PENDING: dict[str, object] = {}
+
+
+class _ConfigureJaxOnImport:
+    """A ``sys.meta_path`` finder that lets ``import jax`` run as usual, then applies ``_PENDING``."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "jax":
+            return None
+        import importlib.util
+
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec("jax")
+        if spec is None or spec.loader is None:
+            return spec
+        run = spec.loader.exec_module
+
+        def exec_module(module):
+            run(module)
+            _apply_pending(module)
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+def _apply_pending(jax) -> None:
+    for key, value in _PENDING.items():
+        if key == "jax_num_cpu_devices" and jax.config.jax_num_cpu_devices >= 0:
+            continue  # chosen already (JAX_NUM_CPU_DEVICES)
+        jax.config.update(key, value)
+    _PENDING.clear()
+
+
+def _configure_jax(settings: dict) -> None:
+    """Apply JAX settings now if JAX is imported, else right after its import."""
+    if "jax" in sys.modules:
+        _PENDING.update(settings)
+        _apply_pending(sys.modules["jax"])
+        return
+    _PENDING.update(settings)
+    if not any(isinstance(f, _ConfigureJaxOnImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _ConfigureJaxOnImport())
 
 
 class DeviceError(CapsimError):
@@ -29,9 +80,18 @@ def use_cpu_cores() -> int | None:
     Only possible before JAX starts its backends (``import simulator`` does it first), and left alone when the
     count is already chosen (``XLA_FLAGS=--xla_force_host_platform_device_count=N`` or ``jax_num_cpu_devices``).
     Returns the count set, or None."""
-    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "") or jax.config.jax_num_cpu_devices >= 0:
+    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
         return None
     n = cpu_cores()
+    if "jax" not in sys.modules:  # applied when JAX is imported, unless chosen by then
+        if "JAX_NUM_CPU_DEVICES" in os.environ:
+            return None
+        _configure_jax({"jax_num_cpu_devices": n})
+        return n
+    import jax
+
+    if jax.config.jax_num_cpu_devices >= 0:
+        return None
     try:
         jax.config.update("jax_num_cpu_devices", n)
     except RuntimeError:  # the backends are already running: keep their devices
@@ -54,13 +114,14 @@ def use_compile_cache(path: str | None = None) -> str | None:
         os.makedirs(path, exist_ok=True)
     except OSError:
         return None
-    jax.config.update("jax_compilation_cache_dir", path)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+    _configure_jax({"jax_compilation_cache_dir": path, "jax_persistent_cache_min_compile_time_secs": 0.2})
     return path
 
 
 def resolve_device(device: str = "cpu") -> jax.Device:
     """'cpu', 'gpu' or 'auto' (a GPU when JAX sees one, else the CPU)."""
+    import jax
+
     if device not in ("cpu", "gpu", "auto"):
         raise DeviceError(f"device must be 'cpu', 'gpu' or 'auto', got {device!r}")
     if device in ("gpu", "auto"):
@@ -81,6 +142,8 @@ def resolve_devices(device: str = "cpu", count: int | str = "all") -> tuple[jax.
     """The first ``count`` (a number or 'all') local devices of the backend that ``device`` names.
     On CPU these are one per core (``use_cpu_cores``), or N with XLA_FLAGS=--xla_force_host_platform_device_count=N
     set before JAX starts."""
+    import jax
+
     first = resolve_device(device)
     local = jax.local_devices(backend=first.platform)
     if count == "all":
@@ -104,6 +167,8 @@ def init_processes(
     """Join a multi-process run with ``jax.distributed`` (arguments, else JAX's usual environment variables
     such as JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID, else cluster auto-detection).
     Must run before any other JAX call. CPU processes exchange statistics through gloo collectives."""
+    import jax
+
     given = [coordinator, num_processes, process_id]
     if any(v is not None for v in given) and not all(v is not None for v in given):
         raise DeviceError(
@@ -129,12 +194,16 @@ def wants_processes() -> bool:
 
 def process_blocks(n_blocks: int) -> list[int]:
     """This process's contiguous share of the block indices 0..n_blocks-1."""
+    import jax
+
     return [int(b) for b in np.array_split(np.arange(n_blocks), jax.process_count())[jax.process_index()]]
 
 
 def sum_over_processes(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Element-wise sums across processes. Each entry is filled by one process and zero elsewhere, so the
     sum reproduces it exactly; one process returns its arrays unchanged."""
+    import jax
+
     if jax.process_count() == 1:
         return arrays
     from jax.experimental import multihost_utils
@@ -152,6 +221,8 @@ def sum_over_processes(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 def from_process_zero(values: np.ndarray) -> np.ndarray:
     """Process 0's ``values`` on every process (so that all take the decisions it took); one process returns
     them unchanged."""
+    import jax
+
     if jax.process_count() == 1:
         return values
     from jax.experimental import multihost_utils

@@ -4,12 +4,15 @@ A returns file has a ``date`` column (ISO dates, YYYY-MM-DD or YYYY-MM) and one 
 periodic returns, in decimals (``percent=True`` for percent). ``read_returns`` checks everything a fit relies
 on and raises ``DataError`` naming the file and the line (file line, the header being line 1), date and
 column of every problem it finds. It returns a DataFrame indexed by date (one column per asset, decimals) whose
-``attrs`` hold ``source`` (the file) and ``frequency`` (monthly | weekly | daily).
+``attrs`` hold ``source`` (the file), ``frequency`` (monthly | weekly | daily) and ``provenance``: the
+``# key: value`` comment lines above the header (as ``capsim data`` writes them: source, vintage, sha256),
+a dict, empty when there are none.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 from importlib import resources
 from pathlib import Path
 
@@ -64,7 +67,15 @@ def read_returns(
     path = Path(path)
     src = str(path)
     try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False, skip_blank_lines=False, skipinitialspace=True)
+        lines = path.read_text(encoding="utf-8-sig").splitlines(keepends=True)
+        n_comments = next((i for i, line in enumerate(lines) if not line.startswith("#")), len(lines))
+        raw = pd.read_csv(
+            io.StringIO("".join(lines[n_comments:])),
+            dtype=str,
+            keep_default_na=False,
+            skip_blank_lines=False,
+            skipinitialspace=True,
+        )
     except FileNotFoundError:
         raise DataError(src, "no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -73,19 +84,37 @@ def read_returns(
         raise DataError(src, "the file is empty (expected a header line: date,<asset>,...)") from None
     except pd.errors.ParserError as exc:
         raise DataError(src, f"not a well-formed CSV file: {exc}") from None
-    header = _header(path)  # as written: pandas renames a repeated column (small, small.1)
+    header = _header(lines[n_comments] if n_comments < len(lines) else "")  # pandas renames repeats
     dupes = sorted({c for c in header if header.count(c) > 1})
     if dupes:
         raise DataError(src, [("header", f"column name(s) given twice: {dupes}")])
-    return validate_returns(
-        raw, src, columns, percent=percent, frequency=frequency, start_date=start_date, end_date=end_date
+    frame = validate_returns(
+        raw,
+        src,
+        columns,
+        percent=percent,
+        frequency=frequency,
+        start_date=start_date,
+        end_date=end_date,
+        first_line=n_comments + 1,
     )
+    frame.attrs["provenance"] = provenance(lines[:n_comments])
+    return frame
 
 
-def _header(path: Path) -> list[str]:
-    """The column names of a CSV file's first line, stripped."""
-    with open(path, encoding="utf-8-sig", newline="") as fh:
-        return [c.strip() for c in next(csv.reader([fh.readline()]), [])]
+def provenance(comment_lines: list[str]) -> dict[str, str]:
+    """``{key: value}`` of ``# key: value`` lines (other comment lines are ignored)."""
+    found = {}
+    for line in comment_lines:
+        key, sep, value = line.lstrip("#").strip().partition(":")
+        if sep and key.strip():
+            found[key.strip()] = value.strip()
+    return found
+
+
+def _header(line: str) -> list[str]:
+    """The column names of a CSV header line, stripped, as written (pandas renames a repeated one)."""
+    return [c.strip() for c in next(csv.reader([line]), [])]
 
 
 def validate_returns(
@@ -97,8 +126,10 @@ def validate_returns(
     frequency: str | None = None,
     start_date=None,
     end_date=None,
+    first_line: int = 1,
 ) -> pd.DataFrame:
-    """The checks of ``read_returns`` on a table of strings as read from ``source`` (row i = file line i+2)."""
+    """The checks of ``read_returns`` on a table of strings as read from ``source`` (the header at file line
+    ``first_line``, row i at line i + first_line + 1)."""
     raw = raw.rename(columns=lambda c: str(c).strip())
     # trailing empty lines are not data
     filled = raw.apply(lambda col: col.str.strip() != "").any(axis=1).to_numpy()
@@ -131,7 +162,7 @@ def validate_returns(
         raise DataError(source, "no data rows below the header")
 
     problems: list[tuple[str, str]] = []
-    where = lambda i, col=None: f"line {i + 2}" + (f", column {col!r}" if col else "")  # noqa: E731
+    where = lambda i, col=None: f"line {i + first_line + 1}" + (f", column {col!r}" if col else "")  # noqa: E731
 
     # dates
     text = raw[date_col].str.strip()
@@ -274,7 +305,7 @@ def validate_returns(
                     )
                 ],
             )
-    frame.attrs.update(source=source, frequency=frequency)
+    frame.attrs.update(source=source, frequency=frequency, provenance={})
     return frame
 
 
@@ -303,11 +334,11 @@ def us_size_path() -> Path:
 
 
 def load_us_size_returns(start_date=None, end_date=None) -> pd.DataFrame:
-    """Monthly US small- and large-cap simple returns (decimals), 1926-07 .. 2018-11.
+    """Monthly US small- and large-cap simple returns (decimals), 1926-07 .. 2026-02.
 
-    Built from the Fama-French factors of the Kenneth R. French Data Library as bundled in the ``arch``
-    package (``scripts/build_size_data.py``): ``large = (Mkt-RF) + RF`` (the value-weighted market),
-    ``small = large + SMB``. Columns ``small``, ``large``; index ``date`` (month ends).
+    Kenneth R. French Data Library, "Portfolios Formed on Size" (CRSP 202602), value-weighted: ``small`` = Lo 30,
+    ``large`` = Hi 30 (``scripts/build_size_data.py``). Columns ``small``, ``large``; index ``date`` (month
+    ends); ``attrs["provenance"]`` has the vintage and the source file's SHA-256.
     """
     return read_returns(us_size_path(), start_date=start_date, end_date=end_date)
 
@@ -317,7 +348,7 @@ def _day(x) -> str:
 
 
 def period_text(frame: pd.DataFrame) -> str:
-    """'1926-07-31 .. 2018-11-30 (1109 monthly observations)'."""
+    """'1926-07-31 .. 2026-02-28 (1196 monthly observations)'."""
     n = len(frame)
     return f"{_day(frame.index[0])} .. {_day(frame.index[-1])} ({n} {frame.attrs.get('frequency', '')} observations)"
 

@@ -26,7 +26,6 @@ divergences is the only failure.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import tempfile
@@ -42,6 +41,7 @@ import pandas as pd
 from .calibrate import Calibration, expected_duration_months
 from .errors import CapsimError
 from .output import readable_by_all, refuse_existing_file
+from .posterior_file import PosteriorDraws, PosteriorFileError, group, load_posterior, sha256_of  # noqa: F401
 
 PRIORS = {"drift_sd": 0.5, "vol_scale": 1.0, "lkj_eta": 2.0, "stay_concentration": "steps per year"}
 MAX_RHAT, MIN_ESS = 1.01, 400
@@ -60,11 +60,6 @@ def prior_lines(steps_per_year: int) -> list[str]:
         f"transition row k ~ Dirichlet(1 off the diagonal, {steps_per_year} on it): sticky, prior mean stay "
         f"{steps_per_year}/({steps_per_year} + K - 1) per step",
     ]
-
-
-class PosteriorFileError(CapsimError):
-    """A posterior file that cannot be used: missing, unreadable, or not the file the scenario names
-    (SHA-256 mismatch)."""
 
 
 class DiagnosticsError(Exception):
@@ -488,14 +483,6 @@ def inference_data(groups: dict):
     return az.InferenceData(**groups)
 
 
-def group(idata, name: str):
-    """One group of an InferenceData or DataTree as an ``xarray.Dataset``."""
-    import xarray as xr
-
-    g = idata[name]
-    return g if isinstance(g, xr.Dataset) else g.to_dataset()
-
-
 def to_inference_data(fit: PosteriorFit, attrs: dict | None = None):
     """posterior (drift, vol, corr, transition, start, duration_months), sample_stats (diverging, n_steps,
     tree_depth, energy, step_size, lp) and observed_data (the log returns, per step)."""
@@ -562,74 +549,6 @@ def write_posterior(fit: PosteriorFit, path: str | Path, *, attrs: dict | None =
         Path(tmp).unlink(missing_ok=True)
         raise
     return digest
-
-
-def sha256_of(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-class PosteriorDraws(NamedTuple):
-    """Per-draw parameters (chains concatenated, chain-major), ready for the per-block engine; units as in a
-    scenario file: annualised drift and vol of the log return, per-step transition matrix at ``frequency``."""
-
-    drift: np.ndarray  # [D, K, A]
-    vol: np.ndarray  # [D, K, A]
-    corr: np.ndarray  # [D, K, A, A]
-    transition: np.ndarray  # [D, K, K]
-    start: np.ndarray  # [D, K]
-    regimes: tuple[str, ...]
-    assets: tuple[str, ...]
-    frequency: str
-    attrs: dict
-
-    @property
-    def n_draws(self) -> int:
-        return len(self.drift)
-
-
-def load_posterior(path: str | Path, sha256: str | None) -> PosteriorDraws:
-    """Read a posterior file written by ``write_posterior`` (``capsim calibrate --posterior``) after checking
-    its SHA-256 against ``sha256`` (None: not checked). Raises ``PosteriorFileError`` naming the file when it
-    is missing, changed or unreadable."""
-    import arviz as az
-
-    path = Path(path)
-    try:
-        digest = sha256_of(path)
-    except OSError as exc:
-        raise PosteriorFileError(f"{path}: cannot read the posterior file: {exc.strerror or exc}") from None
-    if sha256 is not None and digest != sha256.lower():
-        raise PosteriorFileError(
-            f"{path}: SHA-256 {digest} does not match {sha256} recorded with the scenario: the posterior file "
-            "changed since it was calibrated",
-            (
-                "re-run simulator.posterior calibration to write both files again",
-                "re-run `capsim calibrate --posterior` to write both files again",
-            ),
-        )
-    try:
-        post = group(az.from_netcdf(path), "posterior").load()
-    except Exception as exc:  # any reader failure is a bad file, said with its name
-        raise PosteriorFileError(f"{path}: not a capsim posterior file: {exc}") from None
-
-    def flat(name):
-        x = post[name].to_numpy()
-        return x.reshape(-1, *x.shape[2:])
-
-    missing = [v for v in ("drift", "vol", "corr", "transition", "start", "regime", "asset") if v not in post.variables]
-    if missing:
-        raise PosteriorFileError(f"{path}: not a capsim posterior file: it lacks the variable(s) {', '.join(missing)}")
-    return PosteriorDraws(
-        drift=flat("drift"),
-        vol=flat("vol"),
-        corr=flat("corr"),
-        transition=flat("transition"),
-        start=flat("start"),
-        regimes=tuple(map(str, post["regime"].to_numpy())),
-        assets=tuple(map(str, post["asset"].to_numpy())),
-        frequency=str(post.attrs.get("frequency", "monthly")),
-        attrs=dict(post.attrs),
-    )
 
 
 # --------------------------------------------------------------------------------------------

@@ -187,7 +187,7 @@ def model_draws_table(
 @functools.lru_cache(maxsize=8)
 def _read_posterior(path: str, sha256: str | None):
     """The posterior file at ``path`` (read once per path and SHA-256 in a process: batches and sweeps reuse it)."""
-    from .posterior import load_posterior  # reads netCDF through arviz: imported only for a posterior scenario
+    from .posterior_file import load_posterior  # reads netCDF through arviz only when a file is read
 
     return load_posterior(path, sha256)
 

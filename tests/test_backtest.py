@@ -194,13 +194,27 @@ def test_backtest_command_on_the_shipped_data(tmp_path):
     last = r.output.strip().splitlines()[-1]
     assert last.startswith("verdict: ") and "cut 2009-12-31" in last
     summary = pd.read_csv(out / "summary.csv")
-    assert set(summary["method"]) == {"model", "bootstrap"} and (summary["n_origins"] == 8).all()
+    assert set(summary["method"]) == {"model", "bootstrap"} and (summary["n_origins"] == 16).all()  # 2009-12 .. 2024-12
     assert (out / "pit.png").stat().st_size > 10_000
     # an existing folder is refused; a cut that leaves nothing to forecast is a clear error
     again = invoke(["backtest", data, "--regimes", 2, "--train-until", "2009-12-31", "--out", out])
     assert again.exit_code == 2 and "exists" in again.output
-    late = invoke(["backtest", data, "--regimes", 2, "--train-until", "2018-06-30", "--out", tmp_path / "x"])
+    late = invoke(["backtest", data, "--regimes", 2, "--train-until", "2025-06-30", "--out", tmp_path / "x"])
     assert late.exit_code == 2 and "no whole 12-month window" in late.output and str(data) in late.output
     early = invoke(["backtest", data, "--regimes", 3, "--train-until", "1930-12-31", "--out", tmp_path / "y"])
     assert early.exit_code == 2 and "too few" in early.output
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_verdict_counts_the_winners_series():
+    """When the bootstrap wins on every series the verdict says so: 3 of 3, not the model's 0."""
+    from simulator.backtest import verdict
+
+    rows = []
+    for s, (m, b) in {"small": (0.0394, 0.0385), "large": (0.0279, 0.0271), "excess": (0.0240, 0.0236)}.items():
+        common = dict(series=s, n_origins=86, coverage50=0.5, coverage90=0.9)
+        rows.append(dict(method="model", crps_mean=m, crps_skill_vs_bootstrap=1 - m / b, crps_diff_t=2.3, **common))
+        rows.append(dict(method="bootstrap", crps_mean=b, crps_skill_vs_bootstrap=0.0, crps_diff_t=np.nan, **common))
+    meta = dict(newey_west_lags=0, first_origin="2018-12-31", train_until="2018-12-31", horizon_months=1)
+    text = verdict(pd.DataFrame(rows), meta)
+    assert text.startswith("verdict: the bootstrap beats the model on mean CRPS for 3 of 3 series"), text

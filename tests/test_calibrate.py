@@ -319,25 +319,18 @@ def test_weekly_data_scenario_is_at_weekly_frequency(tmp_path):
 
 
 def test_shipped_data_is_the_documented_derivation():
+    """Ken French's size portfolios, CRSP 202602 vintage: small = Lo 30, large = Hi 30 (value-weighted); the
+    file is rebuilt byte for byte from the publisher's file in tests/test_data_sources.py."""
     frame = load_us_size_returns()
     assert list(frame.columns) == ["small", "large"] and frame.attrs["frequency"] == "monthly"
-    assert str(frame.index[0].date()) == "1926-07-31" and str(frame.index[-1].date()) == "2018-11-30"
-    assert len(frame) == 1109 and us_size_path().stat().st_size < 64_000
-    # first month of the French factors: Mkt-RF 2.96, SMB -2.30, RF 0.22 (percent)
-    assert frame["large"].iloc[0] == pytest.approx((2.96 + 0.22) / 100, abs=1e-12)
-    assert frame["small"].iloc[0] == pytest.approx((2.96 + 0.22 - 2.30) / 100, abs=1e-12)
-    try:
-        import arch.data.frenchdata  # noqa: F401  (build-time only; compare the whole file when present)
-    except ImportError:
-        return
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("build_size_data", REPO / "scripts" / "build_size_data.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    built = mod.build()
-    np.testing.assert_allclose(built["small"].to_numpy(), frame["small"].to_numpy(), atol=1e-12)
-    np.testing.assert_allclose(built["large"].to_numpy(), frame["large"].to_numpy(), atol=1e-12)
+    assert str(frame.index[0].date()) == "1926-07-31" and str(frame.index[-1].date()) == "2026-02-28"
+    assert len(frame) == 1196 and us_size_path().stat().st_size < 64_000
+    # first and last months of "Average Value Weight Returns -- Monthly": Lo 30 0.06 / 0.97, Hi 30 3.40 / -1.06
+    assert frame["small"].iloc[0] == 0.0006 and frame["large"].iloc[0] == 0.034
+    assert frame["small"].iloc[-1] == 0.0097 and frame["large"].iloc[-1] == -0.0106
+    prov = frame.attrs["provenance"]
+    assert prov["vintage"] == "CRSP 202602"
+    assert prov["sha256"] == "2db5e0f42e6ed6c6f2d984697927e46f2e01fa1ae9b9e26f400c0dbd8eba1060"
 
 
 def _numbers_close(a, b, path=""):
