@@ -43,8 +43,11 @@ WORKER = r"""
 import json, sys, time
 sys.path.insert(0, sys.argv[1])
 import simulator
+import yaml
+from simulator.scenario import Scenario
 simulator.use_cpu_cores()
-sc = simulator.load_scenario(sys.argv[2])
+data = yaml.safe_load(open(sys.argv[2]))  # fields a baseline version does not know (as_of, ...) left out
+sc = simulator.parse_scenario({k: v for k, v in data.items() if k in Scenario.model_fields}, source=sys.argv[2])
 n, seed = int(sys.argv[3]), int(sys.argv[4])
 simulator.simulate(sc, n_paths=min(n, 1 << 16), seed=seed + 1000).summary()  # warm-up: compile
 t0 = time.perf_counter()
@@ -139,7 +142,8 @@ def main(argv=None) -> int:
             f"{info['cores']} cores; capsim source {info['source']} against baseline `{args.baseline}`; load "
             f"average {load_before} before, {bench.loadavg()} after. `simulate` + `summary()` + `fan()` of each "
             f"shipped scenario at {bench.fmt_paths(n)} paths, seed 0, float32, median of {args.repeats} timed "
-            "runs per version (each in its own process after a compiling warm-up, the versions alternating). "
+            "runs per version (each in its own process after a compiling warm-up, the versions alternating; the "
+            "scenario files of this checkout, less the fields the baseline does not know, such as `as_of`). "
             "`binomial` is the error the baseline reported, sqrt(p (1 - p) / n); `count se` the honest error of "
             "the share of paths (batch means over parameter draws where the scenario has them); `se` the "
             "conditional estimator's; *at equal time* scales it by sqrt(cost), the paths the new code simulates "
