@@ -19,10 +19,10 @@ import jax
 import numpyro
 
 import simulator  # noqa: F401  (sets one JAX CPU device per core, as the command does)
-from simulator.calibrate import calibrate
 from simulator.devices import cpu_cores
-from simulator.history import load_us_size_returns, log_returns
-from simulator.posterior import diagnose, sample_posterior, summary_table
+from simulator.fit.calibrate import calibrate
+from simulator.fit.history import load_us_size_returns, log_returns
+from simulator.fit.posterior import diagnose, sample_posterior, summary_table
 
 
 def main() -> None:

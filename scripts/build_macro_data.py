@@ -32,7 +32,7 @@ def shared_data() -> Path:
 
 
 def build(source_dir: Path) -> str:
-    from simulator.data_sources import macro_csv_text, merge_fred
+    from simulator.fit.data_sources import macro_csv_text, merge_fred
 
     return macro_csv_text(merge_fred([source_dir / f"{s}.csv" for s in SERIES], columns=COLUMNS))
 

@@ -30,7 +30,7 @@ def shared_data() -> Path:
 
 
 def build(source: Path) -> str:
-    from simulator.data_sources import read_french, returns_csv_text
+    from simulator.fit.data_sources import read_french, returns_csv_text
 
     return returns_csv_text(read_french(source, small="Lo 30", large="Hi 30", weights="value"))
 

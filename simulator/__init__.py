@@ -14,22 +14,25 @@ use_cpu_cores()  # one CPU device per core, set before JAX starts (see devices.u
 # The public names, imported on first use (so that `import simulator` and the commands that neither simulate
 # nor fit do not import JAX, pandas or the fitting side): name -> (module, attribute; None for the module).
 _LAZY = {
-    "backtest": (".backtest", None),  # sim.backtest.backtest(...)
-    "calibrate": (".calibrate", None),  # sim.calibrate.calibrate(...)
+    "backtest": (".fit.backtest", None),  # sim.backtest.backtest(...)
+    "history": (".fit.history", None),  # the fitting side's modules, by their short names too
+    "data_sources": (".fit.data_sources", None),
+    "posterior": (".fit.posterior", None),
+    "calibrate": (".fit.calibrate", None),  # sim.calibrate.calibrate(...)
     "batch": (".batch", "batch"),  # the function, as for blend, compare and sweep
     "BatchError": (".batch", "BatchError"),
     "BatchInterrupted": (".batch", "BatchInterrupted"),
     "blend": (".blend", "blend"),
     "BlendError": (".blend", "BlendError"),
     "BlendResult": (".blend", "BlendResult"),
-    "Calibration": (".calibrate", "Calibration"),
-    "FitError": (".calibrate", "FitError"),
+    "Calibration": (".fit.calibrate", "Calibration"),
+    "FitError": (".fit.calibrate", "FitError"),
     "compare": (".compare", "compare"),
     "CompareError": (".compare", "CompareError"),
     "Comparison": (".compare", "Comparison"),
-    "DataError": (".history", "DataError"),
-    "load_us_size_returns": (".history", "load_us_size_returns"),
-    "read_returns": (".history", "read_returns"),
+    "DataError": (".fit.history", "DataError"),
+    "load_us_size_returns": (".fit.history", "load_us_size_returns"),
+    "read_returns": (".fit.history", "read_returns"),
     "OutputError": (".output", "OutputError"),
     "OutputExistsError": (".output", "OutputExistsError"),
     "NonFiniteError": (".run", "NonFiniteError"),

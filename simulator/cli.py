@@ -880,7 +880,7 @@ def devices():
 
 
 # --------------------------------------------------------------------------------------------
-# calibrate and backtest: thin commands over simulator.calibrate and simulator.backtest
+# calibrate and backtest: thin commands over simulator.fit.calibrate and simulator.fit.backtest
 
 
 def _split_columns(value: str | None) -> list[str] | None:
@@ -893,7 +893,7 @@ def _split_columns(value: str | None) -> list[str] | None:
 
 
 def _read_data(data, columns, percent, frequency, start_date, end_date):
-    from .history import read_returns
+    from .fit.history import read_returns
 
     return read_returns(
         data, _split_columns(columns), percent=percent, frequency=frequency, start_date=start_date, end_date=end_date
@@ -1037,7 +1037,7 @@ def calibrate_cmd(
     the command exits 1 without writing when R-hat > 1.01, an ESS < 400 or a divergence says the sample
     cannot be trusted, unless --force.
     """
-    from .calibrate import calibrate, scenario_name, scenario_text
+    from .fit.calibrate import calibrate, scenario_name, scenario_text
 
     frame = _read_data(data, columns, percent, frequency, start_date, end_date)
     if frame.shape[1] < 2:
@@ -1067,8 +1067,8 @@ def calibrate_cmd(
     )
     extra = {}
     if posterior:
-        from .history import log_returns
-        from .posterior import comment_lines, file_attrs, sample_checked, write_posterior
+        from .fit.history import log_returns
+        from .fit.posterior import comment_lines, file_attrs, sample_checked, write_posterior
 
         click.echo(f"sampling the posterior: {chains} chains x {draws} draws after {draws} warm-up ...", err=True)
         bar, callback = sampler_progress(quiet=False)
@@ -1182,7 +1182,7 @@ def backtest_cmd(
     posterior-predictive fans are scored too (three methods side by side). Writes scores.csv, summary.csv,
     pit.png, model.yaml and meta.json.
     """
-    from .backtest import backtest
+    from .fit.backtest import backtest
 
     frame = _read_data(data, columns, percent, frequency, start_date, end_date)
     out = Path(out) if out else Path("results") / f"backtest-{Path(data).stem}-k{n_regimes}-{train_until:%Y-%m-%d}"

@@ -1,4 +1,4 @@
-"""`capsim data`: thin commands over simulator.data_sources (publishers' files into capsim's data files)."""
+"""`capsim data`: thin commands over simulator.fit.data_sources (publishers' files into capsim's data files)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def _progress(label: str):
 
 
 def _fetch(url: str, name: str, timeout: float) -> Path:
-    from .data_sources import download, sha256_of
+    from .fit.data_sources import download, sha256_of
 
     bar, update = _progress(f"downloading {name}")
     with bar:
@@ -75,7 +75,7 @@ def french(file, small, large, weights, base_url, download, timeout, out, force)
     FILE is the CSV or the library's zip; with --download, the library's name of the file (e.g.
     Portfolios_Formed_on_ME). The output has month-end dates and simple returns in decimals, with the vintage
     and the input's SHA-256 in # lines."""
-    from .data_sources import FRENCH_URL, read_french, returns_csv_text
+    from .fit.data_sources import FRENCH_URL, read_french, returns_csv_text
     from .output import refuse_existing_file, write_text_atomic
 
     refuse_existing_file(out, force)
@@ -110,8 +110,8 @@ def fred(files, columns, fred_key, url, download, timeout, out, force):
     FILES are FRED CSVs; with --download, series ids (e.g. BAA AAA). Adds credit_spread = BAA - AAA and
     term_spread = GS10 - TB3MS; the # lines give each input's SHA-256 and the span where every column is
     present."""
-    from .data_sources import FRED_API_URL, fred_json_to_csv, macro_csv_text, merge_fred
     from .errors import CapsimError
+    from .fit.data_sources import FRED_API_URL, fred_json_to_csv, macro_csv_text, merge_fred
     from .output import refuse_existing_file, write_text_atomic
 
     refuse_existing_file(out, force)

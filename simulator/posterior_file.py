@@ -1,6 +1,6 @@
 """The posterior file's reader: the draws a scenario's ``uncertainty: {posterior: FILE, sha256: ...}`` runs with.
 
-The model side reads the file (``load_posterior``); the fitting side (``simulator.posterior``) samples the
+The model side reads the file (``load_posterior``); the fitting side (``simulator.fit.posterior``) samples the
 posterior and writes it. arviz and xarray are imported only when a file is read.
 """
 
@@ -67,7 +67,7 @@ def load_posterior(path: str | Path, sha256: str | None) -> PosteriorDraws:
             f"{path}: SHA-256 {digest} does not match {sha256} recorded with the scenario: the posterior file "
             "changed since it was calibrated",
             (
-                "re-run simulator.posterior calibration to write both files again",
+                "re-run simulator.fit.posterior calibration to write both files again",
                 "re-run `capsim calibrate --posterior` to write both files again",
             ),
         )

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from simulator.calibrate import MSParams, calibrate
-from simulator.history import log_returns
-from simulator.posterior import sample_posterior
+from simulator.fit.calibrate import MSParams, calibrate
+from simulator.fit.history import log_returns
+from simulator.fit.posterior import sample_posterior
 from simulator.scenario import stationary_distribution
 
 # A well separated K = 2 monthly model (annualised drift / vol as a scenario would say them).

@@ -13,10 +13,10 @@ import pytest
 from click.testing import CliRunner
 from scipy import stats
 
-from simulator.backtest import backtest, crps_samples, near_nominal, newey_west_se, pit_value, score
-from simulator.calibrate import MSParams
 from simulator.cli import main
-from simulator.history import read_returns
+from simulator.fit.backtest import backtest, crps_samples, near_nominal, newey_west_se, pit_value, score
+from simulator.fit.calibrate import MSParams
+from simulator.fit.history import read_returns
 
 try:  # tests/ as a package or as a plain folder on sys.path
     from .test_calibrate import returns_csv, simulate_chain
@@ -208,7 +208,7 @@ def test_backtest_command_on_the_shipped_data(tmp_path):
 
 def test_verdict_counts_the_winners_series():
     """When the bootstrap wins on every series the verdict says so: 3 of 3, not the model's 0."""
-    from simulator.backtest import verdict
+    from simulator.fit.backtest import verdict
 
     rows = []
     for s, (m, b) in {"small": (0.0394, 0.0385), "large": (0.0279, 0.0271), "excess": (0.0240, 0.0236)}.items():

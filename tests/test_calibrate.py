@@ -20,7 +20,8 @@ from click.testing import CliRunner
 from scipy import stats
 
 import simulator as sim
-from simulator.calibrate import (
+from simulator.cli import main
+from simulator.fit.calibrate import (
     FitError,
     MSParams,
     _degeneracy,
@@ -35,8 +36,7 @@ from simulator.calibrate import (
     start_probabilities,
     unpack,
 )
-from simulator.cli import main
-from simulator.history import DataError, load_us_size_returns, read_returns, us_size_path
+from simulator.fit.history import DataError, load_us_size_returns, read_returns, us_size_path
 from simulator.scenario import stationary_distribution
 
 REPO = Path(__file__).resolve().parents[1]

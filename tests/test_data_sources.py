@@ -1,4 +1,4 @@
-"""Readers of Ken French and FRED files (simulator.data_sources), `capsim data`, and the shipped data rebuilt
+"""Readers of Ken French and FRED files (simulator.fit.data_sources), `capsim data`, and the shipped data rebuilt
 byte for byte from the publishers' files (``$CAPSIM_SHARED_DATA``, else ``<repo>/../shared/data``)."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from clihelp import assert_user_error, describe, invoke
 
-from simulator.data_sources import macro_csv_text, merge_fred, read_fred, read_french, returns_csv_text
-from simulator.history import DataError, read_returns
+from simulator.fit.data_sources import macro_csv_text, merge_fred, read_fred, read_french, returns_csv_text
+from simulator.fit.history import DataError, read_returns
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("CAPSIM_SHARED_DATA") or ROOT.parent / "shared" / "data")
@@ -344,7 +344,7 @@ def test_download_offline_and_timeout(tmp_path, monkeypatch):
 
 
 def test_fred_api_answer_to_csv(tmp_path):
-    from simulator.data_sources import fred_json_to_csv
+    from simulator.fit.data_sources import fred_json_to_csv
 
     answer = tmp_path / "GS10.json"
     answer.write_text(

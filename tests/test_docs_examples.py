@@ -29,6 +29,8 @@ DEFAULT_SMALL = "2000"
 # (page, TEXT of its marker) -> how many commands it skips.
 NOT_RUN = {
     ("README.md", "--posterior"): 2,
+    ("README.md", "--download"): 1,
+    ("docs/data.md", "capsim data"): 4,
     ("docs/batch-sweep.md", "my-views/"): 1,
     ("docs/batch-sweep.md", "/shared/book"): 4,
     ("docs/calibrate.md", "--posterior"): 1,

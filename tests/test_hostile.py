@@ -511,7 +511,7 @@ def test_posterior_file_without_a_variable(tmp_path):
     import numpy as np
     import xarray as xr
 
-    from simulator.posterior import PosteriorFileError, load_posterior
+    from simulator.fit.posterior import PosteriorFileError, load_posterior
 
     dims = {"drift": ("chain", "draw", "regime", "asset"), "vol": ("chain", "draw", "regime", "asset")}
     data = {k: (d, np.zeros((1, 4, 2, 2))) for k, d in dims.items()}

@@ -16,11 +16,11 @@ from posterior_cases import covered, simulate_frame, true_params
 from scipy import stats
 
 import simulator as sim
-from simulator.calibrate import MSParams, calibrate, filter_probabilities, loglikelihood, scenario_text
 from simulator.cli import main
 from simulator.engine import BLOCK_PATHS
-from simulator.history import log_returns
-from simulator.posterior import (
+from simulator.fit.calibrate import MSParams, calibrate, filter_probabilities, loglikelihood, scenario_text
+from simulator.fit.history import log_returns
+from simulator.fit.posterior import (
     RERUN_TARGET_ACCEPT,
     TARGET_ACCEPT,
     Diagnostics,
@@ -293,7 +293,7 @@ def mixed_fake_fit() -> PosteriorFit:
 def test_a_handful_of_divergences_samples_once_more_with_smaller_steps(monkeypatch):
     """sample_checked's policy against a stand-in sampler whose draws diverge ``bad`` times at the first run's
     target acceptance and ``bad_again`` times at the second's."""
-    import simulator.posterior as post
+    import simulator.fit.posterior as post
 
     good = mixed_fake_fit()
     assert not diagnose(good).failures()
@@ -379,7 +379,7 @@ def test_calibrate_posterior_refuses_to_write_when_diagnostics_fail(tmp_path):
 
 @pytest.mark.slow
 def test_backtest_scores_three_methods_side_by_side(tmp_path):
-    from simulator.backtest import backtest
+    from simulator.fit.backtest import backtest
 
     frame = simulate_frame(true_params(), 300, np.random.default_rng(9))
     seen = []
@@ -415,7 +415,7 @@ def test_posterior_mean_sits_near_the_ml_fit_on_the_shipped_data():
     at an ESS of 100 (0.4 sd) and a small shift for skewness and the prior (the full run,
     benchmarks/RESULTS.md, has shifts of at most 0.2 sd); a wrong likelihood, a regime swap or a prior that
     dominates moves the mean by sds."""
-    from simulator.history import load_us_size_returns
+    from simulator.fit.history import load_us_size_returns
 
     frame = load_us_size_returns()
     cal = calibrate(frame, 2)

@@ -10,7 +10,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-HEAVY = ["jax", "pandas", "scipy", "arviz", "numpyro", "matplotlib", "simulator.calibrate", "simulator.posterior"]
+HEAVY = [
+    "jax",
+    "pandas",
+    "scipy",
+    "arviz",
+    "numpyro",
+    "matplotlib",
+    "simulator.fit.calibrate",
+    "simulator.fit.posterior",
+]
 
 
 def imported_after(code: str) -> list[str]:
@@ -38,7 +47,7 @@ def test_import_simulator_is_light_and_names_resolve():
         "assert callable(sim.batch) and not isinstance(sim.batch, types.ModuleType)\n"
         "assert callable(sim.sweep) and callable(sim.simulate) and callable(sim.calibrate.calibrate)\n"
         "assert sim.history.load_us_size_returns is sim.load_us_size_returns\n"
-        "from simulator.posterior import load_posterior; from simulator.posterior_file import load_posterior as l\n"
+        "from simulator.fit.posterior import load_posterior; from simulator.posterior_file import load_posterior as l\n"
         "assert load_posterior is l"
     )
-    assert set(imported_after(code)) >= {"jax", "simulator.calibrate"}
+    assert set(imported_after(code)) >= {"jax", "simulator.fit.calibrate"}

@@ -38,10 +38,10 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from ..errors import CapsimError
+from ..output import readable_by_all, refuse_existing_file
+from ..posterior_file import PosteriorDraws, PosteriorFileError, group, load_posterior, sha256_of  # noqa: F401
 from .calibrate import Calibration, expected_duration_months
-from .errors import CapsimError
-from .output import readable_by_all, refuse_existing_file
-from .posterior_file import PosteriorDraws, PosteriorFileError, group, load_posterior, sha256_of  # noqa: F401
 
 PRIORS = {"drift_sd": 0.5, "vol_scale": 1.0, "lkj_eta": 2.0, "stay_concentration": "steps per year"}
 MAX_RHAT, MIN_ESS = 1.01, 400
@@ -619,7 +619,7 @@ def comment_lines(fit: PosteriorFit, diag: Diagnostics, seed: int) -> list[str]:
 
 def file_attrs(fit: PosteriorFit, diag: Diagnostics, seed: int) -> dict:
     """netCDF attributes of the posterior group: what a reader needs to use the draws."""
-    from . import __version__
+    from .. import __version__
 
     rhat, bulk, tail = diag.worst()
     return {

@@ -28,16 +28,16 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from . import __version__
+from .. import __version__
+from ..engine import BLOCK_PATHS
+from ..errors import CapsimError
+from ..output import write_folder
+from ..params import steps_to_month
+from ..run import simulate
+from ..summary import MAX_KEEP_PATHS
+from ..uncertainty import model_draws_table, with_parameter_draws
 from .calibrate import Calibration, calibrate, filter_probabilities, scenario_text, to_scenario
-from .engine import BLOCK_PATHS
-from .errors import CapsimError
 from .history import DataError, log_returns
-from .output import write_folder
-from .params import steps_to_month
-from .run import simulate
-from .summary import MAX_KEEP_PATHS
-from .uncertainty import model_draws_table, with_parameter_draws
 
 METHOD = (
     "training-window fit, fixed parameters; start = regime probabilities filtered with those parameters "

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import CapsimError
-from .scenario import STEPS_PER_YEAR
+from ..errors import CapsimError
+from ..scenario import STEPS_PER_YEAR
 
 # Typical spacing of consecutive dates (days) and the largest gap that is not a hole in the series.
 NOMINAL_GAP_DAYS = {"monthly": (25, 35, 35), "weekly": (5, 9, 9), "daily": (0.5, 4.5, 6)}

@@ -32,10 +32,10 @@ import pandas as pd
 import yaml
 from scipy import linalg, optimize
 
-from . import __version__
-from .errors import CapsimError
+from .. import __version__
+from ..errors import CapsimError
+from ..scenario import NAME_RE, STEPS_PER_YEAR, Scenario, parse_scenario, stationary_distribution
 from .history import DataError, check_enough_rows, log_returns
-from .scenario import NAME_RE, STEPS_PER_YEAR, Scenario, parse_scenario, stationary_distribution
 
 LOG_2PI = float(np.log(2 * np.pi))
 VAR_FLOOR = 1e-4  # smallest eigenvalue of a regime covariance relative to the sample covariance (whitened)
