@@ -201,7 +201,7 @@ def test_check_warns_on_an_expect_of_an_undefined_mean(scenario, tmp_path):
 def test_shipped_scenarios_carry_their_date():
     dates = {sc.name: sc.as_of for sc in shipped_scenarios()}
     assert all(dates.values()), dates
-    assert str(dates["historical"]) == "2018-11-30"  # the last date of the data it was fitted to
+    assert str(dates["historical"]) == "2026-02-28"  # the last date of the data it was fitted to
 
 
 def test_as_of_is_a_date(scenario, reject, accept):
