@@ -99,6 +99,26 @@ def test_driver_step_matrices_are_the_logit_with_a_draw_axis():
     np.testing.assert_allclose(big[0], [[0.0, 1.0], [1.0, 0.0]], atol=1e-300)
 
 
+def test_statsmodels_tvtp_converts_one_to_one():
+    """docs/drivers.md: statsmodels' exog_tvtp logits (reference: the last regime) are capsim's (reference:
+    staying) after beta_ij = b_ij - b_ii, b_i,K-1 = 0; the matrices agree at every row of exog_tvtp."""
+    sm = pytest.importorskip("statsmodels.api")
+    rng = np.random.default_rng(3)
+    n, K = 40, 3
+    X = np.column_stack([np.ones(n), rng.normal(size=n), rng.uniform(0.5, 2.5, size=n)])
+    mod = sm.tsa.MarkovRegression(rng.normal(size=n), k_regimes=K, exog_tvtp=X)
+    params = rng.normal(size=len(mod.param_names))
+    theirs = mod.regime_transition_matrix(params, exog_tvtp=X)  # [to, from, t]
+    b = np.zeros((K, K, X.shape[1]))  # [from, to, column of X]; the last destination stays 0
+    for name, v in zip(mod.param_names, params):
+        if name.startswith("p["):
+            frm, to = (int(x) for x in name[2 : name.index("]")].split("->"))
+            b[frm, to, int(name.rsplit("tvtp", 1)[1])] = v
+    coef = b - b[np.arange(K), np.arange(K)][:, None, :]
+    ours = driver_step_matrices(coef, X[:, 1:], ~np.eye(K, dtype=bool), np.arange(n), 1.0)  # [t, from, to]
+    np.testing.assert_allclose(ours, np.transpose(theirs, (2, 1, 0)), rtol=1e-12, atol=1e-15)
+
+
 def test_step_months_lag_the_drivers_one_month():
     np.testing.assert_array_equal(step_months(5, 12), [0, 0, 1, 2, 3])  # move into month t: drivers at t - 1
     weekly = step_months(13, 52)  # steps 0..4 start in month 0, 5..8 in month 1, 9..12 in month 2
