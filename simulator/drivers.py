@@ -21,7 +21,8 @@ import numpy as np
 
 POLICY_RATE = "policy_rate"  # the driver that names `rates.path` (percent)
 INTERCEPT = "intercept"
-MAX_MACRO_ABS = 1e6  # |driver knot value|: keeps the logits finite whatever the coefficients' draws
+MAX_MACRO_ABS = 1e6  # |driver knot value| and |coefficient| (as a number, or a distribution's centre): finite
+# logits; a logit of +-1e6 already makes a probability 0 or 1 to float64's precision
 _NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 
@@ -186,8 +187,13 @@ def drivers_problems(sc) -> list[tuple[str, str]]:
                         else "; name it in a `macro` section first"
                     )
                     out.append((f"{where}.{j}.{d}", f"unknown driver {d!r}{hint}"))
-                elif not math.isfinite(b):
-                    out.append((f"{where}.{j}.{d}", f"a coefficient must be a finite number, got {b}"))
+                elif not (math.isfinite(b) and abs(b) <= MAX_MACRO_ABS):
+                    out.append(
+                        (
+                            f"{where}.{j}.{d}",
+                            f"a coefficient must be a finite number within +-{MAX_MACRO_ABS:g}, got {b}",
+                        )
+                    )
     for i, ph in enumerate(sc.phases):
         for k, o in ph.regimes.items():
             if k in driven(sc) and (o.duration_months is not None or o.next is not None):
