@@ -126,7 +126,7 @@ def test_step_months_lag_the_drivers_one_month():
 
 
 @pytest.mark.parametrize("make", [driven, three], ids=["two", "three"])
-@pytest.mark.parametrize("frequency", ["monthly", "weekly"])
+@pytest.mark.parametrize("frequency", ["monthly", "weekly", "daily"])
 def test_per_step_matrices_and_regime_law_equal_the_exact_reference(make, frequency):
     sc = make(frequency=frequency)
     model = build_model(sim.parse_scenario(copy.deepcopy(sc)))
@@ -151,7 +151,7 @@ KEYS = ["p_outperform", "excess_mean", "excess_median", "excess_q05", "excess_q9
 
 @pytest.mark.parametrize(
     "frequency,method",
-    [("monthly", "step"), ("monthly", "exact"), ("weekly", "step"), ("weekly", "exact")],
+    [("monthly", "step"), ("monthly", "exact"), ("weekly", "step"), ("weekly", "exact"), ("daily", "exact")],
 )
 def test_p_outperform_and_occupancy_equal_the_exact_answer(frequency, method):
     sc = driven(frequency=frequency, report_months=list(range(2, 13)) if frequency == "monthly" else [3, 6, 9, 12])
