@@ -1282,6 +1282,10 @@ def rule_problem(field: str, lo: float, hi: float, what: str, steps_per_month: f
         return f"a probability must lie in [0, 1]; {what} reaches {'below 0' if lo < 0 else 'above 1'}"
     if field == "tails" and lo <= 2:
         return f"Student-t degrees of freedom must be > 2 (finite variance); {what} reaches 2 or below"
+    bound = _drivers.MAX_MACRO_ABS
+    if field in ("macro", "drivers") and math.isfinite(lo) and math.isfinite(hi) and max(-lo, hi) > bound:
+        what_field = "a driver value" if field == "macro" else "a coefficient"
+        return f"{what_field} must lie within +-{bound:g}; {what} reaches {'below' if -lo > hi else 'above'} that"
     if field == "duration_months" and lo * steps_per_month < 1 - 1e-12:
         step = 1 / steps_per_month
         return f"a duration must be at least one step ({step:.4g} months); {what} reaches below {step:.4g}"

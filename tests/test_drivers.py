@@ -292,6 +292,7 @@ DELETE = object()
         (edit("macro.credit_spread", {1: 1.0, 12: 0.7}), "macro.credit_spread", "knots must start at month 0"),
         (edit("macro.credit_spread.5", float("inf")), "macro.credit_spread.5", "finite"),
         (edit("regimes.bear.drivers.bull.intercept", 1e300), "regimes.bear.drivers.bull.intercept", "within +-1e+06"),
+        (edit("macro.credit_spread.5", {"uniform": [0, 2e6]}), "macro.credit_spread.5", "reaches above that"),
         (edit("macro.policy_rate", {0: 1.0}), "macro.policy_rate", "reserved"),
         (edit("regimes.bull.duration_months", 3), "regimes.bull", "not both"),
         (edit("regimes.bull.drivers.bull", {"intercept": 0.0}), "regimes.bull.drivers.bull", "reference is staying"),
