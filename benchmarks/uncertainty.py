@@ -118,12 +118,12 @@ def main(argv=None) -> int:
     return 0
 
 
-def write_section(path: Path, text: str) -> None:
-    """Put ``text`` (BEGIN ... END) into ``path`` in place of its previous version, else at the end."""
+def write_section(path: Path, text: str, begin: str = BEGIN, end: str = END) -> None:
+    """Put ``text`` (``begin`` ... ``end``) into ``path`` in place of its previous version, else at the end."""
     from simulator.output import write_text_atomic
 
     old = path.read_text() if path.exists() else ""
-    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
+    pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
     new = pattern.sub(lambda _: text, old) if pattern.search(old) else old.rstrip("\n") + "\n\n" + text + "\n"
     write_text_atomic(path, new, force=True)
 

@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .drivers import apply_drivers
 from .errors import CapsimError
 from .scenario import (
     Scenario,
@@ -255,7 +256,7 @@ def step_params(sc: Scenario, month_steps: tuple[int, ...], pair: tuple[int, int
     tails = np.array([[reg[k].tails if reg[k].tails is not None else np.inf for k in names] for _, reg in settings])
 
     start = start_probabilities(sc, base)
-    step_trans = trans[phase_of_step]
+    step_trans = apply_drivers(sc, trans[phase_of_step])  # regimes with `drivers`: their per-month logits
     step_trans[0] = np.tile(start, (K, 1))  # the "move into step 0" draws s_0 from the start law
     month_slot = np.searchsorted(np.asarray(month_steps), np.arange(T) + 1, side="left")
 

@@ -33,6 +33,7 @@ from pydantic import (
     model_validator,
 )
 
+from . import drivers as _drivers
 from .errors import CapsimError
 
 STEPS_PER_YEAR = {"monthly": 12, "weekly": 52, "daily": 252}
@@ -113,6 +114,13 @@ DOC = {
     "1, never the regime itself).",
     "transitions": "Per-step transition matrix at the file's frequency: regime -> (regime -> probability), each "
     "row summing to 1 within 1e-9. Give either this or duration_months + next on every regime.",
+    "drivers": "Logits of leaving the regime, driven by the `macro` paths (docs/drivers.md): destination regime -> "
+    "{intercept: number, <driver>: coefficient per unit of the driver}; the move into month t uses the drivers at "
+    "month t-1, staying is the reference. Replaces the regime's constant row (duration_months/next or its "
+    "`transitions` row).",
+    "macro": "Named driver paths for `drivers`: name -> (month -> value in the driver's unit, e.g. credit_spread "
+    "in percentage points); linear between knots, flat beyond them; the first knot is month 0. `policy_rate` "
+    "names `rates.path` and needs no entry here.",
 }
 
 
@@ -238,6 +246,7 @@ class RegimeSpec(_Strict):
     tails: Value | None = _field("tails", None)
     duration_months: Value | None = _field("duration_months", None)
     next: Row | None = _field("next", None)
+    drivers: dict[str, dict[str, Value]] | None = _field("drivers", None)
 
 
 class RegimeOverride(_Strict):
@@ -280,9 +289,13 @@ class Rates(_Strict):
     def _numeric_keys(cls, path):
         """Knot months written as strings ('12', '12.0': JSON has no other keys, so a scenario saved in
         meta.json or written as JSON) are the numbers they spell; any other key is left for validation."""
-        if not isinstance(path, dict):
-            return path
-        return {_number(k) if isinstance(k, str) else k: v for k, v in path.items()}
+        return _numeric_knots(path)
+
+
+def _numeric_knots(path):
+    if not isinstance(path, dict):
+        return path
+    return {_number(k) if isinstance(k, str) else k: v for k, v in path.items()}
 
 
 def _number(text: str) -> float | str:
@@ -352,6 +365,7 @@ class Scenario(_Strict):
     )
     phases: list[Phase] = Field([], description="Time windows overriding regime fields, in order.")
     rates: Rates | None = Field(None, description="Optional policy-rate overlay.")
+    macro: dict[str, dict[Num, Value]] | None = _field("macro", None)
     expect: list[Expect] = Field([], description="Checks run by `capsim check`.")
     uncertainty: Uncertainty | None = Field(
         None,
@@ -373,6 +387,14 @@ class Scenario(_Strict):
         if v is not None and not isinstance(v, (_dt.date, str)):
             raise ValueError(f"give a date as YYYY-MM-DD, got {v!r}")
         return v
+
+    @field_validator("macro", mode="before")
+    @classmethod
+    def _macro_knots(cls, macro):
+        """Knot months written as strings are the numbers they spell (as ``Rates.path``)."""
+        if not isinstance(macro, dict):
+            return macro
+        return {name: _numeric_knots(path) for name, path in macro.items()}
 
     _source: str = PrivateAttr(default="<memory>")
     _sha256: str | None = PrivateAttr(default=None)
@@ -772,6 +794,9 @@ def _loc(loc: tuple) -> str:
 
 
 def _pydantic_msg(err: dict) -> str:
+    loc = [str(p) for p in err["loc"]]
+    if err["type"] == "extra_forbidden" and loc[:1] == ["phases"] and loc[-1] == "drivers":
+        return "a phase cannot override `drivers` (they hold for the whole run): let the `macro` paths move instead"
     if err["type"] == "extra_forbidden":
         return "unknown field (check the spelling; `capsim schema` lists the allowed fields)"
     if err["type"] == "missing":
@@ -841,11 +866,14 @@ def _check_plain(sc: Scenario, any_problem: bool = False) -> list[tuple[str, str
         bad("regimes", "at least one regime is needed")
 
     matrix_form = sc.transitions is not None
+    driven = _drivers.driven(sc)
     for k, r in sc.regimes.items():
         _check_regime_returns(r, f"regimes.{k}", assets, bad)
-        _check_exit(r, f"regimes.{k}", k, regimes, m, matrix_form, bad)
+        if k not in driven:
+            _check_exit(r, f"regimes.{k}", k, regimes, m, matrix_form, bad)
     if matrix_form:
-        _check_matrix(sc.transitions, "transitions", regimes, bad, partial=False)
+        _check_matrix(sc.transitions, "transitions", regimes, bad, partial=False, driven=driven)
+    out += _drivers.macro_problems(sc) + _drivers.drivers_problems(sc)
 
     prev = 0.0
     for i, ph in enumerate(sc.phases):
@@ -866,7 +894,7 @@ def _check_plain(sc: Scenario, any_problem: bool = False) -> list[tuple[str, str
             _check_regime_returns(merged, path, assets, bad, given=o)
             if matrix_form and (o.duration_months is not None or o.next is not None):
                 bad(path, "this file uses the `transitions` matrix form: override exits with the phase's `transitions`")
-            elif not matrix_form:
+            elif not matrix_form and k not in driven:
                 _check_exit(merged, path, k, regimes, m, False, bad, given=o)
         if ph.transitions is not None:
             if not matrix_form:
@@ -1011,15 +1039,15 @@ def _check_row(row, path, regimes, bad, exclude=None):
         bad(path, f"probabilities must sum to 1 (within {ROW_TOL:g}), got {sum(row.values())!r}")
 
 
-def _check_matrix(mat, path, regimes, bad, partial):
+def _check_matrix(mat, path, regimes, bad, partial, driven=()):
     for k, row in mat.items():
         if k not in regimes:
             bad(f"{path}.{k}", f"unknown regime {k!r}; regimes are {regimes}")
-        else:
+        elif k not in driven:  # a driven regime's row is refused by the drivers' rules
             _check_row(row, f"{path}.{k}", regimes, bad)
     if not partial:
         for k in regimes:
-            if k not in mat:
+            if k not in mat and k not in driven:
                 bad(f"{path}.{k}", "missing row: every regime needs its per-step transition probabilities")
 
 
@@ -1182,9 +1210,11 @@ ALLOWED = {
     "next": ("uniform", "triangular", "beta"),  # one entry of a probability row
     "transitions": ("uniform", "triangular", "beta"),
     "start": ("uniform", "triangular", "beta"),
+    "macro": ("uniform", "triangular", "normal"),  # a driver path's knot
+    "drivers": ("uniform", "triangular", "normal"),  # a logit's intercept or coefficient
 }
 ROW_FIELDS = ("next", "transitions", "start")
-VALUE_FIELDS = ("regimes", "transitions", "start", "phases", "rates")  # the top-level fields that hold numbers
+VALUE_FIELDS = ("regimes", "transitions", "start", "phases", "rates", "macro")  # the top-level fields that hold numbers
 
 
 def _key(k) -> str:
@@ -1472,6 +1502,8 @@ def exit_matrix(regimes: dict[str, RegimeSpec], names: list[str], steps_per_mont
         return P
     for i, k in enumerate(names):
         r = regimes[k]
+        if r.drivers is not None:  # set from its drivers (``drivers.apply_drivers``)
+            continue
         q = 1.0 / (r.duration_months * steps_per_month)
         P[i, i] = 1.0 - q
         for j, w in r.next.items():
@@ -1490,11 +1522,11 @@ def rows_matrix(rows: dict[str, dict[str, float]], names: list[str], base: np.nd
 
 
 def base_matrix(sc: Scenario) -> np.ndarray:
-    """The per-step transition matrix without phase overrides."""
+    """The per-step transition matrix without phase overrides; regimes with ``drivers`` at the month-0 drivers."""
     names = sc.regime_names
     if sc.transitions is not None:
-        return rows_matrix(sc.transitions, names)
-    return exit_matrix(sc.regimes, names, sc.steps_per_year / 12)
+        return _drivers.base_rows(sc, rows_matrix(sc.transitions, names))
+    return _drivers.base_rows(sc, exit_matrix(sc.regimes, names, sc.steps_per_year / 12))
 
 
 def phase_matrix(sc: Scenario, phase: Phase) -> np.ndarray:

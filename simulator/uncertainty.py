@@ -205,8 +205,9 @@ def with_parameter_draws(sc: Scenario, values: Mapping[str, np.typing.ArrayLike]
     distributions: block b of a run gets set b mod D (D = the arrays' length).
 
     ``values`` maps dotted field paths, as validation names them, to D numbers each: a drift, vol, correlation
-    (two assets), tails, duration, rate knot or sensitivity (``regimes.bull.drift.small``,
-    ``rates.sensitivity.small``, ``rates.path.12``, ``phases.0.regimes.bull.vol.large``) or one entry of a
+    (two assets), tails, duration, rate knot, sensitivity, driver knot or logit coefficient
+    (``regimes.bull.drift.small``, ``rates.sensitivity.small``, ``rates.path.12``, ``macro.credit_spread.12``,
+    ``regimes.bull.drivers.bear.credit_spread``, ``phases.0.regimes.bull.vol.large``) or one entry of a
     probability row (``transitions.bull.bear``, ``regimes.bull.next.bear``, ``start.bull``). The field must exist
     in ``sc`` (as a number or a distribution, which the draws replace). A row given whole must sum to 1 within
     1e-9 in every draw; in a row given in part, the other entries are rescaled in proportion to fill it.
@@ -222,8 +223,9 @@ def with_parameter_draws(sc: Scenario, values: Mapping[str, np.typing.ArrayLike]
             problems.append(
                 (
                     path,
-                    "not a field that can take parameter draws (a drift, vol, two-asset corr, "
-                    "tails, duration, rate knot, sensitivity or probability-row entry of this scenario)",
+                    "not a field that can take parameter draws (a drift, vol, two-asset corr, tails, duration, "
+                    "rate knot, sensitivity, driver knot, logit coefficient or probability-row entry of this "
+                    "scenario)",
                 )
             )
         elif x.ndim != 1 or len(x) == 0:

@@ -5,7 +5,8 @@ Pure numpy/scipy; it never imports ``simulator``.  It reads the *scenario dict*
 
 Scope: Gaussian regimes (no ``tails``) whose return parameters (drift, vol, corr)
 do not vary with phase.  Phases may override ``duration_months`` / ``next`` (or a
-``transitions`` matrix) and therefore the chain.  Any number of regimes: the
+``transitions`` matrix) and therefore the chain.  Regimes with ``drivers`` (docs/drivers.md)
+leave by a multinomial logit of the ``macro`` paths (and ``policy_rate``, the rate path).  Any number of regimes: the
 return law is a Gaussian mixture over the vector of step counts per regime,
 whose exact joint pmf comes from a dynamic programme over (regime, counts).
 
@@ -16,6 +17,10 @@ Model facts used (docs/model.md):
   phase that contains step t; a phase window [prev until_month, until_month)
   contains step t iff its month t/m lies in it.
 * durations form: P[k,k] = 1 - 1/(d_k m), P[k,j] = w_kj / (d_k m).
+* drivers: the move into step t uses month n = floor(t/m)'s monthly matrix, whose row k is
+  softmax(0 for staying, intercept_kj + sum_d beta_kjd x_d(n - 1) for each listed j) with the
+  drivers interpolated linearly between knots, flat outside them; per step, the exits are
+  divided by m and the stay takes the rest.
 * step t's log return is Gaussian with mean drift_{s_t} dt + sens*(rate(t+1)-rate(t))
   and covariance vol vol' * corr * dt of regime s_t.  Summed over the first T
   steps the rate terms telescope to sens * (rate(h) - rate(0)).
@@ -54,7 +59,8 @@ class ExactModel:
         self.assets = list(scenario["assets"].keys())
         self.compare = list(scenario.get("compare", self.assets[:2]))
         self.horizon = int(scenario["horizon_months"])
-        self.base = self._base_matrix()
+        self.driven = {k: r["drivers"] for k, r in scenario["regimes"].items() if "drivers" in r}
+        self.base = self._with_drivers(self._base_matrix(), 0)
         self.phases = self._phase_matrices()
         self.start = self._start()
 
@@ -88,7 +94,36 @@ class ExactModel:
                 P[self.idx[k]] = self._row_from_mapping(sc["transitions"][k])
         else:
             for k, spec in sc["regimes"].items():
-                P[self.idx[k]] = self._row_from_durations(k, spec["duration_months"], spec.get("next", {}))
+                if k not in self.driven:
+                    P[self.idx[k]] = self._row_from_durations(k, spec["duration_months"], spec.get("next", {}))
+        return P
+
+    def driver(self, name: str, month: float) -> float:
+        """A driver path's value at ``month``: linear between knots, flat outside them."""
+        path = self.sc["rates"]["path"] if name == "policy_rate" else self.sc["macro"][name]
+        x, y = zip(*sorted((float(k), float(v)) for k, v in path.items()))
+        return float(np.interp(month, x, y))
+
+    def _with_drivers(self, P: np.ndarray, t: int) -> np.ndarray:
+        """``P`` with the driven regimes' rows of the move into step t (per step)."""
+        if not self.driven:
+            assert np.allclose(P.sum(1), 1.0, atol=1e-9), P
+            return P
+        P = P.copy()
+        month = max(int(Fraction(t) / self.m) - 1, 0)  # floor(t / m) - 1: the drivers a month before
+        for k, dests in self.driven.items():
+            logits = {k: 0.0}
+            for j, coef in dests.items():
+                logits[j] = float(coef["intercept"]) + sum(
+                    float(b) * self.driver(d, month) for d, b in coef.items() if d != "intercept"
+                )
+            names = list(logits)
+            monthly = special.softmax([logits[j] for j in names])
+            row = np.zeros(self.K)
+            for j, p in zip(names[1:], monthly[1:]):
+                row[self.idx[j]] = p / float(self.m)
+            row[self.idx[k]] = 1.0 - row.sum()
+            P[self.idx[k]] = row
         assert np.allclose(P.sum(1), 1.0, atol=1e-9), P
         return P
 
@@ -110,7 +145,6 @@ class ExactModel:
                     P[self.idx[k]] = self._row_from_durations(k, d, nxt)
             for k, row in (ph.get("transitions") or {}).items():
                 P[self.idx[k]] = self._row_from_mapping(row)
-            assert np.allclose(P.sum(1), 1.0, atol=1e-9), P
             out.append((prev, until, P))
             prev = until
         return out
@@ -120,8 +154,8 @@ class ExactModel:
         # step t's month is t/m = 12 t / f; window [a, b) contains it iff a f <= 12 t < b f
         for a, b, P in self.phases:
             if a * self.f <= 12 * t < b * self.f:
-                return P
-        return self.base
+                return self._with_drivers(P, t)
+        return self._with_drivers(self.base, t)
 
     def stationary(self) -> np.ndarray:
         P = self.base

@@ -1,11 +1,12 @@
 """Every `capsim ...` command shown as runnable in README.md and docs/*.md runs and exits 0.
 
 The commands are the lines of fenced ``bash`` blocks that start with ``capsim`` (or end a ``... && capsim``
-line), continuation lines joined. Each page runs in its own temporary folder holding a copy of ``scenarios/``
-and ``simulator/data/``, its commands in page order (``capsim init my-scenarios`` before ``capsim validate
-my-scenarios/``), at small path counts. A page marks a command it shows but that this test must not run with
-an HTML comment on the line before the block, ``<!-- not run in the docs test: TEXT (why) -->``: the block's
-lines containing TEXT are skipped. ``NOT_RUN`` lists every skipped line, so a new marker is a visible change.
+line), continuation lines joined. Each page runs in its own temporary folder holding a copy of ``scenarios/``,
+``simulator/data/`` and ``docs/examples/`` (the pages' example scenarios), its commands in page order
+(``capsim init my-scenarios`` before ``capsim validate my-scenarios/``), at small path counts. A page marks a
+command it shows but that this test must not run with an HTML comment on the line before the block,
+``<!-- not run in the docs test: TEXT (why) -->``: the block's lines containing TEXT are skipped. ``NOT_RUN``
+lists every skipped line, so a new marker is a visible change.
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ def test_markers_are_the_listed_ones():
 def test_page_commands_run(page, tmp_path, monkeypatch):
     shutil.copytree(REPO / "scenarios", tmp_path / "scenarios")
     shutil.copytree(REPO / "simulator" / "data", tmp_path / "simulator" / "data")
+    shutil.copytree(REPO / "docs" / "examples", tmp_path / "docs" / "examples")
     monkeypatch.chdir(tmp_path)
     for line, command in commands(page)[0]:
         args, target = as_test_args(command, tmp_path)
