@@ -529,6 +529,8 @@ def calibrate_drivers(
     the month before (the sample is cut to them)."""
     macro = read_macro() if macro is None else macro
     msrc = macro.attrs.get("source", "<macro>")
+    if Path(msrc) == us_macro_path():
+        msrc = f"simulator/data/{US_MACRO_FILE} (shipped)"
     src = frame.attrs.get("source", "<data>")
     drivers = list(drivers)
     if not drivers:
@@ -644,7 +646,7 @@ def fit_lines(dc: DriverCalibration) -> list[str]:
         "macro paths: flat at each driver's last observed value ("
         + ", ".join(f"{n} {v:g} in {p}" for n, (p, v) in dc.last_values.items())
         + ")",
-        f"filtered regime probabilities at the last month: "
+        "filtered regime probabilities at the last month: "
         + ", ".join(f"{r} {fit.filtered[-1, k]:.4f}" for k, r in enumerate(names))
         + "; `start` = these moved one month on by the matrix of the drivers at that month ("
         + ", ".join(f"{n} {v:g}" for n, v in zip(dc.drivers, dc.last_month_values))
