@@ -1193,6 +1193,18 @@ def calibrate_cmd(
     help="Posterior draws simulated per origin (evenly thinned over the chains), one block of 16,384 paths each "
     "(--paths sets the plug-in model's and the bootstrap's paths).",
 )
+@click.option(
+    "--drivers",
+    default=None,
+    help="Comma-separated macro drivers (e.g. credit_spread): score the driver model, drivers frozen at the origin "
+    "and along their realised path, against the constant-matrix model on the same origins (monthly data).",
+)
+@click.option(
+    "--macro",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Macro CSV for --drivers (default: the shipped simulator/data/us_macro_monthly.csv).",
+)
 @click.option("--force", is_flag=True, help="Replace an existing non-empty output folder.")
 @click.option("--quiet", is_flag=True, help="Print the verdict line only.")
 @user_errors
@@ -1215,6 +1227,8 @@ def backtest_cmd(
     draws,
     chains,
     posterior_draws,
+    drivers,
+    macro,
     out,
     force,
     quiet,
@@ -1230,8 +1244,43 @@ def backtest_cmd(
     from .fit.backtest import backtest
 
     frame = _read_data(data, columns, percent, frequency, start_date, end_date)
+    if macro and not drivers:
+        raise UserError("--macro FILE is the drivers' data: give --drivers too")
+    if drivers and posterior:
+        raise UserError("--posterior with --drivers is not supported: score one or the other")
     out = Path(out) if out else Path("results") / f"backtest-{Path(data).stem}-k{n_regimes}-{train_until:%Y-%m-%d}"
     refuse_existing(out, force)
+    if drivers:
+        from .fit import tvtp
+        from .fit.backtest_drivers import backtest_drivers
+
+        res = backtest_drivers(
+            frame,
+            n_regimes,
+            train_until,
+            _split_drivers(drivers),
+            tvtp.read_macro(macro),
+            horizon_months=horizon,
+            step_months=step,
+            n_paths=n_paths,
+            seed=seed,
+            n_starts=n_starts,
+            device=device,
+        )
+        res.save(out, force=force)
+        if not quiet:
+            m = res.meta
+            click.echo(
+                f"training fits: {m['training_sample']}, {n_regimes} regimes, log-likelihood constant "
+                f"{m['training_loglik_constant']:.4f}, drivers {m['training_loglik_drivers']:.4f} "
+                f"(LR {m['training_lr']:.2f}, p {m['training_lr_pvalue']:.3g})"
+            )
+            cols = ["method", "series", "n_origins", "crps_mean", "crps_skill_vs_constant", "crps_diff_t"]
+            cols += ["coverage50", "coverage90", "pit_mean", "pit_ks_pvalue"]
+            click.echo(res.summary[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+            click.echo(f"wrote {out}/")
+        click.echo(res.verdict)
+        return
     bar, callback = sampler_progress(quiet or not posterior)
     with bar:
         res = backtest(
