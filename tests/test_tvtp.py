@@ -245,3 +245,40 @@ def test_constant_start_params():
     np.testing.assert_allclose(tvtp.matrices(coef, np.ones((3, 2)))[1], P)
     mp = MSParams(np.zeros((2, 1)), np.ones((2, 1, 1)), P)
     assert mp.transition is P
+
+
+def test_backtest_drivers_frozen_and_realised(tmp_path):
+    """Same origins for every method; with a one-month horizon no forecast move uses a driver beyond the origin,
+    so frozen and realised are the same forecast (same seed), while the constant model differs; the CLI
+    writes the folder and the verdict."""
+    from simulator.fit.backtest_drivers import backtest_drivers
+
+    frame = load_us_size_returns().loc["1990-01":"2000-12"]
+    res = backtest_drivers(frame, 2, "1999-12-31", ["credit_spread"], horizon_months=1, step_months=3, n_paths=2000)
+    sc = res.scores
+    assert res.meta["origins"] == 4 and set(sc["series"]) == {"small", "large", "excess"}
+    np.testing.assert_array_equal(sc["frozen_crps"], sc["realised_crps"])
+    assert not np.allclose(sc["frozen_crps"], sc["constant_crps"])
+    assert "drivers frozen vs constant" in res.verdict
+    # the realised path is used: a 3-month horizon gives realised != frozen
+    res3 = backtest_drivers(frame, 2, "1999-12-31", ["credit_spread"], horizon_months=3, step_months=3, n_paths=2000)
+    assert not np.allclose(res3.scores["frozen_crps"], res3.scores["realised_crps"])
+    out = tmp_path / "bt"
+    r = run_cli(
+        "backtest", "simulator/data/us_size_monthly.csv", "--regimes", "2", "--start-date", "1990-01",
+        "--end-date", "2000-12", "--train-until", "1999-12", "--horizon", "1", "--step", "6", "--paths", "1000",
+        "--drivers", "credit_spread", "--out", out,
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert (out / "scores.csv").is_file() and "verdict: drivers frozen" in r.output
+
+
+def test_filter_tvtp_matches_the_fit():
+    """The backtest's filter under the fitted parameters gives the fit's own filtered probabilities."""
+    from simulator.fit.backtest_drivers import filter_tvtp
+
+    frame = load_us_size_returns().loc["1980-01":]
+    dc = tvtp.calibrate_drivers(frame, 2, ["credit_spread"], with_se=False)
+    cut = frame.loc[pd.PeriodIndex(pd.DatetimeIndex(frame.index), freq="M") - 1 >= pd.Period("1919-01", "M")]
+    f = filter_tvtp(log_returns(cut), dc.X, dc.fit)
+    np.testing.assert_allclose(f, dc.fit.filtered, atol=1e-9)
