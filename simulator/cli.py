@@ -892,6 +892,15 @@ def _split_columns(value: str | None) -> list[str] | None:
     return cols
 
 
+def _split_drivers(value: str) -> list[str]:
+    names = [c.strip() for c in value.split(",") if c.strip()]
+    if not names:
+        raise UserError(f"--drivers {value!r}: give comma-separated driver names, e.g. --drivers credit_spread,tbill")
+    if len(set(names)) != len(names):
+        raise UserError(f"--drivers {value!r}: a driver is named twice")
+    return names
+
+
 def _read_data(data, columns, percent, frequency, start_date, end_date):
     from .fit.history import read_returns
 
@@ -1005,6 +1014,18 @@ def _data_options(fn):
 )
 @_sampler_options
 @click.option(
+    "--drivers",
+    default=None,
+    help="Comma-separated macro drivers of the transition probabilities (e.g. credit_spread,tbill): fit the "
+    "model with driver-dependent transitions (monthly data; docs/drivers.md).",
+)
+@click.option(
+    "--macro",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Macro CSV for --drivers (default: the shipped simulator/data/us_macro_monthly.csv).",
+)
+@click.option(
     "--force",
     is_flag=True,
     help="Replace existing output files; with --posterior, also write when the diagnostics fail.",
@@ -1026,6 +1047,8 @@ def calibrate_cmd(
     posterior,
     draws,
     chains,
+    drivers,
+    macro,
     force,
 ):
     """Fit a K-regime Markov-switching model to historical returns and write it as a scenario file.
@@ -1035,7 +1058,9 @@ def calibrate_cmd(
     regime-specific mean vector and full covariance of the log returns. With --posterior the same model is
     sampled by NUTS (--chains chains of --draws draws after as many warm-up steps, started at the ML fit);
     the command exits 1 without writing when R-hat > 1.01, an ESS < 400 or a divergence says the sample
-    cannot be trusted, unless --force.
+    cannot be trusted, unless --force. With --drivers the transition probabilities are multinomial logits of
+    the named macro series the month before (--macro FILE, default the shipped FRED data): the fit is printed
+    beside the constant-matrix fit on the same sample, with the likelihood-ratio test.
     """
     from .fit.calibrate import calibrate, scenario_name, scenario_text
 
@@ -1045,12 +1070,25 @@ def calibrate_cmd(
             f"{data}: a scenario compares two assets; the data give one column "
             f"({list(frame.columns)}): add a column or pick two with --columns"
         )
+    if macro and not drivers:
+        raise UserError("--macro FILE is the drivers' data: give --drivers too")
     out = Path(out)
     nc = out.with_name(out.stem + ".posterior.nc")
     refuse_existing_file(out, force)  # before spending time fitting
     if posterior:
         refuse_existing_file(nc, force)
-    cal = calibrate(frame, n_regimes, n_starts=n_starts, seed=seed)
+    driver_names = _split_drivers(drivers) if drivers else None
+    if driver_names and posterior:
+        raise UserError("--posterior with --drivers is not supported yet: fit without --posterior")
+    if driver_names:
+        from .fit import tvtp
+
+        dcal = tvtp.calibrate_drivers(
+            frame, n_regimes, driver_names, tvtp.read_macro(macro), n_starts=n_starts, seed=seed
+        )
+        cal = dcal.constant
+    else:
+        cal = calibrate(frame, n_regimes, n_starts=n_starts, seed=seed)
     command = " ".join(
         ["capsim calibrate", str(data), f"--regimes {n_regimes}"]
         + ([f"--columns {columns}"] if columns else [])
@@ -1063,6 +1101,8 @@ def calibrate_cmd(
         + ([f"--name {name}"] if name else [])
         + ([f"--horizon {horizon}"] if horizon != 24 else [])
         + ([f"--posterior --draws {draws} --chains {chains}"] if posterior else [])
+        + ([f"--drivers {','.join(driver_names)}"] if driver_names else [])
+        + ([f"--macro {macro}"] if macro else [])
         + [f"--out {out}"]
     )
     extra = {}
@@ -1092,9 +1132,14 @@ def calibrate_cmd(
         sha = write_posterior(fit, nc, attrs=file_attrs(fit, diag, seed), force=force)
         extra = {"uncertainty": {"posterior": nc.name, "sha256": sha}, "notes": comment_lines(fit, diag, seed)}
     schema = SCHEMA_FILE if (out.parent / SCHEMA_FILE).is_file() else None  # as `capsim init` lays folders out
-    text = scenario_text(
-        cal, name=name or scenario_name(out), horizon_months=horizon, command=command, schema=schema, **extra
-    )
+    if driver_names:
+        text = tvtp.scenario_text(
+            dcal, name=name or scenario_name(out), horizon_months=horizon, command=command, schema=schema
+        )
+    else:
+        text = scenario_text(
+            cal, name=name or scenario_name(out), horizon_months=horizon, command=command, schema=schema, **extra
+        )
     write_text_atomic(out, text, force=force)
     for line in text.splitlines():
         if not line.startswith("#"):
@@ -1148,6 +1193,18 @@ def calibrate_cmd(
     help="Posterior draws simulated per origin (evenly thinned over the chains), one block of 16,384 paths each "
     "(--paths sets the plug-in model's and the bootstrap's paths).",
 )
+@click.option(
+    "--drivers",
+    default=None,
+    help="Comma-separated macro drivers (e.g. credit_spread): score the driver model, drivers frozen at the origin "
+    "and along their realised path, against the constant-matrix model on the same origins (monthly data).",
+)
+@click.option(
+    "--macro",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Macro CSV for --drivers (default: the shipped simulator/data/us_macro_monthly.csv).",
+)
 @click.option("--force", is_flag=True, help="Replace an existing non-empty output folder.")
 @click.option("--quiet", is_flag=True, help="Print the verdict line only.")
 @user_errors
@@ -1170,6 +1227,8 @@ def backtest_cmd(
     draws,
     chains,
     posterior_draws,
+    drivers,
+    macro,
     out,
     force,
     quiet,
@@ -1185,8 +1244,43 @@ def backtest_cmd(
     from .fit.backtest import backtest
 
     frame = _read_data(data, columns, percent, frequency, start_date, end_date)
+    if macro and not drivers:
+        raise UserError("--macro FILE is the drivers' data: give --drivers too")
+    if drivers and posterior:
+        raise UserError("--posterior with --drivers is not supported: score one or the other")
     out = Path(out) if out else Path("results") / f"backtest-{Path(data).stem}-k{n_regimes}-{train_until:%Y-%m-%d}"
     refuse_existing(out, force)
+    if drivers:
+        from .fit import tvtp
+        from .fit.backtest_drivers import backtest_drivers
+
+        res = backtest_drivers(
+            frame,
+            n_regimes,
+            train_until,
+            _split_drivers(drivers),
+            tvtp.read_macro(macro),
+            horizon_months=horizon,
+            step_months=step,
+            n_paths=n_paths,
+            seed=seed,
+            n_starts=n_starts,
+            device=device,
+        )
+        res.save(out, force=force)
+        if not quiet:
+            m = res.meta
+            click.echo(
+                f"training fits: {m['training_sample']}, {n_regimes} regimes, log-likelihood constant "
+                f"{m['training_loglik_constant']:.4f}, drivers {m['training_loglik_drivers']:.4f} "
+                f"(LR {m['training_lr']:.2f}, p {m['training_lr_pvalue']:.3g})"
+            )
+            cols = ["method", "series", "n_origins", "crps_mean", "crps_skill_vs_constant", "crps_diff_t"]
+            cols += ["coverage50", "coverage90", "pit_mean", "pit_ks_pvalue"]
+            click.echo(res.summary[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+            click.echo(f"wrote {out}/")
+        click.echo(res.verdict)
+        return
     bar, callback = sampler_progress(quiet or not posterior)
     with bar:
         res = backtest(

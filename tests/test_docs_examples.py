@@ -35,6 +35,8 @@ NOT_RUN = {
     ("docs/batch-sweep.md", "my-views/"): 1,
     ("docs/batch-sweep.md", "/shared/book"): 4,
     ("docs/calibrate.md", "--posterior"): 1,
+    ("docs/calibrate.md", "--drivers credit_spread,tbill"): 1,
+    ("docs/calibrate.md", "--drivers credit_spread"): 1,
     ("docs/methods.md", "--coordinator"): 1,
 }
 

@@ -878,12 +878,16 @@ def render_yaml(data: dict) -> str:
     out += [f"frequency: {data['frequency']}", f"horizon_months: {data['horizon_months']}", "assets:"]
     out += [f"  {scalar(k)}: {scalar(v)}" for k, v in data["assets"].items()]
     out.append(f"compare: {flow(data['compare'])}")
+    if "macro" in data:  # a fit with drivers (simulator/fit/tvtp.py)
+        out.append("macro:")
+        out += [f"  {scalar(k)}: {flow(v)}" for k, v in data["macro"].items()]
     out.append("regimes:")
     for r, spec in data["regimes"].items():
         out.append(f"  {scalar(r)}:")
         out += [f"    {field}: {flow(v)}" for field, v in spec.items()]
-    out.append("transitions:")
-    out += [f"  {scalar(r)}: {flow(row)}" for r, row in data["transitions"].items()]
+    if "transitions" in data:
+        out.append("transitions:")
+        out += [f"  {scalar(r)}: {flow(row)}" for r, row in data["transitions"].items()]
     out.append(f"start: {flow(data['start'])}")
     if "uncertainty" in data:
         out.append(f"uncertainty: {flow(data['uncertainty'])}")
