@@ -119,3 +119,26 @@ def sweep_figure(
         fig.colorbar(mesh, ax=axes[0].tolist(), label=f"{beats}; black line: 0.5")
     fig.suptitle(title)
     return fig
+
+
+def tornado_figure(tornado: pd.DataFrame, metric: str, horizon: int, title: str):
+    """Tornado chart of ``metric`` at ``horizon`` (rows of tornado.csv): one bar per field from the metric with
+    the field at its 5% quantile to the metric at its 95% quantile (the others at their medians), the widest
+    swing on top, the baseline (every field at its median) as a vertical line."""
+    d = tornado[(tornado["metric"] == metric) & (tornado["horizon_months"] == horizon)]
+    d = d.sort_values("swing").reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.45 * len(d)))
+    base = float(d["baseline"].iloc[0]) if len(d) else 0.0
+    for k, row in d.iterrows():
+        for value, q, color in ((row["metric_q05"], "5%", "tab:blue"), (row["metric_q95"], "95%", "tab:orange")):
+            ax.barh(k, value - base, left=base, color=color, alpha=0.8, label=f"field at its {q} quantile")
+    ax.axvline(base, color="0.2", linewidth=1.2, label=f"baseline (medians) {base:.4g}")
+    ax.set_yticks(range(len(d)), d["field"])
+    ax.set_xlabel(metric)
+    ax.set_title(title, fontsize=9)
+    handles, names = ax.get_legend_handles_labels()
+    unique = dict(zip(names, handles))
+    ax.legend(unique.values(), unique.keys(), fontsize=7, loc="best")
+    ax.grid(alpha=0.3, axis="x")
+    fig.tight_layout()
+    return fig
