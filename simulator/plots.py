@@ -142,3 +142,44 @@ def tornado_figure(tornado: pd.DataFrame, metric: str, horizon: int, title: str)
     ax.grid(alpha=0.3, axis="x")
     fig.tight_layout()
     return fig
+
+
+def solve_figure(table: pd.DataFrame, meta: dict, title: str):
+    """The metric along a reverse-stress search (solve.csv): one field: the metric (+- 1.96 SE) at each value
+    tried, numbered in order, the target and the answer with its interval; several fields: the path in the
+    first two fields' plane, then the metric at each HL-RF iterate against the target."""
+    metric, target, answer = meta["metric"], meta["target"], meta["answer"]
+    fields = list(meta["ranges"])
+    se = table[f"{metric}_se"] * 1.96
+    if len(fields) == 1:
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        x = table[fields[0]]
+        ax.errorbar(x, table[metric], yerr=se, fmt="o", color="tab:blue", capsize=3, label=f"{metric} (+- 1.96 SE)")
+        for k, (xi, yi) in enumerate(zip(x, table[metric])):
+            ax.annotate(str(k), (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        ax.axhline(target, color="0.3", linestyle="--", linewidth=1, label=f"target {target:g}")
+        if answer.get("crossed"):
+            ax.axvspan(answer["low"], answer["high"], color="tab:orange", alpha=0.25, label="95% interval")
+            ax.axvline(answer["value"], color="tab:orange", label=f"crossing {answer['value']:.4g}")
+        ax.set_xlabel(fields[0])
+        ax.set_ylabel(metric)
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    else:
+        fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.5))
+        it = table[table["iterate"].notna()]
+        ax.scatter(table[fields[0]], table[fields[1]], c=table[metric], cmap="viridis", s=18)
+        ax.plot(it[fields[0]], it[fields[1]], "-o", color="tab:red", label="HL-RF iterates")
+        ax.set_xlabel(fields[0])
+        ax.set_ylabel(fields[1])
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+        bx.errorbar(it["iterate"], it[metric], yerr=se[it.index], fmt="o-", capsize=3, label=metric)
+        bx.axhline(target, color="0.3", linestyle="--", linewidth=1, label=f"target {target:g}")
+        bx.set_xlabel("iterate")
+        bx.set_ylabel(metric)
+        bx.legend(fontsize=7)
+        bx.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -239,7 +239,8 @@ class SensitivityResult:
                 f"{self.scenario.name}: {m['tornado_metric']} at {m['tornado_horizon']} months, "
                 f"fields from their 5% to 95% quantiles"
             )
-            save_figure(tornado_figure(self.tornado, m["tornado_metric"], m["tornado_horizon"], title), tmp / "tornado.png")
+            figure = tornado_figure(self.tornado, m["tornado_metric"], m["tornado_horizon"], title)
+            save_figure(figure, tmp / "tornado.png")
             (tmp / "meta.json").write_text(json.dumps(self.meta, indent=2, default=str))
 
         return write_folder(out_dir, write, force)

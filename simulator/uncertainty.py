@@ -312,7 +312,7 @@ def _field_name(root, path: str) -> str | None:
     node, field = root, None
     try:
         for part in path.split("."):
-            if isinstance(node, list):
+            if isinstance(node, list) and field == "corr":  # a correlation matrix's entry stays fixed
                 return None
             field = part if isinstance(node, BaseModel) else field
             node = _child(node, part)
