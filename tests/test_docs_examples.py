@@ -5,7 +5,8 @@ line), continuation lines joined. Each page runs in its own temporary folder hol
 and ``simulator/data/``, its commands in page order (``capsim init my-scenarios`` before ``capsim validate
 my-scenarios/``), at small path counts (`capsim sensitivity` at 4 base samples). A page marks a command it
 shows but that this test must not run with an HTML comment on the line before the block, ``<!-- not run in
-the docs test: TEXT (why) -->``: the block's lines containing TEXT are skipped. ``NOT_RUN`` lists every skipped line, so a new marker is a visible change.
+the docs test: TEXT (why) -->``: the block's lines containing TEXT are skipped. ``NOT_RUN`` lists every
+skipped line, so a new marker is a visible change.
 """
 
 from __future__ import annotations
