@@ -202,3 +202,14 @@ def test_bad_input_exits_2_naming_the_field(tmp_path, args, field):
     assert res.exit_code == 2, res.output
     assert field in res.output and "Traceback" not in res.output
     assert not out.exists()
+
+
+def test_sensitivity_without_uncertain_field_exits_2(tmp_path):
+    import yaml
+
+    path = tmp_path / "plain.yaml"
+    path.write_text(yaml.safe_dump(case()))
+    out = tmp_path / "out"
+    res = CliRunner().invoke(main, ["sensitivity", str(path), "--samples", "2", "--out", str(out)])
+    assert res.exit_code == 2 and "no uncertain field" in res.output and "--vary" in res.output
+    assert not out.exists()
