@@ -284,6 +284,12 @@ def sensitivity(
     wanted = sorted(set(horizons)) if horizons else scenario.report_months_for(H)
     if not 1 <= H <= scenario.horizon_months:
         raise SensitivityError(f"horizon {H} months: give horizons in 1..{scenario.horizon_months} (the file's)")
+    kept = scenario.report_months_for(H)
+    if missing := [h for h in wanted if h not in kept]:
+        raise SensitivityError(
+            f"horizon {missing[0]} months: paths are kept at the report horizons {kept} of a run to {H} months; "
+            "choose among them, or add it to the file's report_months"
+        )
     G = int(draw_paths or (1024 if supports_draw_paths() else BLOCK_PATHS))
     if not supports_draw_paths():
         G = BLOCK_PATHS

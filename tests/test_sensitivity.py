@@ -213,3 +213,12 @@ def test_sensitivity_without_uncertain_field_exits_2(tmp_path):
     res = CliRunner().invoke(main, ["sensitivity", str(path), "--samples", "2", "--out", str(out)])
     assert res.exit_code == 2 and "no uncertain field" in res.output and "--vary" in res.output
     assert not out.exists()
+
+
+def test_a_horizon_that_is_not_kept_exits_2(tmp_path):
+    import yaml
+
+    path = tmp_path / "case.yaml"
+    path.write_text(yaml.safe_dump(uncertain_case()))
+    res = CliRunner().invoke(main, ["sensitivity", str(path), "--samples", "2", "--horizon", "2", "--horizon", "3"])
+    assert res.exit_code == 2 and "horizon 2 months" in res.output
