@@ -46,6 +46,10 @@ _LAZY = {
     "ScenarioError": (".scenario", "ScenarioError"),
     "load_scenario": (".scenario", "load_scenario"),
     "parse_scenario": (".scenario", "parse_scenario"),
+    "sensitivity": (".sensitivity", "sensitivity"),  # the function, as for sweep
+    "SensitivityError": (".sensitivity", "SensitivityError"),
+    "solve": (".solve", "solve"),
+    "SolveError": (".solve", "SolveError"),
     "sweep": (".sweep", "sweep"),
     "SweepError": (".sweep", "SweepError"),
     "with_parameter_draws": (".uncertainty", "with_parameter_draws"),

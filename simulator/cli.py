@@ -1327,3 +1327,10 @@ def backtest_cmd(
 from .cli_data import data as _data_group  # noqa: E402
 
 main.add_command(_data_group)
+
+# `capsim sensitivity` and `capsim solve` (simulator/cli_stress.py)
+from .cli_stress import sensitivity_cmd as _sensitivity_cmd  # noqa: E402
+from .cli_stress import solve_cmd as _solve_cmd  # noqa: E402
+
+main.add_command(_sensitivity_cmd)
+main.add_command(_solve_cmd)

@@ -119,3 +119,67 @@ def sweep_figure(
         fig.colorbar(mesh, ax=axes[0].tolist(), label=f"{beats}; black line: 0.5")
     fig.suptitle(title)
     return fig
+
+
+def tornado_figure(tornado: pd.DataFrame, metric: str, horizon: int, title: str):
+    """Tornado chart of ``metric`` at ``horizon`` (rows of tornado.csv): one bar per field from the metric with
+    the field at its 5% quantile to the metric at its 95% quantile (the others at their medians), the widest
+    swing on top, the baseline (every field at its median) as a vertical line."""
+    d = tornado[(tornado["metric"] == metric) & (tornado["horizon_months"] == horizon)]
+    d = d.sort_values("swing").reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.45 * len(d)))
+    base = float(d["baseline"].iloc[0]) if len(d) else 0.0
+    for k, row in d.iterrows():
+        for value, q, color in ((row["metric_q05"], "5%", "tab:blue"), (row["metric_q95"], "95%", "tab:orange")):
+            ax.barh(k, value - base, left=base, color=color, alpha=0.8, label=f"field at its {q} quantile")
+    ax.axvline(base, color="0.2", linewidth=1.2, label=f"baseline (medians) {base:.4g}")
+    ax.set_yticks(range(len(d)), d["field"])
+    ax.set_xlabel(metric)
+    ax.set_title(title, fontsize=9)
+    handles, names = ax.get_legend_handles_labels()
+    unique = dict(zip(names, handles))
+    ax.legend(unique.values(), unique.keys(), fontsize=7, loc="best")
+    ax.grid(alpha=0.3, axis="x")
+    fig.tight_layout()
+    return fig
+
+
+def solve_figure(table: pd.DataFrame, meta: dict, title: str):
+    """The metric along a reverse-stress search (solve.csv): one field: the metric (+- 1.96 SE) at each value
+    tried, numbered in order, the target and the answer with its interval; several fields: the path in the
+    first two fields' plane, then the metric at each HL-RF iterate against the target."""
+    metric, target, answer = meta["metric"], meta["target"], meta["answer"]
+    fields = list(meta["ranges"])
+    se = table[f"{metric}_se"] * 1.96
+    if len(fields) == 1:
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        x = table[fields[0]]
+        ax.errorbar(x, table[metric], yerr=se, fmt="o", color="tab:blue", capsize=3, label=f"{metric} (+- 1.96 SE)")
+        for k, (xi, yi) in enumerate(zip(x, table[metric])):
+            ax.annotate(str(k), (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        ax.axhline(target, color="0.3", linestyle="--", linewidth=1, label=f"target {target:g}")
+        if answer.get("crossed"):
+            ax.axvspan(answer["low"], answer["high"], color="tab:orange", alpha=0.25, label="95% interval")
+            ax.axvline(answer["value"], color="tab:orange", label=f"crossing {answer['value']:.4g}")
+        ax.set_xlabel(fields[0])
+        ax.set_ylabel(metric)
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    else:
+        fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.5))
+        it = table[table["iterate"].notna()]
+        ax.scatter(table[fields[0]], table[fields[1]], c=table[metric], cmap="viridis", s=18)
+        ax.plot(it[fields[0]], it[fields[1]], "-o", color="tab:red", label="HL-RF iterates")
+        ax.set_xlabel(fields[0])
+        ax.set_ylabel(fields[1])
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+        bx.errorbar(it["iterate"], it[metric], yerr=se[it.index], fmt="o-", capsize=3, label=metric)
+        bx.axhline(target, color="0.3", linestyle="--", linewidth=1, label=f"target {target:g}")
+        bx.set_xlabel("iterate")
+        bx.set_ylabel(metric)
+        bx.legend(fontsize=7)
+        bx.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig

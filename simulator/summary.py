@@ -484,3 +484,54 @@ def fan_table(model: Model, months: np.ndarray) -> pd.DataFrame:
         frame["mean"] = means[name]
         frames.append(frame)
     return pd.concat(frames).sort_values(["month", "series"], kind="stable").reset_index(drop=True)
+
+
+def draw_metric_names(model: Model) -> list[str]:
+    """The per-draw figures ``draw_metrics`` gives: p_outperform, excess_median, then each asset's var95."""
+    return ["p_outperform", "excess_median", *(f"{key}_var95" for key in model.asset_keys)]
+
+
+def draw_metrics(stats: Summaries, draw_paths: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Per parameter draw of a run whose draw d holds paths [d G, (d + 1) G) (G = ``draw_paths``; n = D G paths,
+    all kept): (figures, noise), each metric name (``draw_metric_names``) -> [D, R] at the report horizons.
+
+    Figures: p_outperform (``per_draw``'s conditional estimate), the excess median (simple total returns,
+    decimals) and each asset's 95% value at risk (-q05 of its simple total return) over the draw's G paths.
+    Noise: the Monte Carlo variance of each figure within its draw: for p_outperform the batch-means variance
+    over the draw's cells of CELL_PATHS paths (NaN where a draw holds fewer than two whole cells); for the
+    quantiles, (m_even - m_odd)^2 / 4 from the figure on the draw's even and odd paths (each half has twice
+    the variance of the whole; unbiased for a mean, asymptotically for a quantile)."""
+    m = stats.model
+    D, G = len(stats.per_draw[0]), int(draw_paths)
+    if stats.n != D * G or stats.keep < D * G:
+        raise ValueError(f"draw_metrics needs the D x G = {D} x {G} paths all kept, got {stats.n} ({stats.keep} kept)")
+    i, j = m.compare
+    R = np.expm1(stats.kept_reports[:, :, : D * G].astype(np.float64)).reshape(len(m.report_months), -1, D, G)
+
+    def figures(X):  # [R, A, D, g] -> {metric: [D, R]}
+        out = {"excess_median": np.median(X[:, i] - X[:, j], axis=-1).T}
+        q05 = np.quantile(X, 0.05, axis=-1)  # [R, A, D]
+        out.update({f"{key}_var95": -q05[:, a].T for a, key in enumerate(m.asset_keys)})
+        return out
+
+    values = {"p_outperform": stats.per_draw[1], **figures(R)}
+    even, odd = figures(R[..., 0::2]), figures(R[..., 1::2])
+    noise = {name: (even[name] - odd[name]) ** 2 / 4 for name in even}
+    noise["p_outperform"] = _cell_noise(stats, D, G)
+    return values, noise
+
+
+def _cell_noise(stats: Summaries, D: int, G: int) -> np.ndarray:
+    """[D, R] batch-means variance of each draw's p_outperform over its cells (NaN if a draw holds fewer than two
+    whole cells of CELL_PATHS paths)."""
+    per = G // CELL_PATHS
+    R = len(stats.model.report_months)
+    if G % CELL_PATHS or per < 2:
+        return np.full((D, R), np.nan)
+    c = stats.cells
+    paths = c["cell_paths"].reshape(-1)[: D * per].reshape(D, per)
+    fig = c["cell_fig"][..., 0].reshape(-1, R)[: D * per]  # [cells, R]
+    ctrl = c["cell_ctrl"].reshape(-1, R, c["cell_ctrl"].shape[-1])[: D * per]
+    resid = (fig - np.einsum("urc,rc->ur", ctrl, stats.beta[:, :, 0])).reshape(D, per, R)
+    means = resid / paths[..., None]  # each cell's estimate of the draw's p_outperform
+    return means.var(axis=1, ddof=1) / per

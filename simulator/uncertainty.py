@@ -72,6 +72,35 @@ def sample(dist: Dist | Dirichlet, field: str, rng: np.random.Generator, n: int)
     return 2 * b - 1 if field == "corr" else b
 
 
+def law(dist: Dist, field: str):
+    """``dist`` on ``field`` as a frozen ``scipy.stats`` distribution (a beta on ``corr`` mapped to [-1, 1]), or
+    None for a point mass (uniform [x, x], triangular [x, x, x], normal/lognormal with sd 0)."""
+    from scipy import stats  # imported when quantiles are asked for (sensitivity, solve)
+
+    a = dist.args
+    if dist.family in ("uniform", "triangular") and a[-1] == a[0]:
+        return None
+    if dist.family in ("normal", "lognormal") and a[1] == 0:
+        return None
+    if dist.family == "uniform":
+        return stats.uniform(a[0], a[1] - a[0])
+    if dist.family == "triangular":
+        return stats.triang((a[1] - a[0]) / (a[2] - a[0]), loc=a[0], scale=a[2] - a[0])
+    if dist.family == "normal":
+        return stats.norm(a[0], a[1])
+    if dist.family == "lognormal":
+        return stats.lognorm(a[1], scale=a[0])
+    return stats.beta(a[0], a[1], loc=-1, scale=2) if field == "corr" else stats.beta(a[0], a[1])
+
+
+def quantile(dist: Dist, field: str, u: np.ndarray) -> np.ndarray:
+    """The ``u``-quantiles (``u`` in (0, 1)) of ``dist`` on ``field``, in the field's unit (the inverse of its
+    distribution function; a point mass gives its value at every ``u``)."""
+    u = np.asarray(u, float)
+    frozen = law(dist, field)
+    return np.full(u.shape, dist.args[0]) if frozen is None else frozen.ppf(u)
+
+
 def field_stream(seed: int, path: str) -> np.random.Generator:
     """The NumPy generator of the uncertain field at ``path`` for a run with ``seed``."""
     return np.random.default_rng([int(seed), PARAMETER_STREAM, zlib.crc32(path.encode())])
@@ -285,7 +314,7 @@ def _field_name(root, path: str) -> str | None:
     node, field = root, None
     try:
         for part in path.split("."):
-            if isinstance(node, list):
+            if isinstance(node, list) and field == "corr":  # a correlation matrix's entry stays fixed
                 return None
             field = part if isinstance(node, BaseModel) else field
             node = _child(node, part)

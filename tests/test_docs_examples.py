@@ -3,10 +3,10 @@
 The commands are the lines of fenced ``bash`` blocks that start with ``capsim`` (or end a ``... && capsim``
 line), continuation lines joined. Each page runs in its own temporary folder holding a copy of ``scenarios/``,
 ``simulator/data/`` and ``docs/examples/`` (the pages' example scenarios), its commands in page order
-(``capsim init my-scenarios`` before ``capsim validate my-scenarios/``), at small path counts. A page marks a
-command it shows but that this test must not run with an HTML comment on the line before the block,
-``<!-- not run in the docs test: TEXT (why) -->``: the block's lines containing TEXT are skipped. ``NOT_RUN``
-lists every skipped line, so a new marker is a visible change.
+(``capsim init my-scenarios`` before ``capsim validate my-scenarios/``), at small path counts (`capsim sensitivity`
+at 4 base samples). A page marks a command it shows but that this test must not run with an HTML comment on the
+line before the block, ``<!-- not run in the docs test: TEXT (why) -->``: the block's lines containing TEXT are
+skipped. ``NOT_RUN`` lists every skipped line, so a new marker is a visible change.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ REPO = Path(__file__).resolve().parent.parent
 PAGES = ["README.md", *sorted(str(p.relative_to(REPO)) for p in (REPO / "docs").glob("*.md"))]
 SHELLS = ("bash", "sh", "shell", "console")
 MARKER = re.compile(r"<!-- not run in the docs test: (.+?) \((.+?)\) -->")
-SIMULATING = {"run", "batch", "sweep", "compare", "blend", "check"}
+SIMULATING = {"run", "batch", "sweep", "compare", "blend", "check", "solve"}
+SMALL_SAMPLES = "4"  # `capsim sensitivity --samples`: base samples of the Sobol plan
 SMALL_PATHS = {"backtest": "200", "check": "20000"}  # check: enough paths for the shipped `expect` entries
 DEFAULT_SMALL = "2000"
 
@@ -81,6 +82,8 @@ def as_test_args(command: str, folder: Path) -> tuple[list[str], Path | None]:
         target, words = folder / words[at + 1], words[:at]
     name = words[0]
     small = SMALL_PATHS.get(name, DEFAULT_SMALL)
+    if "--samples" in words:
+        words[words.index("--samples") + 1] = SMALL_SAMPLES
     if "--paths" in words:
         words[words.index("--paths") + 1] = small
     elif name in SIMULATING or name == "backtest":
