@@ -23,7 +23,7 @@ import pandas as pd
 from . import __version__
 from .errors import CapsimError
 from .run import Result, simulate, undefined_means
-from .scenario import NAME_RE, Scenario, load_scenario
+from .scenario import BLOCK_PATHS, NAME_RE, Scenario, load_scenario
 from .shipped import display_source
 from .summary import Summaries, kept_counts
 
@@ -184,6 +184,7 @@ def blend(
     model = first._replace(  # one pool: no per-draw figures even where components carry parameter uncertainty
         uncertain=False,
         n_draws=1,
+        draw_paths=BLOCK_PATHS,
         draw_parameters={},
         asset_keys=tuple(assets),
         regime_names=tuple(regimes),

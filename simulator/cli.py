@@ -22,7 +22,6 @@ from . import __version__
 from .devices import init_processes, use_compile_cache, wants_processes
 from .errors import CapsimError
 from .output import refuse_existing, refuse_existing_file, write_text_atomic
-from .params import BLOCK_PATHS
 from .scenario import ScenarioError, load_scenario
 from .shipped import (
     SCHEMA_FILE,
@@ -238,9 +237,10 @@ def print_summary(res, wide: bool = False) -> None:
         click.echo(f"* {UNDEFINED_NOTE}")
     simulated = (res.meta.get("parameter_draws") or {}).get("simulated")
     if res.model.uncertain and simulated is not None and simulated < MIN_DRAWS:
+        G = res.model.draw_paths
         click.echo(
-            f"note: the (draws 5%, 95%) intervals rest on {simulated} parameter draw(s), one per block of "
-            f"{BLOCK_PATHS:,} paths; use --paths {MIN_DRAWS * BLOCK_PATHS:,} or more for at least {MIN_DRAWS}"
+            f"note: the (draws 5%, 95%) intervals rest on {simulated} parameter draw(s), one per group of "
+            f"{G:,} paths; use --paths {MIN_DRAWS * G:,} or more for at least {MIN_DRAWS}"
         )
 
 

@@ -53,8 +53,7 @@ from .cli import (
     "--draw-paths",
     type=click.IntRange(min=2),
     default=None,
-    help="Paths per parameter draw, a power of two (default 1,024 where draws can be smaller than a block of "
-    "16,384 paths, else a block).",
+    help="Paths per parameter draw, a power of two from 8 to 16,384 (default 1,024).",
 )
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
 @click.option("--device", type=click.Choice(["cpu", "gpu", "auto"]), default="cpu", show_default=True)

@@ -27,11 +27,10 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from .engine import BLOCK_PATHS
 from .errors import CapsimError
 from .scenario import Scenario, load_scenario
 from .shipped import display_source
-from .summary import CELL_PATHS, batch_means_se
+from .summary import batch_means_se
 
 FIGURES = ("p_outperform", "excess_mean", "excess_median", "excess_q05", "excess_q95", "balance_of_risks")
 Z95 = 1.959963984540054
@@ -95,10 +94,12 @@ def density_at_median(sorted_x: np.ndarray) -> float:
 
 def paired_units(sa, sb) -> int | None | bool:
     """The independent units two paired runs' statistics (``Summaries``) share: a number of parameter draws D
-    (blocks b mod D), None for cells of paths (neither has several draws in use), or False when their draws
-    group blocks differently (then they are not paired)."""
+    (groups g mod D), None for cells of paths (neither has several draws in use), or False when their draws
+    group paths differently, or their cells differ (then they are not paired)."""
     da, db = sa.unit_draws, sb.unit_draws
-    if da is not None and db is not None and da != db:
+    if da is not None and db is not None and (da, sa.model.draw_paths) != (db, sb.model.draw_paths):
+        return False
+    if da is None and db is None and sa.model.cell_paths != sb.model.cell_paths:
         return False
     return da if da is not None else db
 
@@ -123,7 +124,8 @@ def paired_differences(sa, sb, xa: np.ndarray, xb: np.ndarray, h: int, draws: in
     fa, fb = density_at_median(np.sort(xa)), density_at_median(np.sort(xb))
     influence = (xb <= mb) / fb - (xa <= ma) / fa  # the medians' difference is -mean(influence) + const
     path = np.arange(k)
-    unit = path // CELL_PATHS if draws is None else (path // BLOCK_PATHS) % draws
+    units = sa if sa.unit_draws is not None else sb  # the run whose groups of paths give the draws
+    unit = path // units.model.cell_paths if draws is None else (path // units.model.draw_paths) % draws
     sums, counts = np.bincount(unit, weights=influence), np.bincount(unit).astype(np.float64)
     out["diff_excess_median_se"] = float(batch_means_se(sums, counts, np.asarray(influence.mean())))
     return out

@@ -31,16 +31,18 @@ STREAM_BASE = 1 << 31  # first key tag of a random stream; a run has fewer block
 
 
 class PathState(NamedTuple):
-    """Per-path state of one block (P paths, A assets; assets-major so each asset is one contiguous vector)."""
+    """Per-path state of one block (A assets; assets-major so each asset is one contiguous array). The block's
+    paths have shape ``P``: (Q, G) in the step kernel, Q groups of G paths that each share a parameter draw
+    (path q G + i is [q, i]), and (P,) in the segment kernel."""
 
-    regime: jax.Array  # [P] int32: regime of the last step
-    log_wealth: jax.Array  # [A, P] cumulative log return
-    peak: jax.Array  # [A, P] running maximum of log_wealth (starts at 0)
-    max_dd: jax.Array  # [A, P] running maximum of peak - log_wealth (log drawdown)
-    steps_in: jax.Array  # [K, P] int32: steps spent in each regime so far
-    months: jax.Array  # [M + 1, A, P] log_wealth at each month end (slot 0: month 0); [0, A, P] if not kept
-    cond_mean: jax.Array  # [A, P] mean of log_wealth given the path's regimes (and t scales): drifts + rate term
-    cond_var: jax.Array  # [A + 1, P] its variance given them, per asset, then of the compared pair's difference
+    regime: jax.Array  # [*P] int32: regime of the last step
+    log_wealth: jax.Array  # [A, *P] cumulative log return
+    peak: jax.Array  # [A, *P] running maximum of log_wealth (starts at 0)
+    max_dd: jax.Array  # [A, *P] running maximum of peak - log_wealth (log drawdown)
+    steps_in: jax.Array  # [K, *P] int32: steps spent in each regime so far
+    months: jax.Array  # [M + 1, A, *P] log_wealth at each month end (slot 0: month 0); [0, A, *P] if not kept
+    cond_mean: jax.Array  # [A, *P] mean of log_wealth given the path's regimes (and t scales): drifts + rate term
+    cond_var: jax.Array  # [A + 1, *P] its variance given them, per asset, then of the compared pair's difference
 
 
 class BlockOutput(NamedTuple):
@@ -51,17 +53,18 @@ class BlockOutput(NamedTuple):
     report_steps_in: jax.Array  # [R, K, P] int32: steps spent in each regime up to each report horizon
 
 
-def init(n_paths: int, n_assets: int, n_regimes: int, n_months: int, keep_months: bool, dtype) -> PathState:
-    zeros = jnp.zeros((n_assets, n_paths), dtype)
+def init(shape: tuple, n_assets: int, n_regimes: int, n_months: int, keep_months: bool, dtype) -> PathState:
+    """The state before step 0 of a block whose paths have ``shape`` (see ``PathState``)."""
+    zeros = jnp.zeros((n_assets, *shape), dtype)
     return PathState(
-        regime=jnp.zeros(n_paths, jnp.int32),
+        regime=jnp.zeros(shape, jnp.int32),
         log_wealth=zeros,
         peak=zeros,
         max_dd=zeros,
-        steps_in=jnp.zeros((n_regimes, n_paths), jnp.int32),
-        months=jnp.zeros((n_months + 1 if keep_months else 0, n_assets, n_paths), dtype),
+        steps_in=jnp.zeros((n_regimes, *shape), jnp.int32),
+        months=jnp.zeros((n_months + 1 if keep_months else 0, n_assets, *shape), dtype),
         cond_mean=zeros,
-        cond_var=jnp.zeros((n_assets + 1, n_paths), dtype),
+        cond_var=jnp.zeros((n_assets + 1, *shape), dtype),
     )
 
 
@@ -158,21 +161,24 @@ def chi2(key: jax.Array, dof: jax.Array, pairs: int = 0) -> jax.Array:
 
 
 def step(state: PathState, xs, *, key: jax.Array, has_tails: bool, chi2_pairs: int = 0, drawdowns: bool = True):
-    """Advance every path of a block by one step. ``xs`` = (t, StepParams slice for step t). ``chi2_pairs``:
-    see ``chi2``. ``drawdowns``: update them after the step (else the caller does, less often)."""
+    """Advance every path of a block by one step. ``xs`` = (t, StepParams slice for step t, each table with
+    trailing axes [Q, 1]: group q's parameter draw; ``month_slot`` a scalar). The paths are [Q, G] (``PathState``);
+    their random numbers are drawn flat, path q G + i at [q, i], so they do not depend on G. ``chi2_pairs``: see
+    ``chi2``. ``drawdowns``: update them after the step (else the caller does, less often)."""
     t, p = xs
-    K, A = p.drift.shape
-    n_paths = state.regime.shape[0]
+    K, A = p.drift.shape[:2]
+    shape = state.regime.shape
+    n_paths = state.regime.size
     key_t = jax.random.fold_in(key, t)
     u, z = draw(key_t, 1, A, n_paths, state.log_wealth.dtype)
-    u = u[0]
+    u, z = u[0].reshape(shape), z.reshape((A, *shape))
 
     # Regime move into step t: count the cumulative-row thresholds the uniform passes. The count is a reduction
     # (over a zero row too, so that it stays one when K = 2) and XLA materialises it once; an elementwise count
     # is recomputed inside every consumer, where the per-step threshold lookup stops LLVM vectorising (2x slower).
     masks = [state.regime == k for k in range(K)]
     passed = [u >= select(masks, p.cum_trans[:, j]) for j in range(K - 1)]
-    regime = jnp.sum(jnp.stack(passed + [jnp.zeros(n_paths, bool)]), axis=0, dtype=jnp.int32)
+    regime = jnp.sum(jnp.stack(passed + [jnp.zeros(shape, bool)]), axis=0, dtype=jnp.int32)
     masks = [regime == k for k in range(K)]
 
     # Per asset row a: drift + rate shift + sum_b loading[a, b] z_b, where loading = vol * sqrt(dt) * Cholesky
@@ -181,8 +187,8 @@ def step(state: PathState, xs, *, key: jax.Array, has_tails: bool, chi2_pairs: i
     if has_tails:
         finite = jnp.isfinite(p.tails)
         # one draw per path (with one regime, select returns an unbroadcast scalar); 4.0: placeholder, Gaussian
-        nu = jnp.broadcast_to(select(masks, jnp.where(finite, p.tails, 4.0)), (n_paths,))
-        w = chi2(jax.random.fold_in(key_t, 1), nu, chi2_pairs)
+        nu = jnp.broadcast_to(select(masks, jnp.where(finite, p.tails, 4.0)), shape)
+        w = chi2(jax.random.fold_in(key_t, 1), nu.reshape(-1), chi2_pairs).reshape(shape)
         scale2 = jnp.where(select(masks, finite), (nu - 2.0) / w, 1.0)
         scale = jnp.sqrt(scale2)
     rows, means, variances = [], [], []
@@ -313,11 +319,13 @@ def simulate_block(
     after every step with ``drawdowns_each_step`` (step kernel only), else at chunk ends. ``pair``: the
     compared assets' indices (``conditional_figures``).
     """
-    state = init(n_paths, params.shift.shape[-1], params.drift.shape[1], n_months, keep_months, params.shift.dtype)
-    if kernel == "step":
+    if kernel == "step":  # tables [T, ..., Q, 1]: paths [Q, G]
+        shape = (params.shift.shape[-2], n_paths // params.shift.shape[-2])
         body = partial(step, key=key, has_tails=has_tails, chi2_pairs=chi2_pairs, drawdowns=drawdowns_each_step)
     else:
+        shape = (n_paths,)
         body = partial(segment_step, key=key, count_bits=count_bits)
+    state = init(shape, params.shift.shape[1], params.drift.shape[1], n_months, keep_months, params.shift.dtype)
     xs = jax.tree.map(
         lambda x: x.reshape((report_ends[-1] // chunk, chunk) + x.shape[1:]),
         (jnp.arange(params.shift.shape[0], dtype=jnp.uint32), params),
@@ -330,8 +338,10 @@ def simulate_block(
         return state, (state.log_wealth, state.max_dd, state.cond_mean, state.cond_var, state.steps_in)
 
     state, recorded = jax.lax.scan(run_chunk, state, xs)
-    log_wealth, max_dd, cond_mean, cond_var, steps_in = (x[np.asarray(report_ends) // chunk - 1] for x in recorded)
-    return BlockOutput(log_wealth, max_dd, state.months, conditional_figures(cond_mean, cond_var, pair), steps_in)
+    flat = partial(jax.tree.map, lambda x: x.reshape(x.shape[: x.ndim - len(shape)] + (n_paths,)))  # paths [P]
+    at_reports = [x[np.asarray(report_ends) // chunk - 1] for x in recorded]
+    log_wealth, max_dd, cond_mean, cond_var, steps_in = flat(at_reports)
+    return BlockOutput(log_wealth, max_dd, flat(state.months), conditional_figures(cond_mean, cond_var, pair), steps_in)
 
 
 @functools.lru_cache(maxsize=32)
@@ -359,7 +369,8 @@ def block_runner(devices: tuple, side_by_side: bool = False, per_block: bool = F
 class GroupCall(NamedTuple):
     """How one group of blocks is simulated: the jitted runner, its parameter tables, blocks per call, the
     shardings of replicated and per-block arguments, and ``per_block``: the tables are per parameter draw (on
-    the host; a call gets row b mod D for block b, see ``call_params``), else shared (on the devices)."""
+    the host, [D_used, T, ...]; a call gets each block's groups' rows, see ``call_params``), else shared (on
+    the devices). ``groups``: parameter groups per block (Q = BLOCK_PATHS / Model.draw_paths)."""
 
     runner: object
     params: object
@@ -367,14 +378,26 @@ class GroupCall(NamedTuple):
     same: jax.sharding.NamedSharding
     spread: jax.sharding.NamedSharding
     per_block: bool
+    groups: int
+
+
+def grouped(x: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """Per-draw table ``x`` [D_used, T, ...] as the step kernel takes it for the groups' ``draws`` [..., Q]:
+    [..., T, ..., Q, 1] (each step's slice ends in the groups' axis, broadcasting over the G paths of a group)."""
+    return np.moveaxis(x[draws], draws.ndim - 1, -1)[..., None]
 
 
 def call_params(call: GroupCall, ids: np.ndarray, n_draws: int):
-    """The parameter tables of one call of blocks ``ids``: block b's row b mod ``n_draws``, gathered here so
-    that the compiled shape does not depend on the number of draws; shared tables as they are."""
+    """The parameter tables of one call of blocks ``ids``: group g (= b Q + q) of block b gets row g mod
+    ``n_draws`` of the per-draw tables, gathered here so that the compiled shape does not depend on the number of
+    draws (groups past the run's paths, which simulate only padding, take any row); shared tables as they are."""
     if not call.per_block:
         return call.params
-    return jax.device_put(type(call.params)(*(x[ids % n_draws] for x in call.params)), call.spread)
+    Q, x = call.groups, call.params
+    draws = (ids[:, None].astype(np.int64) * Q + np.arange(Q)) % n_draws % len(x.drift)  # [per_call, Q]
+    tables = x._replace(**{k: grouped(v, draws) for k, v in x._asdict().items() if k != "month_slot"})
+    tables = tables._replace(month_slot=np.broadcast_to(x.month_slot[0], (len(ids),) + x.month_slot.shape[1:]))
+    return jax.device_put(tables, call.spread)
 
 
 def block_groups(blocks, month_paths: int) -> list[tuple[list[int], bool]]:
@@ -414,11 +437,12 @@ def group_call(
         ends, chunk = tuple(m // G for m in model.report_months), 1
     used = tuple(devices)[:n_blocks]  # no device left with only padding to simulate
     per_device = max(1, min(blocks_per_call, -(-n_blocks // len(used))))
-    # StepParams of an uncertain scenario: a set per parameter draw, a row per block. Else one set shared by
+    # StepParams of an uncertain scenario: a set per parameter draw, gathered per call. Else one set shared by
     # every block (the segment tables too: the exact method runs one parameter set).
     per_block = kernel == "step" and model.uncertain
-    if kernel == "step" and not per_block:
-        tables = model.point_steps
+    if kernel == "step" and not per_block:  # one group of a whole block: tables [T, ..., 1, 1]
+        p = model.point_steps
+        tables = p._replace(**{k: v[..., None, None] for k, v in p._asdict().items() if k != "month_slot"})
     mesh, runner = block_runner(
         used,
         side_by_side,
@@ -440,7 +464,7 @@ def group_call(
     params = type(tables)(*[np.asarray(a, dtype=dtype if a.dtype.kind == "f" else a.dtype) for a in tables])
     if not per_block:
         params = jax.device_put(params, same)
-    return GroupCall(runner, params, per_device * len(used), same, spread, per_block)
+    return GroupCall(runner, params, per_device * len(used), same, spread, per_block, BLOCK_PATHS // model.draw_paths)
 
 
 _compiling: dict = {}  # kernel and argument shapes -> set once compiled (compile_blocks)
@@ -514,10 +538,10 @@ def run_blocks(
 ):
     """Simulate the logical ``blocks`` (indices into the ceil(n_paths / BLOCK_PATHS) blocks of the run).
 
-    Yields (block index, n_valid_paths, BlockOutput as numpy) per block. Block b simulates with parameter
-    draw b mod ``model.n_draws``: row b mod D of ``model.steps``, passed in with the block. Blocks holding any
-    of the first ``month_paths`` paths also return every month end (a separate compile; other blocks skip that
-    buffer).
+    Yields (block index, n_valid_paths, BlockOutput as numpy) per block. Group g of paths (paths [g G, (g + 1) G)
+    of the run, G = ``model.draw_paths``) simulates with parameter draw g mod D: row g mod D of ``model.steps``,
+    passed in with its block (``call_params``). Blocks holding any of the first ``month_paths`` paths also return
+    every month end (a separate compile; other blocks skip that buffer).
     Each call gives every device ``blocks_per_call`` blocks (fewer if the group has fewer; a group of fewer
     blocks than devices uses as many devices as blocks), one after the other or all ``side_by_side`` (see
     ``block_runner``). ``method``: 'step' (per-step scan, any scenario) or 'exact' (Gaussian regimes; see

@@ -1,8 +1,8 @@
 """Model parameters: a validated scenario resolved into per-step arrays for the engine (docs/model.md).
 
 Step t covers months [t/m, (t+1)/m) with m = steps per month; phase overrides apply to the steps whose
-start month t/m lies in the phase window. Every array is indexed by parameter draw, then step: a block gets its
-draw's arrays and the engine scans over steps without ever looking up a phase.
+start month t/m lies in the phase window. Every array is indexed by parameter draw, then step: a group of paths
+gets its draw's arrays and the engine scans over steps without ever looking up a phase.
 """
 
 from __future__ import annotations
@@ -15,9 +15,12 @@ import numpy as np
 from .drivers import apply_drivers
 from .errors import CapsimError
 from .scenario import (
+    BLOCK_PATHS,
+    DEFAULT_DRAW_PATHS,
     Scenario,
     base_matrix,
     corr_matrix,
+    draw_paths_problem,
     merge_override,
     phase_matrix,
     resolve,
@@ -25,12 +28,25 @@ from .scenario import (
 )
 from .uncertainty import draw_scenarios, draw_values, n_draws
 
-BLOCK_PATHS = 1 << 14  # paths per logical block: the unit of randomness; a multiple of 8 for fast sampling
+CELL_PATHS = BLOCK_PATHS // 16  # paths per cell (summaries' unit of standard errors) when a draw holds more
 
 
 def n_blocks(n_paths: int) -> int:
     """Blocks of ``BLOCK_PATHS`` that hold ``n_paths`` paths (the last one may be partly filled)."""
     return -(-int(n_paths) // BLOCK_PATHS)
+
+
+def draw_paths_for(sc: Scenario, draw_paths: int | None = None) -> int:
+    """G, the paths per parameter draw: ``draw_paths``, else the file's ``uncertainty.draw_paths``, else
+    DEFAULT_DRAW_PATHS; a whole block (``BLOCK_PATHS``) for a scenario without uncertainty."""
+    if not sc.is_uncertain:
+        return BLOCK_PATHS
+    if draw_paths is None and sc.uncertainty is not None:
+        draw_paths = sc.uncertainty.draw_paths
+    G = DEFAULT_DRAW_PATHS if draw_paths is None else draw_paths
+    if problem := draw_paths_problem(G):
+        raise CapsimError(f"draw_paths: {problem}")
+    return int(G)
 
 
 class StepParams(NamedTuple):
@@ -70,12 +86,14 @@ class SegmentParams(NamedTuple):
 class Model(NamedTuple):
     """Everything the engine and the summaries need to know about one run shape.
 
-    ``steps`` holds one parameter set per draw (leading axis, D_used = min(D, blocks) sets; one without
-    uncertainty); block b of a run simulates with set b mod ``n_draws``. The matrices below are those of the
-    scenario with every distribution at its centre (docs/scenarios.md)."""
+    Paths come in groups of ``draw_paths`` (G) consecutive paths, a whole number of them per block; ``steps``
+    holds one parameter set per draw (leading axis, D_used = min(D, groups) sets; one without uncertainty), and
+    group g of a run (paths [g G, (g + 1) G)) simulates with set g mod ``n_draws``. The matrices below are those
+    of the scenario with every distribution at its centre (docs/scenarios.md)."""
 
     steps: StepParams  # [D_used, T, ...]
-    n_draws: int  # D: block b uses draw b mod D
+    n_draws: int  # D: group g uses draw g mod D
+    draw_paths: int  # G: paths per group (BLOCK_PATHS without uncertainty)
     uncertain: bool  # whether the scenario carries parameter uncertainty
     draw_parameters: dict  # dotted field path -> [D_used] values of each draw (empty without uncertainty)
     steps_per_year: int
@@ -95,6 +113,12 @@ class Model(NamedTuple):
     @property
     def n_steps(self) -> int:
         return self.month_steps[-1]
+
+    @property
+    def cell_paths(self) -> int:
+        """Paths per cell of the summaries: CELL_PATHS, or half a group when a group is smaller (every cell
+        then lies in one draw, and every draw holds at least two cells)."""
+        return min(CELL_PATHS, self.draw_paths // 2)
 
     @property
     def point_steps(self) -> StepParams:
@@ -165,10 +189,12 @@ def semidefinite_cholesky(C: np.ndarray) -> np.ndarray:
     return L
 
 
-def build_model(sc: Scenario, horizon_months: int | None = None, *, n_paths: int = 1, seed: int = 0) -> Model:
+def build_model(
+    sc: Scenario, horizon_months: int | None = None, *, n_paths: int = 1, seed: int = 0, draw_paths: int | None = None
+) -> Model:
     """Resolve ``sc`` into per-step arrays for a run of ``horizon_months`` (default: the file's). With parameter
-    uncertainty, one set of arrays per draw that a run of ``n_paths`` paths with ``seed`` uses
-    (``simulator.uncertainty``)."""
+    uncertainty, one set of arrays per draw that a run of ``n_paths`` paths with ``seed`` uses, a draw per group
+    of ``draw_paths`` paths (``draw_paths_for``; ``simulator.uncertainty``)."""
     H = int(horizon_months or sc.horizon_months)
     if H < 1:
         raise CapsimError(f"horizon_months must be at least 1, got {H}")
@@ -177,8 +203,10 @@ def build_model(sc: Scenario, horizon_months: int | None = None, *, n_paths: int
     month_steps = tuple(steps_to_month(h, f) for h in range(H + 1))
     reports = tuple(sc.report_months_for(H))
     centre = resolve(sc, {})  # the scenario itself when it has no distributions
-    D = n_draws(sc, n_blocks(n_paths))
-    values = draw_values(sc, seed, min(D, n_blocks(n_paths))) if sc.is_uncertain else {}
+    G = draw_paths_for(sc, draw_paths)
+    groups = -(-int(n_paths) // G)
+    D = n_draws(sc, groups)
+    values = draw_values(sc, seed, min(D, groups)) if sc.is_uncertain else {}
     first, second = sc.compare_pair
     pair = (assets.index(first), assets.index(second))
     report_steps = [month_steps[h] for h in reports]
@@ -189,6 +217,7 @@ def build_model(sc: Scenario, horizon_months: int | None = None, *, n_paths: int
     return Model(
         steps=steps,
         n_draws=D,
+        draw_paths=G,
         uncertain=sc.is_uncertain,
         draw_parameters=values,
         steps_per_year=f,

@@ -20,7 +20,16 @@ from .devices import process_blocks, resolve_devices, sum_over_processes
 from .engine import BLOCK_PATHS, compile_blocks, run_blocks
 from .errors import CapsimError
 from .output import read_csv_exact, write_folder
-from .params import Model, build_model, exact_method_problem, exact_segment_months, n_blocks, steps_to_month
+from .params import (
+    CELL_PATHS,
+    Model,
+    build_model,
+    draw_paths_for,
+    exact_method_problem,
+    exact_segment_months,
+    n_blocks,
+    steps_to_month,
+)
 from .scenario import (
     MAX_HORIZON_MONTHS,
     UNDEFINED_UNDER_TAILS,
@@ -280,6 +289,7 @@ def simulate(
     fan_in_background: bool = True,
     progress=None,
     stream: int | None = None,
+    draw_paths: int | None = None,
 ) -> Result:
     """Simulate ``n_paths`` paths of ``scenario`` and summarise them.
 
@@ -298,13 +308,15 @@ def simulate(
     only when ``fan()`` is first called (for callers that never need it, such as ``sweep``; the same numbers).
     ``progress(paths_done)`` is called as blocks finish. ``stream``: a random stream other than the seed's
     own (``blend`` gives each component one), so runs of one seed on different streams share no paths.
+    ``draw_paths``: paths per parameter draw G of an uncertain scenario (a power of two from 8 to 16,384; default
+    the file's ``uncertainty.draw_paths``, else 256); ignored without uncertainty.
     """
     n_paths, seed = int(n_paths), int(seed)
     if batch_paths is not None and not 1 <= int(batch_paths) <= MAX_BATCH_PATHS:
         raise CapsimError(
             f"batch_paths must lie in 1..{MAX_BATCH_PATHS:,} (paths per call and device), got {batch_paths}"
         )
-    run = plan(scenario, n_paths, seed, horizon_months, device, devices, precision, method)
+    run = plan(scenario, n_paths, seed, horizon_months, device, devices, precision, method, draw_paths)
     model, method, segment, devs = run
     engine = engine_arguments(run, n_paths, precision, batch_paths)
     t0 = time.perf_counter()
@@ -340,6 +352,7 @@ def simulate(
         "method": method,
         "parameter_draws": {
             "draws": model.n_draws,
+            "draw_paths": model.draw_paths,
             "simulated": len(model.steps.drift),
             "fields": list(model.draw_parameters),
             "given": scenario.draw_values is not None,
@@ -389,6 +402,7 @@ def plan(
     devices: int | str = "all",
     precision: int = 32,
     method: str = "step",
+    draw_paths: int | None = None,
 ) -> Plan:
     """Check ``simulate``'s arguments for ``scenario`` without simulating (``CapsimError``, ``DeviceError``,
     ``MethodError``), and resolve them: what batch and sweep call for every scenario before running any."""
@@ -399,8 +413,8 @@ def plan(
     if not 0 <= int(seed) < 2**32:
         raise CapsimError(f"seed must lie in 0..2**32-1, got {seed}")
     devs = resolve_devices(device, devices)
-    check_size(scenario, int(n_paths), horizon_months, precision)
-    model = build_model(scenario, horizon_months, n_paths=int(n_paths), seed=int(seed))
+    check_size(scenario, int(n_paths), horizon_months, precision, draw_paths)
+    model = build_model(scenario, horizon_months, n_paths=int(n_paths), seed=int(seed), draw_paths=draw_paths)
     return Plan(model, *resolve_method(model, method, scenario.source), devs)
 
 
@@ -408,7 +422,9 @@ MAX_BLOCKS = 1 << 31  # blocks of a run: their indices stay below engine.STREAM_
 MAX_BATCH_PATHS = 1024 * BLOCK_PATHS  # paths per compiled call and device (16,777,216)
 
 
-def check_size(scenario: Scenario, n_paths: int, horizon_months: int | None, precision: int) -> None:
+def check_size(
+    scenario: Scenario, n_paths: int, horizon_months: int | None, precision: int, draw_paths: int | None = None
+) -> None:
     """Refuse, before any work, a run that cannot finish or fit: a horizon past ``MAX_HORIZON_MONTHS`` or
     whose log returns overflow (``overflow_problems``), more than ``MAX_BLOCKS`` blocks, or more memory held at
     once (``held_bytes``) than this machine has. Paths beyond memory run in blocks: only what is held counts."""
@@ -425,7 +441,7 @@ def check_size(scenario: Scenario, n_paths: int, horizon_months: int | None, pre
         raise CapsimError(
             f"{source}: {n_paths:,} paths are more than {MAX_BLOCKS * BLOCK_PATHS:,}, the most one run can number"
         )
-    need, have = held_bytes(scenario, n_paths, H, precision), memory_bytes()
+    need, have = held_bytes(scenario, n_paths, H, precision, draw_paths), memory_bytes()
     if need > have:
         raise CapsimError(
             f"{source}: {n_paths:,} paths over {H} months need about {need / 1e9:,.1f} GB held at once (per-block "
@@ -435,19 +451,24 @@ def check_size(scenario: Scenario, n_paths: int, horizon_months: int | None, pre
         )
 
 
-def held_bytes(scenario: Scenario, n_paths: int, horizon_months: int, precision: int) -> int:
-    """Bytes a run holds at once, estimated from its size alone (docs/outputs.md, Memory): per-block sums
-    (float64), the kept report values and fan paths, and one set of per-step parameter tables per draw."""
+def held_bytes(
+    scenario: Scenario, n_paths: int, horizon_months: int, precision: int, draw_paths: int | None = None
+) -> int:
+    """Bytes a run holds at once, estimated from its size alone (docs/outputs.md, Memory): per-block sums and
+    per-cell sums (float64), the kept report values and fan paths, and one set of per-step parameter tables
+    per draw (a draw per group of ``draw_paths`` paths, ``params.draw_paths_for``)."""
     R = len(scenario.report_months_for(horizon_months))
     A, K = len(scenario.assets), len(scenario.regimes)
     T = steps_to_month(horizon_months, scenario.steps_per_year)
     blocks, item = n_blocks(n_paths), precision // 8
     keep = min(n_paths, MAX_KEEP_PATHS)
+    G = draw_paths_for(scenario, draw_paths)
     draws = 1
     if scenario.is_uncertain:
-        u = scenario.uncertainty
-        draws = min(blocks, u.draws if u is not None and u.draws is not None else blocks)
-    per_block = 8 * (2 * R * A + 4 * R + R * K + 1)
+        u, groups = scenario.uncertainty, -(-n_paths // G)
+        draws = min(groups, u.draws if u is not None and u.draws is not None else groups)
+    cells = BLOCK_PATHS // min(CELL_PATHS, G // 2)
+    per_block = 8 * (2 * R * A + 4 * R + R * K + 1) + 8 * cells * (R * (A + K + 1) + 1)
     tables = draws * T * (K * K + K * A + K * A * A + K + A) * 8
     fan = min(min(keep, FAN_PATHS) * A * (horizon_months + 1) * item, FAN_BUDGET_BYTES)
     return blocks * per_block + 2 * R * A * keep * item + fan + tables
@@ -502,11 +523,12 @@ def compile_ahead(
     precision: int = 32,
     method: str = "step",
     batch_paths: int | None = None,
+    draw_paths: int | None = None,
 ) -> None:
     """Compile the kernels that ``simulate`` with these arguments runs, without simulating: ``batch`` compiles
     the next scenarios in threads while one runs. Thread-safe; the numbers never change."""
     n_paths = int(n_paths)
-    run = plan(scenario, n_paths, seed, horizon_months, device, devices, precision, method)
+    run = plan(scenario, n_paths, seed, horizon_months, device, devices, precision, method, draw_paths)
     with jax.enable_x64(precision == 64):
         blocks = process_blocks(-(-n_paths // BLOCK_PATHS))
         compile_blocks(run.model, n_paths, blocks, **engine_arguments(run, n_paths, precision, batch_paths))

@@ -51,6 +51,9 @@ MAX_HORIZON_MONTHS = 1200  # 100 years: 25,200 daily steps
 MAX_REGIMES = 16
 MAX_ASSETS = 16
 MAX_DRAWS = 1_000_000  # uncertainty.draws
+BLOCK_PATHS = 1 << 14  # paths per engine block: the unit of randomness (simulator.params)
+MIN_DRAW_PATHS = 8  # uncertainty.draw_paths: a power of two in MIN_DRAW_PATHS..BLOCK_PATHS
+DEFAULT_DRAW_PATHS = 256  # paths per parameter draw by default (benchmarks/RESULTS.md, `groups`)
 MAX_RATE_PERCENT = 10_000.0  # |rate knot|, percent
 MAX_LOG_RETURN = 85.0  # |log return| over the horizon: float32's exp overflows past 88.7
 OVERFLOW_SIGMAS = 6  # standard deviations of the log return counted towards that bound
@@ -324,8 +327,12 @@ class Uncertainty(_Strict):
 
     draws: Int | None = Field(
         None,
-        description="Number of parameter draws D: block b of 16,384 paths gets draw b mod D (default: one draw "
-        "per block; with a posterior file, every draw in it).",
+        description="Number of parameter draws D: group g of draw_paths paths gets draw g mod D (default: one "
+        "draw per group; with a posterior file, every draw in it).",
+    )
+    draw_paths: Int | None = Field(
+        None,
+        description="Paths per parameter draw G (a group of paths): a power of two from 8 to 16,384 (default 256).",
     )
     posterior: str | None = Field(
         None, description="Posterior draws (netCDF, from `capsim calibrate --posterior`), relative to this file."
@@ -915,6 +922,8 @@ def _check_plain(sc: Scenario, any_problem: bool = False) -> list[tuple[str, str
                 "uncertainty.draws",
                 f"must be at least 1 and at most {MAX_DRAWS:,}, got {short_repr(sc.uncertainty.draws)}",
             )
+    if sc.uncertainty is not None and (problem := draw_paths_problem(sc.uncertainty.draw_paths)):
+        bad("uncertainty.draw_paths", problem)
     if not out and not any_problem:
         out += overflow_problems(sc, sc.horizon_months)
 
@@ -927,6 +936,16 @@ def _check_plain(sc: Scenario, any_problem: bool = False) -> list[tuple[str, str
                 "some regimes cannot reach the others). Give `start` a regime or a mapping, or connect the regimes.",
             )
     return out
+
+
+def draw_paths_problem(G) -> str | None:
+    """Why ``G`` cannot be the paths per parameter draw (None when it can, or when not given)."""
+    if G is None or (MIN_DRAW_PATHS <= G <= BLOCK_PATHS and G & (G - 1) == 0):
+        return None
+    return (
+        f"the paths per parameter draw must be a power of two from {MIN_DRAW_PATHS} to {BLOCK_PATHS:,} "
+        f"(so that a block of {BLOCK_PATHS:,} paths holds whole groups), got {short_repr(G)}"
+    )
 
 
 def horizon_problem(months: int) -> str:

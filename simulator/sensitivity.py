@@ -16,7 +16,6 @@ figures' variance, is reported beside them): S = S_raw / (1 - s) and ST = (ST_ra
 from __future__ import annotations
 
 import datetime as _dt
-import inspect
 import json
 import math
 import os
@@ -30,14 +29,14 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
-from .engine import BLOCK_PATHS
 from .errors import CapsimError
 from .output import write_folder
 from .run import simulate
-from .scenario import Dirichlet, Scenario, ScenarioError, distributions, posterior_path
+from .scenario import Dirichlet, Scenario, ScenarioError, distributions, draw_paths_problem, posterior_path
 from .summary import MAX_KEEP_PATHS, draw_metrics
 from .uncertainty import quantile, with_parameter_draws
 
+DEFAULT_SENSITIVITY_PATHS = 1024  # paths per draw: the per-draw quantiles (VaR, median) need some
 TORNADO_QUANTILES = (0.05, 0.95)
 TORNADO_PATHS = 1 << 16  # paths behind each tornado point (whole draws of G paths)
 CONF_LEVEL = 0.95
@@ -169,11 +168,6 @@ def tornado_table(fs: list[Factor]) -> tuple[dict[str, np.ndarray], list[tuple[s
     return {p: np.array([r[p] for r in rows]) for p in median}, labels
 
 
-def supports_draw_paths() -> bool:
-    """Whether ``simulate`` splits a draw into groups of fewer paths than a block (``draw_paths``)."""
-    return "draw_paths" in inspect.signature(simulate).parameters
-
-
 def run_draws(
     sc: Scenario,
     table: dict[str, np.ndarray],
@@ -192,7 +186,6 @@ def run_draws(
     passes = -(-D // per_pass)
     size = -(-D // passes)  # draws per pass, balanced; the last pass is padded with repeats of its last draw
     values, noise = {}, {}
-    kwargs = {"draw_paths": draw_paths} if draw_paths < BLOCK_PATHS else {}
     months, backend, done = None, None, 0
     for k in range(passes):
         idx = np.minimum(np.arange(k * size, (k + 1) * size), D - 1)
@@ -205,7 +198,7 @@ def run_draws(
             device=device,
             fan_in_background=False,
             stream=k,
-            **kwargs,
+            draw_paths=draw_paths,
         )
         got, var = draw_metrics(res._stats, draw_paths)
         n_real = min(size, D - k * size)
@@ -290,11 +283,9 @@ def sensitivity(
             f"horizon {missing[0]} months: paths are kept at the report horizons {kept} of a run to {H} months; "
             "choose among them, or add it to the file's report_months"
         )
-    G = int(draw_paths or (1024 if supports_draw_paths() else BLOCK_PATHS))
-    if not supports_draw_paths():
-        G = BLOCK_PATHS
-    if G < 2 or G > BLOCK_PATHS or G & (G - 1):
-        raise SensitivityError(f"draw_paths must be a power of two in 2..{BLOCK_PATHS:,}, got {G}")
+    G = int(draw_paths or DEFAULT_SENSITIVITY_PATHS)
+    if problem := draw_paths_problem(G):
+        raise SensitivityError(f"draw_paths: {problem}")
     fs = factors(scenario, vary)
     problem, u = sobol_plan(fs, n_samples, seed)
     plan_table = field_table(fs, u)

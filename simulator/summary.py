@@ -12,11 +12,11 @@
   every quantile, the HDI, VaR, ES, the drawdown figures, and ``draws(h)``. Up to MAX_KEEP_PATHS these are
   exact for the run; beyond it they carry the sampling error of ``keep`` paths (a q-quantile's standard
   error is sqrt(q (1 - q) / keep) / density).
-- Per parameter draw (scenarios with parameter uncertainty; block b has draw b mod D): p_outperform from the
-  per-block counts, exact; the excess median from the draw's blocks kept whole, else (a draw whose first
-  block lies past them) from its first block, whose median is taken as the block is merged. It is therefore
-  exact (over every path of the draw) when each draw's blocks are all kept or a draw is one block (the
-  default); otherwise it is the median of the draw's kept blocks, at least its first 16,384 paths.
+- Per parameter draw (scenarios with parameter uncertainty; group g of G paths has draw g mod D): p_outperform,
+  the conditional estimate over the draw's paths; the excess median from the draw's groups kept whole, else (a
+  draw whose first group lies past them) from its first group, whose median is taken as its block is merged.
+  It is therefore exact (over every path of the draw) when each draw's groups are all kept or a draw is one
+  group (the default); otherwise it is the median of the draw's kept groups, at least its first G paths.
 - The fan (every month end) from the first ``fan_paths`` paths (at most FAN_PATHS, fewer if the months
   would pass FAN_BUDGET_BYTES). They are the first blocks simulated, so the fan table is made in a background
   thread while the engine simulates the rest.
@@ -89,15 +89,18 @@ def sorted_quantiles(values: np.ndarray, probs) -> np.ndarray:
     return np.moveaxis(out, -1, 0)
 
 
-CELL_PATHS = BLOCK_PATHS // 16  # paths per cell: the unit of paired standard errors without parameter draws
-
-
-def cell_sums(values: np.ndarray) -> np.ndarray:
-    """[cells, ...] sums of ``values`` [..., paths] over each cell of ``CELL_PATHS`` consecutive paths of a
-    block (paths past the last one count as zeros)."""
+def cell_sums(values: np.ndarray, cell_paths: int) -> np.ndarray:
+    """[cells, ...] sums of ``values`` [..., paths] over each cell of ``cell_paths`` consecutive paths of a
+    block (``Model.cell_paths``; paths past the last one count as zeros)."""
     padded = np.zeros(values.shape[:-1] + (BLOCK_PATHS,))
     padded[..., : values.shape[-1]] = values
-    return np.moveaxis(padded.reshape(values.shape[:-1] + (BLOCK_PATHS // CELL_PATHS, CELL_PATHS)).sum(axis=-1), -1, 0)
+    cells = padded.reshape(values.shape[:-1] + (BLOCK_PATHS // cell_paths, cell_paths)).sum(axis=-1)
+    return np.moveaxis(cells, -1, 0)
+
+
+def group_draws(model: Model, first_group: int, n_groups: int) -> np.ndarray:
+    """[n_groups] parameter draw (row of ``model.steps``) of groups first_group, first_group + 1, ...: g mod D."""
+    return (first_group + np.arange(n_groups)) % model.n_draws % len(model.expected_steps_in)
 
 
 class Accumulator:
@@ -105,8 +108,9 @@ class Accumulator:
 
     Sums are kept per block and added up in block order at the end, so the result is the same bit for bit
     whichever process or device simulated which block. Conditional figures (``engine.conditional_figures``: F of them)
-    and the controls (steps in regimes 0..K-2 minus their expectation under the block's draw: C of them) are
-    kept as sums per cell of ``CELL_PATHS`` paths, with their squares and cross-products per block.
+    and the controls (steps in regimes 0..K-2 minus their expectation under the path's draw: C of them) are
+    kept as sums per cell of ``Model.cell_paths`` paths (each in one draw), with their squares and
+    cross-products per block.
     """
 
     STATS = (
@@ -115,7 +119,7 @@ class Accumulator:
         "sum_x2",
         "occupancy",
         "filled",
-        "block_median",
+        "draw_median",
         "cell_paths",
         "cell_fig",
         "cell_ctrl",
@@ -141,8 +145,9 @@ class Accumulator:
         self.sum_x2 = np.zeros((n_blocks, R))  # sum of X^2
         self.occupancy = np.zeros((n_blocks, R, K))  # path-steps in each regime up to each report horizon
         self.filled = np.zeros(n_blocks)  # paths merged per block
-        self.block_median = np.zeros((n_blocks, R))  # excess median of each draw's first block
-        F, C, cells = 1 + A, K - 1, BLOCK_PATHS // CELL_PATHS
+        # excess median of each draw's first group (draw d's first group is group d)
+        self.draw_median = np.zeros((len(model.expected_steps_in) if model.uncertain else 0, R))
+        F, C, cells = 1 + A, K - 1, BLOCK_PATHS // model.cell_paths
         self.cell_paths = np.zeros((n_blocks, cells))  # paths per cell
         self.cell_fig = np.zeros((n_blocks, cells, R, F))  # per cell: sum of the conditional figures
         self.cell_ctrl = np.zeros((n_blocks, cells, R, C))  # sum of the controls
@@ -163,18 +168,26 @@ class Accumulator:
         self.occupancy[block] = steps.sum(axis=2)
         self.filled[block] = n_valid
         fig = out.report_fig[:, :, :n_valid].astype(np.float64)  # [R, F, paths] conditional figures
-        expected = self.model.expected_steps_in[block % self.model.n_draws]  # [R, K]
-        ctrl = steps[:, :-1] - expected[:, :-1, None]  # [R, C, paths]: mean zero under the block's draw
-        self.cell_paths[block] = cell_sums(np.ones(n_valid))
-        self.cell_fig[block] = cell_sums(fig)
-        self.cell_ctrl[block] = cell_sums(ctrl)
-        self.cell_wins[block] = cell_sums((X > 0).astype(np.float64))
+        m = self.model
+        G, Q = m.draw_paths, BLOCK_PATHS // m.draw_paths
+        draws = np.repeat(group_draws(m, block * Q, Q), G)[:n_valid]  # [paths] each path's draw
+        expected = np.moveaxis(m.expected_steps_in[draws][:, :, :-1], 0, -1)  # [R, C, paths]
+        ctrl = steps[:, :-1] - expected  # mean zero under the path's draw
+        cells = functools.partial(cell_sums, cell_paths=m.cell_paths)
+        self.cell_paths[block] = cells(np.ones(n_valid))
+        self.cell_fig[block] = cells(fig)
+        self.cell_ctrl[block] = cells(ctrl)
+        self.cell_wins[block] = cells((X > 0).astype(np.float64))
         self.fig_sq[block] = np.einsum("rfp,rfp->rf", fig, fig)
         self.ctrl_cross[block] = np.einsum("rcp,rdp->rcd", ctrl, ctrl)
         self.ctrl_fig[block] = np.einsum("rcp,rfp->rcf", ctrl, fig)
         first = block * BLOCK_PATHS
-        if self.model.uncertain and block < self.model.n_draws:  # block b < D is draw b's first block
-            self.block_median[block] = np.median(X, axis=1)
+        g0, g1 = block * Q, min((block + 1) * Q, len(self.draw_median))  # groups g < D: draw g's first group
+        full = min(g1, g0 + n_valid // G)  # of those, the groups whose paths are all valid
+        if full > g0:
+            self.draw_median[g0:full] = np.median(X[:, : (full - g0) * G].reshape(len(X), -1, G), axis=2).T
+        if full < g1 and (full - g0) * G < n_valid:  # a last group partly filled
+            self.draw_median[full] = np.median(X[:, (full - g0) * G : n_valid], axis=1)
         for kept, source in ((self.kept_reports, out.reports), (self.kept_dd, out.report_dd)):
             hi = min(first + n_valid, self.keep)
             if hi > first:
@@ -232,7 +245,8 @@ class Summaries:
         steps = np.asarray(self.model.report_steps, np.float64)[:, None]
         self.occupancy = total["occupancy"] / (n * steps)  # [R, K] share of the steps up to each horizon
 
-        self.blocks = {name: getattr(acc, name) for name in ("filled", "block_median")}  # per block
+        self.draw_median = acc.draw_median  # [D_used, R] excess median of each draw's first group
+        self.n_groups = -(-self.n // self.model.draw_paths)  # groups of paths that share a draw
         self.cells = {name: getattr(acc, name) for name in ("cell_paths", "cell_fig", "cell_ctrl", "cell_wins")}
         fig, ctrl = self.cells["cell_fig"].sum(axis=(0, 1)), self.cells["cell_ctrl"].sum(axis=(0, 1))
         self.beta = control_coefficients(fig, ctrl, total["ctrl_cross"], total["ctrl_fig"], n)  # [R, C, F]
@@ -241,7 +255,7 @@ class Summaries:
         # Independent units: paths without parameter uncertainty; else the draws in use (batch means), unless
         # a single draw is in use: then its paths, and the error is of the figure given that draw.
         self.unit_draws = (
-            self.model.n_draws if self.model.uncertain and min(self.model.n_draws, len(acc.filled)) > 1 else None
+            self.model.n_draws if self.model.uncertain and min(self.model.n_draws, self.n_groups) > 1 else None
         )
         if self.unit_draws is None:
             resid_sq = residual_squares(fig, ctrl, total["fig_sq"], total["ctrl_cross"], total["ctrl_fig"], self.beta)
@@ -258,32 +272,31 @@ class Summaries:
 
     def unit_sums(self, draws: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(paths [U], control-variate residual sums of the conditional figures [U, R, F], wins [U, R]) per
-        unit: per parameter draw (blocks b mod ``draws``) or, with ``draws`` None, per cell of CELL_PATHS
-        paths. Each unit's sum minus estimate x paths has mean zero; units are independent."""
-        c = self.cells
-        if draws is None:
-            flat = {name: x.reshape((-1,) + x.shape[2:]) for name, x in c.items()}
-        else:
-            unit = np.arange(len(c["cell_paths"])) % draws
-            flat = {name: group_sum(x.sum(axis=1), unit) for name, x in c.items()}
+        unit: per parameter draw (groups g mod ``draws``, U = min(draws, groups)) or, with ``draws`` None, per
+        cell of ``Model.cell_paths`` paths. Each unit's sum minus estimate x paths has mean zero; units are
+        independent."""
+        flat = {name: x.reshape((-1,) + x.shape[2:]) for name, x in self.cells.items()}
+        if draws is not None:
+            group = np.arange(len(flat["cell_paths"])) * self.model.cell_paths // self.model.draw_paths
+            used = group < self.n_groups  # cells past the run's last path belong to no draw
+            flat = {name: group_sum(x[used], group[used] % draws) for name, x in flat.items()}
         fig = flat["cell_fig"] - np.einsum("urc,rcf->urf", flat["cell_ctrl"], self.beta)
         return flat["cell_paths"], fig, flat["cell_wins"]
 
     @functools.cached_property
     def per_draw(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(paths [U], p_outperform [U, R], excess median [U, R]) of each parameter draw that has paths
-        (U = min(D, blocks)); p_outperform is the conditional estimate with the run's control variate; see the
+        (U = min(D, groups)); p_outperform is the conditional estimate with the run's control variate; see the
         module's docstring for what is exact."""
-        m, b = self.model, self.blocks
-        n_blocks = len(b["filled"])
-        U = min(m.n_draws, n_blocks)
+        m, G = self.model, self.model.draw_paths
+        U = min(m.n_draws, self.n_groups)
         paths, fig, _ = self.unit_sums(m.n_draws)
-        median = b["block_median"][:U].copy()  # each draw's first block
-        ends = (np.arange(n_blocks) * BLOCK_PATHS + b["filled"]).astype(np.intp)
-        whole = int(np.sum(ends <= self.keep))  # blocks kept whole: the first ones
+        median = self.draw_median[:U].copy()  # each draw's first group
+        ends = np.minimum((np.arange(self.n_groups) + 1) * G, self.n)  # one past each group's last path
+        whole = int(np.sum(ends <= self.keep))  # groups kept whole: the first ones
         i, j = m.compare
-        for d in range(min(U, whole - m.n_draws)):  # draws with several blocks kept whole: all of those
-            cols = np.concatenate([np.arange(k * BLOCK_PATHS, ends[k]) for k in range(d, whole, m.n_draws)])
+        for d in range(min(U, whole - m.n_draws)):  # draws with several groups kept whole: all of those
+            cols = np.concatenate([np.arange(g * G, ends[g]) for g in range(d, whole, m.n_draws)])
             R_d = np.expm1(self.kept_reports[:, :, cols].astype(np.float64))
             median[d] = np.median(R_d[:, i] - R_d[:, j], axis=1)
         return paths, fig[:, :, 0] / paths[:, None], median
@@ -498,7 +511,7 @@ def draw_metrics(stats: Summaries, draw_paths: int) -> tuple[dict[str, np.ndarra
     Figures: p_outperform (``per_draw``'s conditional estimate), the excess median (simple total returns,
     decimals) and each asset's 95% value at risk (-q05 of its simple total return) over the draw's G paths.
     Noise: the Monte Carlo variance of each figure within its draw: for p_outperform the batch-means variance
-    over the draw's cells of CELL_PATHS paths (NaN where a draw holds fewer than two whole cells); for the
+    over the draw's cells (``Model.cell_paths`` paths: at least two per draw when G is the run's draw_paths); for the
     quantiles, (m_even - m_odd)^2 / 4 from the figure on the draw's even and odd paths (each half has twice
     the variance of the whole; unbiased for a mean, asymptotically for a quantile)."""
     m = stats.model
@@ -523,10 +536,11 @@ def draw_metrics(stats: Summaries, draw_paths: int) -> tuple[dict[str, np.ndarra
 
 def _cell_noise(stats: Summaries, D: int, G: int) -> np.ndarray:
     """[D, R] batch-means variance of each draw's p_outperform over its cells (NaN if a draw holds fewer than two
-    whole cells of CELL_PATHS paths)."""
-    per = G // CELL_PATHS
+    whole cells of ``Model.cell_paths`` paths)."""
+    cell = stats.model.cell_paths
+    per = G // cell
     R = len(stats.model.report_months)
-    if G % CELL_PATHS or per < 2:
+    if G % cell or per < 2:
         return np.full((D, R), np.nan)
     c = stats.cells
     paths = c["cell_paths"].reshape(-1)[: D * per].reshape(D, per)

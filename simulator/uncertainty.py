@@ -1,7 +1,8 @@
 """Parameter draws: the values of a scenario's uncertain fields, one set per draw, and which paths get which.
 
-Paths are split among draws in whole engine blocks (``engine.BLOCK_PATHS``): block b gets draw b mod D, with
-D = ``uncertainty.draws`` or, by default, one draw per block. Field F's values come from its own NumPy stream,
+Paths are split among draws in groups of G consecutive paths (``uncertainty.draw_paths``, default 256; a
+power of two, so an engine block of 16,384 paths holds whole groups): group g gets draw g mod D, with
+D = ``uncertainty.draws`` or, by default, one draw per group. Field F's values come from its own NumPy stream,
 ``default_rng([seed, PARAMETER_STREAM, crc32(F)])``, drawn in draw order, so draw d's value of F depends on the
 seed, F and d only: not on D, the path count, the chunking or the devices, nor on the other uncertain fields.
 (The paths' random numbers come from JAX's threefry keys, a separate generator.)
@@ -123,15 +124,15 @@ def draw_values(sc: Scenario, seed: int, n_draws: int) -> dict[str, np.ndarray]:
     return {**values, **{path: v[:n_draws] for path, v in given.items()}}
 
 
-def n_draws(sc: Scenario, n_blocks: int) -> int:
-    """D: the number of parameter draws of a run of ``n_blocks`` blocks (1 without uncertainty)."""
+def n_draws(sc: Scenario, n_groups: int) -> int:
+    """D: the number of parameter draws of a run of ``n_groups`` groups of paths (1 without uncertainty)."""
     if not sc.is_uncertain:
         return 1
     if given := given_draws(sc):
         return len(next(iter(given.values())))
     if sc.uncertainty is not None and sc.uncertainty.draws is not None:
         return sc.uncertainty.draws
-    return n_blocks
+    return n_groups
 
 
 def given_draws(sc: Scenario) -> dict[str, np.ndarray] | None:
@@ -150,7 +151,7 @@ def posterior_values(sc: Scenario) -> dict[str, np.ndarray]:
     probabilities at the last date, moved one step on).
 
     The file's draws (chains one after another) are taken in one fixed shuffled order, the same for every run, so
-    that a run of fewer blocks than draws uses draws spread over all chains rather than the start of the first;
+    that a run of fewer groups than draws uses draws spread over all chains rather than the start of the first;
     ``uncertainty.draws``, when given, keeps the first that many of that order. Raises ``ScenarioError`` naming
     ``uncertainty.posterior`` when the file does not fit the scenario (other regimes, assets or frequency) and
     ``PosteriorFileError`` when it is missing, changed (SHA-256) or unreadable."""
@@ -231,7 +232,7 @@ def draw_scenarios(sc: Scenario, values: dict[str, np.ndarray]) -> list[Scenario
 
 def with_parameter_draws(sc: Scenario, values: Mapping[str, np.typing.ArrayLike]) -> Scenario:
     """A copy of ``sc`` carrying D externally given parameter sets (e.g. posterior draws), run like the draws of
-    distributions: block b of a run gets set b mod D (D = the arrays' length).
+    distributions: group g of a run (``uncertainty.draw_paths`` paths) gets set g mod D (D = the arrays' length).
 
     ``values`` maps dotted field paths, as validation names them, to D numbers each: a drift, vol, correlation
     (two assets), tails, duration, rate knot, sensitivity, driver knot or logit coefficient

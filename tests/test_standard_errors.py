@@ -76,20 +76,24 @@ def test_standard_errors_match_the_spread_over_seeds_without_uncertainty():
     assert np.all(ses.mean(axis=0) < count_ses.mean(axis=0) / 3)  # the variance falls 9x or more
 
 
-def test_standard_errors_match_the_spread_over_seeds_with_parameter_draws():
-    """Uncertain bull drift, 6 blocks a run (one draw each): paths of a draw share it, so the error comes from the
-    6 draws (batch means). The binomial error of the share of paths would be several times too small."""
+@pytest.mark.parametrize("G, blocks", [(BLOCK_PATHS, 6), (64, 2)])
+def test_standard_errors_match_the_spread_over_seeds_with_parameter_draws(G, blocks):
+    """Uncertain bull drift, a draw per group of G paths: paths of a draw share it, so the error comes from the
+    draws (batch means): 6 draws of a block each, or 512 draws of 64 paths. With few draws the binomial error
+    of the share of paths would be several times too small."""
     data = short(two_regime())
     data["regimes"]["bull"]["drift"]["small"] = {"uniform": [0.0, 0.3]}
+    data["uncertainty"] = {"draw_paths": G}
     scenario = sim.parse_scenario(data, source="test")
-    blocks = 6
-    runs = spread_over_seeds(scenario, blocks * BLOCK_PATHS, ["p_outperform", "p_outperform_count"])
+    n = blocks * BLOCK_PATHS
+    runs = spread_over_seeds(scenario, n, ["p_outperform", "p_outperform_count"])
     for column, (values, ses) in runs.items():
-        assert_calibrated(values, ses, blocks, column)
+        assert_calibrated(values, ses, n // G, column)
     values, _ = runs["p_outperform_count"]
     p = values.mean(axis=0)
-    binomial = np.sqrt(p * (1 - p) / (blocks * BLOCK_PATHS))
-    assert np.all(values.std(axis=0) > 3 * binomial)  # what the old, path-level error got wrong
+    binomial = np.sqrt(p * (1 - p) / n)
+    if G == BLOCK_PATHS:
+        assert np.all(values.std(axis=0) > 3 * binomial)  # what the old, path-level error got wrong
 
 
 @pytest.mark.parametrize("name", ["rate_cut", "soft_landing", "recession", "baseline", "historical"])

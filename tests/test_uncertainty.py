@@ -29,7 +29,7 @@ import simulator as sim
 from simulator import summary as summary_module
 from simulator.cli import main
 from simulator.engine import BLOCK_PATHS
-from simulator.scenario import DRAW_METRICS, Dirichlet, Dist
+from simulator.scenario import DEFAULT_DRAW_PATHS, DRAW_METRICS, Dirichlet, Dist
 from simulator.uncertainty import draw_values, sample
 
 
@@ -70,7 +70,8 @@ def test_point_masses_reproduce_the_plain_scenario_bit_for_bit():
     assert uncertain.is_uncertain and not plain.is_uncertain
     a = sim.simulate(plain, n_paths=N_POINT, seed=5)
     b = sim.simulate(uncertain, n_paths=N_POINT, seed=5)
-    assert b.model.steps.drift.shape[0] == 4  # one parameter set per block, all equal
+    G = b.model.draw_paths
+    assert b.model.steps.drift.shape[0] == -(-N_POINT // G)  # one parameter set per group of G paths, all equal
     sa, sb = a.summary(), b.summary()
     assert list(sb.columns) == list(sa.columns) + list(DRAW_METRICS)
     figures = [c for c in sa.columns if not c.endswith("_se")]  # errors: from paths in a, from draws in b
@@ -105,7 +106,7 @@ def exact_p(drift: float, horizons) -> np.ndarray:
 @pytest.fixture(scope="module")
 def uniform_run():
     sc = sim.parse_scenario(uniform_drift_scenario())
-    return sim.simulate(sc, n_paths=N_BLOCKS * BLOCK_PATHS, seed=11)
+    return sim.simulate(sc, n_paths=N_BLOCKS * BLOCK_PATHS, seed=11, draw_paths=BLOCK_PATHS)  # a draw per block
 
 
 def test_each_draw_matches_the_exact_value_at_its_drift(uniform_run):
@@ -153,6 +154,52 @@ def test_pooled_p_outperform_is_the_exact_value_averaged_over_the_uniform(unifor
         # the across-draw columns are the quantiles of the per-draw values
         per_draw = res.uncertainty().query("horizon_months == @h")["p_outperform"]
         assert summary.loc[h, "p_outperform_draws_q50"] == pytest.approx(np.quantile(per_draw, 0.5), abs=0)
+
+
+@pytest.mark.parametrize("G", [8, 256])
+def test_small_draw_groups_average_the_exact_value_over_the_uniform(G):
+    """Many draws of G paths each: the pooled p_outperform is the exact value averaged over the uniform drift,
+    within the error of D draws of the drift plus the paths' binomial error (an upper bound for the conditional
+    estimator), and the reported error is of that size."""
+    sc = sim.parse_scenario(uniform_drift_scenario())
+    n = 4 * BLOCK_PATHS
+    res = sim.simulate(sc, n_paths=n, seed=12, draw_paths=G)
+    D = n // G
+    assert res.model.n_draws == D and res.meta["parameter_draws"]["draw_paths"] == G
+    horizons = list(res.model.report_months)
+    x, w = np.polynomial.legendre.leggauss(24)
+    values = np.array([exact_p(v, horizons) for v in LOW + (HIGH - LOW) * (x + 1) / 2])
+    mean = (w / 2) @ values
+    var = (w / 2) @ (values - mean) ** 2
+    se = np.sqrt(var / D + ((w / 2) @ (values * (1 - values))) / n)
+    summary = res.summary().set_index("horizon_months")
+    for h, m, s in zip(horizons, mean, se):
+        got, reported = summary.loc[h, "p_outperform"], summary.loc[h, "p_outperform_se"]
+        print(f"G={G} h={h} pooled={got:.5f} exact={m:.5f} bound={s:.5f} reported={reported:.5f}")
+        assert abs(got - m) < Z_TOL * s
+        assert np.sqrt(var[horizons.index(h)] / D) <= reported * 1.3 and reported <= s * 1.3  # between the bounds
+    table = res.uncertainty()
+    assert table["draw"].nunique() == D and (table["n_paths"] == G).all()
+
+
+def test_each_group_of_paths_simulates_with_its_draw():
+    """Group g of G paths (paths [g G, (g + 1) G)) runs with draw g mod D, across blocks, calls and a partly filled
+    last block: with the drift drawn and the volatilities near zero, each path's log return is its draw's drift."""
+    base = two_regime()
+    for r in base["regimes"].values():
+        r["vol"] = {"small": 1e-7, "large": 1e-7}
+    D, G, n = 7, 64, 2 * BLOCK_PATHS + 1000
+    drifts = np.linspace(-0.3, 0.3, D)
+    sc = sim.with_parameter_draws(
+        sim.parse_scenario(base), {"regimes.bull.drift.small": drifts, "regimes.bear.drift.small": drifts}
+    )
+    for per_call in (BLOCK_PATHS, 2 * BLOCK_PATHS):
+        res = sim.simulate(sc, n_paths=n, seed=3, draw_paths=G, batch_paths=per_call)
+        years = np.array(res.model.report_months) / 12
+        got = res._stats.kept_reports[:, 0, :n].astype(np.float64)  # [R, paths] log return of small caps
+        want = drifts[(np.arange(n) // G) % D][None, :] * years[:, None]
+        np.testing.assert_allclose(got, want, atol=1e-5)
+        assert len(res.uncertainty()["draw"].unique()) == D
 
 
 # --------------------------------------------------------------------------------------------
@@ -237,12 +284,13 @@ def test_draw_d_depends_on_the_seed_and_d_only():
 # Blocks and draws, chunking, devices, kept paths
 
 
-def test_draws_d_gives_block_b_draw_b_mod_d_and_the_same_numbers_whatever_the_chunking():
+@pytest.mark.parametrize("G", [BLOCK_PATHS, 256])
+def test_draws_d_gives_group_g_draw_g_mod_d_and_the_same_numbers_whatever_the_chunking(G):
     import jax
 
     d = copy.deepcopy(BASE_SCENARIO)
     d["regimes"]["expansion"]["drift"]["small"] = {"uniform": [0.0, 0.2]}
-    d["uncertainty"] = {"draws": 3}
+    d["uncertainty"] = {"draws": 3, "draw_paths": G}
     sc = sim.parse_scenario(d)
     n = 7 * BLOCK_PATHS + 5
     runs = [
@@ -251,13 +299,13 @@ def test_draws_d_gives_block_b_draw_b_mod_d_and_the_same_numbers_whatever_the_ch
     ]
     table = runs[0].uncertainty()
     paths = table.groupby("draw")["n_paths"].first().to_numpy()
-    np.testing.assert_array_equal(paths, [3 * BLOCK_PATHS, 2 * BLOCK_PATHS + 5, 2 * BLOCK_PATHS])  # 0,3,6 | 1,4,7 | 2,5
+    group = np.arange(n) // G
+    np.testing.assert_array_equal(paths, np.bincount(group % 3))  # G = a block: 0,3,6 | 1,4,7 | 2,5
     assert table.groupby("draw")["regimes.expansion.drift.small"].nunique().eq(1).all()
     paths = runs[0].draws(12)
     excess = (paths["small"] - paths["large"]).to_numpy()
-    block = np.arange(n) // BLOCK_PATHS
     for d in range(3):  # each draw's figures from its own paths (every path is kept here)
-        mine = excess[block % 3 == d]
+        mine = excess[group % 3 == d]
         row = table[(table["draw"] == d) & (table["horizon_months"] == 12)].iloc[0]
         share = np.mean(mine > 0)  # the conditional estimate agrees with the share within the share's error
         assert row["excess_median"] == np.median(mine)
@@ -411,7 +459,7 @@ def test_validate_names_the_field_and_exits_2(write_scenario):
 # Externally given draws, outputs
 
 
-def test_given_draws_run_block_by_block_and_constant_ones_reproduce_the_file():
+def test_given_draws_run_group_by_group_and_constant_ones_reproduce_the_file():
     plain = sim.parse_scenario(two_regime())
     n = 3 * BLOCK_PATHS
     same = sim.with_parameter_draws(
@@ -426,7 +474,7 @@ def test_given_draws_run_block_by_block_and_constant_ones_reproduce_the_file():
     )
     table = sim.simulate(varied, n_paths=n, seed=1).uncertainty()
     np.testing.assert_array_equal(table.groupby("draw")["regimes.bull.drift.small"].first(), [0.0, 0.3])
-    np.testing.assert_array_equal(table.groupby("draw")["n_paths"].first(), [2 * BLOCK_PATHS, BLOCK_PATHS])
+    np.testing.assert_array_equal(table.groupby("draw")["n_paths"].first(), [n // 2, n // 2])  # groups alternate
     p = table[table["horizon_months"] == 24]["p_outperform"].to_numpy()
     assert p[1] > p[0] + 0.1
 
@@ -461,10 +509,11 @@ def test_run_writes_uncertainty_csv_and_shows_the_interval(tmp_path, write_scena
     out = tmp_path / "out"
     r = CliRunner().invoke(main, ["run", str(path), "--paths", str(3 * BLOCK_PATHS), "--out", str(out)])
     assert r.exit_code == 0, r.output
-    assert "(draws 5%, 95%)" in r.output
+    assert "draws 5%" in r.output and "draws 95%" in r.output
     table = pd.read_csv(out / "uncertainty.csv")
     assert list(table.columns[:6]) == ["scenario", "draw", "horizon_months", "n_paths", "p_outperform", "excess_median"]
-    assert "regimes.bull.drift.small" in table.columns and table["draw"].nunique() == 3
+    G = DEFAULT_DRAW_PATHS
+    assert "regimes.bull.drift.small" in table.columns and table["draw"].nunique() == 3 * BLOCK_PATHS // G
     summary = pd.read_csv(out / "summary.csv")
     assert set(DRAW_METRICS) <= set(summary.columns)
     assert (summary["p_outperform_draws_q05"] <= summary["p_outperform_draws_q95"]).all()

@@ -395,7 +395,7 @@ def _posterior_setup(cal, y, n_train, draws, chains, n_keep, seed, progress=None
 def _posterior_predictive(cal, post, i, horizon_months, seed, device) -> np.ndarray:
     """[paths, A] ``horizon_months`` total simple returns from origin row ``i``: one block of
     ``BLOCK_PATHS`` paths per kept draw, each with that draw's parameters and its own start (its filtered law at
-    the origin, moved one step on), all in one ``simulate`` call (the engine's per-block parameters)."""
+    the origin, moved one step on), all in one ``simulate`` call (the engine's per-group parameters)."""
     n = len(post["drift"])
     start = np.einsum("dk,dkj->dj", post["filtered"][:, i], post["transition"])
     table = model_draws_table(
