@@ -9,10 +9,7 @@ measured in the same run.
 - solve: rate_cut's ``regimes.expansion.drift.small`` in [0.0, 0.2] for p_outperform = 0.5 at 12 months, at
   ``--solve-paths`` paths per run: the runs it takes, in runs' worth of paths. Target: <= 10.
 
-Draws of fewer paths than a block (16,384) need ``simulate(..., draw_paths=G)``; before that exists the
-analysis falls back to whole blocks and the table says so (``draw paths used``).
-
-    python benchmarks/sensitivity.py                              # 512 samples, draw paths 1,024 where possible
+    python benchmarks/sensitivity.py                              # 512 samples, 1,024 paths a draw
     python benchmarks/sensitivity.py --samples 64 --draw-paths 256 --no-write
 """
 
@@ -51,7 +48,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from simulator.run import simulate
-    from simulator.sensitivity import sensitivity, supports_draw_paths
+    from simulator.sensitivity import sensitivity
     from simulator.shipped import shipped_files
     from simulator.solve import solve
 
@@ -90,8 +87,7 @@ def main() -> None:
         "",
         f"Written by `python benchmarks/sensitivity.py --samples {args.samples} --draw-paths {args.draw_paths}` on "
         f"{_dt.datetime.now(_dt.UTC):%Y-%m-%d %H:%M} UTC, commit {commit.strip()}, {os.cpu_count()} CPU cores, "
-        f"load average {load[0]:.2f} before, {os.getloadavg()[0]:.2f} after; `simulate` takes draw groups: "
-        f"{supports_draw_paths()}.",
+        f"load average {load[0]:.2f} before, {os.getloadavg()[0]:.2f} after.",
         "",
         "| what | figure |",
         "|---|---|",

@@ -6,7 +6,7 @@ path count (common random numbers). Differences from the first item, per common 
 - ``diff_p_outperform`` and its standard error: **paired** when both items were simulated with the same seed
   and path count on the seed's own stream and their statistics are at hand (path j of one item and path j of
   the other share their random numbers): batch means of the difference of the two conditional estimates over
-  independent units, the parameter draws of an uncertain item, else cells of 1,024 paths
+  independent units, the parameter draws of an uncertain item, else cells of 128 paths
   (``summary.Summaries.unit_sums``). Otherwise **independent**: sqrt(se_a^2 + se_b^2).
 - ``diff_excess_median`` and its standard error: paired, from the Bahadur representation of the two sample
   medians (the influence values 1[x <= median] / f of the kept paths, summed per independent unit as above;
@@ -94,14 +94,16 @@ def density_at_median(sorted_x: np.ndarray) -> float:
 
 def paired_units(sa, sb) -> int | None | bool:
     """The independent units two paired runs' statistics (``Summaries``) share: a number of parameter draws D
-    (groups g mod D), None for cells of paths (neither has several draws in use), or False when their draws
-    group paths differently, or their cells differ (then they are not paired)."""
+    (groups g of G paths, g mod D; G that of the run with draws), None for cells of paths (neither has several
+    draws in use), or False when they cannot share units (then they are not paired): their draws group paths
+    differently (another D or G), or one run's cells do not fit whole in the other's groups or cells."""
     da, db = sa.unit_draws, sb.unit_draws
-    if da is not None and db is not None and (da, sa.model.draw_paths) != (db, sb.model.draw_paths):
-        return False
-    if da is None and db is None and sa.model.cell_paths != sb.model.cell_paths:
-        return False
-    return da if da is not None else db
+    if da is None and db is None:
+        return None if sa.model.cell_paths == sb.model.cell_paths else False
+    if da is not None and db is not None:
+        return da if (da, sa.model.draw_paths) == (db, sb.model.draw_paths) else False
+    units, other = (sa, sb) if da is not None else (sb, sa)
+    return units.unit_draws if units.model.draw_paths % other.model.cell_paths == 0 else False
 
 
 def paired_differences(sa, sb, xa: np.ndarray, xb: np.ndarray, h: int, draws: int | None, first: str) -> dict:
@@ -111,8 +113,10 @@ def paired_differences(sa, sb, xa: np.ndarray, xb: np.ndarray, h: int, draws: in
     ``draws`` (``paired_units``)."""
     ra, rb = sa.model.report_months.index(h), sb.model.report_months.index(h)
     fa_, fb_ = 1 + sa.model.asset_keys.index(first), 1 + sb.model.asset_keys.index(first)  # p_loss columns
-    paths, fig_a, _ = sa.unit_sums(draws)
-    _, fig_b, _ = sb.unit_sums(draws)
+    units = sa if sa.unit_draws is not None else sb  # the run whose groups of paths give the draws
+    G = units.model.draw_paths if draws is not None else None
+    paths, fig_a, _ = sa.unit_sums(draws, G)
+    _, fig_b, _ = sb.unit_sums(draws, G)
     out = {}
     for name, ia, ib, value in (
         ("diff_p_outperform_se", 0, 0, sb.p_outperform[rb] - sa.p_outperform[ra]),
@@ -124,8 +128,7 @@ def paired_differences(sa, sb, xa: np.ndarray, xb: np.ndarray, h: int, draws: in
     fa, fb = density_at_median(np.sort(xa)), density_at_median(np.sort(xb))
     influence = (xb <= mb) / fb - (xa <= ma) / fa  # the medians' difference is -mean(influence) + const
     path = np.arange(k)
-    units = sa if sa.unit_draws is not None else sb  # the run whose groups of paths give the draws
-    unit = path // units.model.cell_paths if draws is None else (path // units.model.draw_paths) % draws
+    unit = path // units.model.cell_paths if draws is None else (path // G) % draws
     sums, counts = np.bincount(unit, weights=influence), np.bincount(unit).astype(np.float64)
     out["diff_excess_median_se"] = float(batch_means_se(sums, counts, np.asarray(influence.mean())))
     return out

@@ -28,7 +28,7 @@ from .scenario import (
 )
 from .uncertainty import draw_scenarios, draw_values, n_draws
 
-CELL_PATHS = BLOCK_PATHS // 16  # paths per cell (summaries' unit of standard errors) when a draw holds more
+CELL_PATHS = 128  # paths per cell (summaries' unit of paired standard errors) when a draw holds more
 
 
 def n_blocks(n_paths: int) -> int:

@@ -124,6 +124,9 @@ class Accumulator:
         "cell_fig",
         "cell_ctrl",
         "cell_wins",
+        "block_fig",
+        "block_ctrl",
+        "block_wins",
         "fig_sq",
         "ctrl_cross",
         "ctrl_fig",
@@ -152,6 +155,9 @@ class Accumulator:
         self.cell_fig = np.zeros((n_blocks, cells, R, F))  # per cell: sum of the conditional figures
         self.cell_ctrl = np.zeros((n_blocks, cells, R, C))  # sum of the controls
         self.cell_wins = np.zeros((n_blocks, cells, R))  # count of X > 0
+        self.block_fig = np.zeros((n_blocks, R, F))  # per block: sum of the conditional figures (the estimates use
+        self.block_ctrl = np.zeros((n_blocks, R, C))  # these, summed over paths the same way whatever the cells,
+        self.block_wins = np.zeros((n_blocks, R))  # so that the figures do not depend on the draw groups' size)
         self.fig_sq = np.zeros((n_blocks, R, F))  # per block: sum of squared figures
         self.ctrl_cross = np.zeros((n_blocks, R, C, C))  # sum of control x control
         self.ctrl_fig = np.zeros((n_blocks, R, C, F))  # sum of control x figure
@@ -178,6 +184,8 @@ class Accumulator:
         self.cell_fig[block] = cells(fig)
         self.cell_ctrl[block] = cells(ctrl)
         self.cell_wins[block] = cells((X > 0).astype(np.float64))
+        self.block_fig[block], self.block_ctrl[block] = fig.sum(axis=-1), ctrl.sum(axis=-1)
+        self.block_wins[block] = (X > 0).sum(axis=-1)
         self.fig_sq[block] = np.einsum("rfp,rfp->rf", fig, fig)
         self.ctrl_cross[block] = np.einsum("rcp,rdp->rcd", ctrl, ctrl)
         self.ctrl_fig[block] = np.einsum("rcp,rfp->rcf", ctrl, fig)
@@ -248,10 +256,10 @@ class Summaries:
         self.draw_median = acc.draw_median  # [D_used, R] excess median of each draw's first group
         self.n_groups = -(-self.n // self.model.draw_paths)  # groups of paths that share a draw
         self.cells = {name: getattr(acc, name) for name in ("cell_paths", "cell_fig", "cell_ctrl", "cell_wins")}
-        fig, ctrl = self.cells["cell_fig"].sum(axis=(0, 1)), self.cells["cell_ctrl"].sum(axis=(0, 1))
+        fig, ctrl = total["block_fig"], total["block_ctrl"]  # [R, F], [R, C]
         self.beta = control_coefficients(fig, ctrl, total["ctrl_cross"], total["ctrl_fig"], n)  # [R, C, F]
         value = (fig - np.einsum("rc,rcf->rf", ctrl, self.beta)) / n  # [R, F]
-        wins = self.cells["cell_wins"].sum(axis=(0, 1))[:, None] / n  # [R, 1] share of paths with X > 0
+        wins = total["block_wins"][:, None] / n  # [R, 1] share of paths with X > 0
         # Independent units: paths without parameter uncertainty; else the draws in use (batch means), unless
         # a single draw is in use: then its paths, and the error is of the figure given that draw.
         self.unit_draws = (
@@ -270,15 +278,17 @@ class Summaries:
         self.p_loss, self.p_loss_se = value[:, 1:], se[:, 1:]  # [R, A]
         self.p_count, self.p_count_se = wins[:, 0], se_count[:, 0]
 
-    def unit_sums(self, draws: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def unit_sums(self, draws: int | None, draw_paths: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(paths [U], control-variate residual sums of the conditional figures [U, R, F], wins [U, R]) per
-        unit: per parameter draw (groups g mod ``draws``, U = min(draws, groups)) or, with ``draws`` None, per
-        cell of ``Model.cell_paths`` paths. Each unit's sum minus estimate x paths has mean zero; units are
-        independent."""
+        unit: per parameter draw (groups g of ``draw_paths`` paths, default this run's, taken mod ``draws``;
+        U = min(draws, groups)) or, with ``draws`` None, per cell of ``Model.cell_paths`` paths. Each unit's sum
+        minus estimate x paths has mean zero; units are independent. (A paired run's draws group paths by the
+        other run's G, a multiple of this run's cells: ``compare.paired_units``.)"""
         flat = {name: x.reshape((-1,) + x.shape[2:]) for name, x in self.cells.items()}
         if draws is not None:
-            group = np.arange(len(flat["cell_paths"])) * self.model.cell_paths // self.model.draw_paths
-            used = group < self.n_groups  # cells past the run's last path belong to no draw
+            G = draw_paths or self.model.draw_paths
+            group = np.arange(len(flat["cell_paths"])) * self.model.cell_paths // G
+            used = group < -(-self.n // G)  # cells past the run's last path belong to no draw
             flat = {name: group_sum(x[used], group[used] % draws) for name, x in flat.items()}
         fig = flat["cell_fig"] - np.einsum("urc,rcf->urf", flat["cell_ctrl"], self.beta)
         return flat["cell_paths"], fig, flat["cell_wins"]

@@ -146,10 +146,10 @@ def test_point_mass_posterior_reproduces_the_plain_scenario_bit_for_bit(tmp_path
     for f in tmp_path.iterdir():
         f.unlink()
     path = posterior_scenario(tmp_path, fit)
-    n = 3 * BLOCK_PATHS + 99  # four blocks, four draws
+    n = 3 * BLOCK_PATHS + 99  # 193 groups of 256 paths: all six draws in use
     a = sim.simulate(sim.parse_scenario(plain), n_paths=n, seed=2)
     b = sim.simulate(sim.load_scenario(path), n_paths=n, seed=2)
-    assert b.meta["parameter_draws"]["simulated"] == 4 and b.meta["parameter_draws"]["draws"] == 6
+    assert b.meta["parameter_draws"]["simulated"] == 6 and b.meta["parameter_draws"]["draws"] == 6
     sa, sb = a.summary(), b.summary()
     figures = [c for c in sa.columns if c != "scenario" and not c.endswith("_se")]  # errors: from paths, draws
     pd.testing.assert_frame_equal(sa[figures], sb[figures], check_exact=True)
@@ -213,7 +213,7 @@ def test_a_posterior_scenario_runs_through_compare_and_the_command_line(posterio
     r = CliRunner().invoke(main, ["run", str(path), "--paths", "40000", "--seed", "1", "--out", str(out), "--quiet"])
     assert r.exit_code == 0, r.output
     table = pd.read_csv(out / "uncertainty.csv")
-    assert table["draw"].nunique() == 3  # three blocks, three of the 24 draws
+    assert table["draw"].nunique() == 24  # 157 groups of 256 paths: every one of the 24 draws
     plain = sim.parse_scenario({**as_written(path), "name": "plain"})
     table = sim.compare([sim.load_scenario(path), plain], n_paths=40_000, seed=1).table()
     intervals = table[table["metric"] == "p_outperform_draws_q05"]

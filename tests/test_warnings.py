@@ -253,7 +253,7 @@ def test_an_interval_across_few_draws_is_flagged(scenario, tmp_path):
     path = write(tmp_path, scenario, "uncertain.yaml")
     result = invoke("run", path, "--paths", 2000, "--out", tmp_path / "out")
     assert result.exit_code == 0, describe(result)
-    assert "rest on 1 parameter draw(s)" in result.output and "--paths 327,680 or more" in result.output
+    assert "rest on 8 parameter draw(s)" in result.output and "--paths 5,120 or more" in result.output  # G = 256
 
 
 # --------------------------------------------------------------------------------------------
