@@ -12,21 +12,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .drivers import apply_drivers
 from .errors import CapsimError
-from .scenario import (
-    BLOCK_PATHS,
-    DEFAULT_DRAW_PATHS,
-    Scenario,
-    base_matrix,
-    corr_matrix,
-    draw_paths_problem,
-    merge_override,
-    phase_matrix,
-    resolve,
-    stationary_distribution,
-)
-from .uncertainty import draw_scenarios, draw_values, n_draws
+from .scenario import BLOCK_PATHS, DEFAULT_DRAW_PATHS, Scenario, draw_paths_problem
+from .tables import StepParams, draw_tables, expected_steps_in
+from .uncertainty import draw_values, n_draws
 
 CELL_PATHS = 128  # paths per cell (summaries' unit of paired standard errors) when a draw holds more
 
@@ -47,20 +36,6 @@ def draw_paths_for(sc: Scenario, draw_paths: int | None = None) -> int:
     if problem := draw_paths_problem(G):
         raise CapsimError(f"draw_paths: {problem}")
     return int(G)
-
-
-class StepParams(NamedTuple):
-    """Per-step arrays (leading axis: step t = 0..T-1; in ``Model.steps`` a parameter-draw axis comes first).
-    Float arrays are float64 here; the engine casts."""
-
-    cum_trans: np.ndarray  # [T, K, K] cumulative rows of the move INTO step t (row t=0: the start law)
-    drift: np.ndarray  # [T, K, A] drift * dt: mean log return per step
-    loading: np.ndarray  # [T, K, A, A] vol * sqrt(dt) * Cholesky factor of corr: log return = drift + loading @ e
-    tails: np.ndarray  # [T, K] Student-t degrees of freedom; inf = Gaussian
-    shift: np.ndarray  # [T, A] rate-overlay log return: sensitivity * (rate(t+1) - rate(t))
-    month_slot: np.ndarray  # [T] int: index of the first month end at or after the end of step t
-    cond_var: np.ndarray  # [T, K, A + 1] Gaussian variance per step of each log return, then of the compared
-    # pair's log difference (``conditional_variances``); a Student-t step scales it by (nu - 2) / chi2
 
 
 class SegmentParams(NamedTuple):
@@ -131,64 +106,6 @@ def steps_to_month(month: float, steps_per_year: int) -> int:
     return int(round(month * steps_per_year / 12))
 
 
-def start_probabilities(sc: Scenario, base: np.ndarray) -> np.ndarray:
-    names = sc.regime_names
-    if sc.start == "stationary":
-        return stationary_distribution(base)
-    if isinstance(sc.start, str):
-        return np.eye(len(names))[names.index(sc.start)]
-    p = np.zeros(len(names))
-    for k, w in sc.start.items():
-        p[names.index(k)] = w
-    return p / p.sum()
-
-
-def cumulative_rows(P: np.ndarray) -> np.ndarray:
-    """Cumulative sums of each row; entries whose remaining mass is zero are set to 2 so that a
-    uniform draw in [0, 1) can never select a zero-probability regime through rounding."""
-    cum = np.cumsum(P, axis=-1)
-    tail = np.cumsum(P[..., ::-1], axis=-1)[..., ::-1]  # mass at or after each column
-    remaining = np.concatenate([tail[..., 1:], np.zeros(P.shape[:-1] + (1,))], axis=-1)
-    return np.where(remaining <= 0, 2.0, cum)
-
-
-def rate_shift(sc: Scenario, n_steps: int) -> np.ndarray:
-    """[T, A] deterministic log-return per step from the policy-rate overlay (zeros without one)."""
-    A = len(sc.asset_keys)
-    if sc.rates is None:
-        return np.zeros((n_steps, A))
-    knots = sorted(sc.rates.path.items())
-    months = np.arange(n_steps + 1) * 12 / sc.steps_per_year
-    rate = np.interp(months, [k for k, _ in knots], [v for _, v in knots])  # flat outside the knots
-    sens = np.array([sc.rates.sensitivity[a] for a in sc.asset_keys])
-    return np.diff(rate)[:, None] * sens[None, :]
-
-
-def regime_loading(regime, assets: list[str], dt: float) -> np.ndarray:
-    """[A, A] lower-triangular L with L L^T = per-step covariance of the log returns (vol^2 * corr * dt)."""
-    C = corr_matrix(regime.corr, len(assets))
-    sd = np.array([regime.vol[a] for a in assets]) * np.sqrt(dt)
-    if np.linalg.eigvalsh(C).min() < 1e-12:  # singular but valid (e.g. corr 1)
-        return sd[:, None] * semidefinite_cholesky(C)
-    return sd[:, None] * np.linalg.cholesky(C)
-
-
-def semidefinite_cholesky(C: np.ndarray) -> np.ndarray:
-    """Lower-triangular L with L L^T = C for a positive semi-definite C, a zero pivot giving a zero column:
-    with a correlation of 1 two rows are equal, so identical assets get identical shocks (a tie, never a win
-    either way) rather than shocks differing by rounding noise."""
-    n = len(C)
-    L = np.zeros((n, n))
-    for a in range(n):
-        for b in range(a + 1):
-            rest = C[a, b] - L[a, :b] @ L[b, :b]
-            if a == b:
-                L[a, a] = math.sqrt(max(rest, 0.0))
-            else:
-                L[a, b] = rest / L[b, b] if L[b, b] > 1e-12 else 0.0
-    return L
-
-
 def build_model(
     sc: Scenario, horizon_months: int | None = None, *, n_paths: int = 1, seed: int = 0, draw_paths: int | None = None
 ) -> Model:
@@ -202,7 +119,6 @@ def build_model(
     assets, names = sc.asset_keys, sc.regime_names
     month_steps = tuple(steps_to_month(h, f) for h in range(H + 1))
     reports = tuple(sc.report_months_for(H))
-    centre = resolve(sc, {})  # the scenario itself when it has no distributions
     G = draw_paths_for(sc, draw_paths)
     groups = -(-int(n_paths) // G)
     D = n_draws(sc, groups)
@@ -210,10 +126,9 @@ def build_model(
     first, second = sc.compare_pair
     pair = (assets.index(first), assets.index(second))
     report_steps = [month_steps[h] for h in reports]
-    sets = [step_params(s, month_steps, pair) for s in (draw_scenarios(sc, values) if sc.is_uncertain else [centre])]
-    steps = StepParams(*(np.stack(x) for x in zip(*(p for p, _ in sets))))  # [D_used, T, ...]
-    start, base, step_trans = (step_params(centre, month_steps, pair) if sc.is_uncertain else sets[0])[1]
-    expected = np.stack([expected_steps_in(law[0], law[2], report_steps) for _, law in sets])
+    tables = draw_tables(sc, values, month_steps, pair)  # [D_used, ...]; one set without uncertainty
+    centre = draw_tables(sc, {}, month_steps, pair) if sc.is_uncertain else tables  # distributions at centres
+    steps = tables.steps
     return Model(
         steps=steps,
         n_draws=D,
@@ -229,76 +144,11 @@ def build_model(
         regime_names=tuple(names),
         compare=pair,
         has_tails=bool(np.isfinite(steps.tails).any()),
-        start_probs=start,
-        base_matrix=base,
-        step_matrices=step_trans,
-        expected_steps_in=expected,
+        start_probs=centre.start[0],
+        base_matrix=centre.base[0],
+        step_matrices=centre.step_trans[0],
+        expected_steps_in=expected_steps_in(tables.start, tables.step_trans, report_steps),
     )
-
-
-def expected_steps_in(start: np.ndarray, step_trans: np.ndarray, report_steps) -> np.ndarray:
-    """[R, K] expected steps spent in each regime up to each report step: the sum over steps t < H of the
-    regime law P(s_t = k), with s_0 ~ ``start`` and s_t ~ P(s_{t-1}) @ ``step_trans[t]`` (exact, float64)."""
-    laws = np.empty((step_trans.shape[0], len(start)))
-    law = np.asarray(start, np.float64)
-    for t in range(step_trans.shape[0]):
-        if t:
-            law = law @ step_trans[t]
-        laws[t] = law
-    cumulative = np.concatenate([np.zeros((1, len(start))), np.cumsum(laws, axis=0)])
-    return cumulative[list(report_steps)]
-
-
-def conditional_variances(loading: np.ndarray, pair: tuple[int, int]) -> np.ndarray:
-    """[..., A + 1] per-step variance of each asset's Gaussian log-return shock, then of the compared pair's
-    log difference (first minus second), from ``loading`` [..., A, A] (rows: assets)."""
-    i, j = pair
-    own = np.sum(loading**2, axis=-1)
-    difference = np.sum((loading[..., i, :] - loading[..., j, :]) ** 2, axis=-1)
-    return np.concatenate([own, difference[..., None]], axis=-1)
-
-
-def step_params(sc: Scenario, month_steps: tuple[int, ...], pair: tuple[int, int]) -> tuple[StepParams, tuple]:
-    """The per-step arrays of a plain scenario (no distributions) over the steps ``month_steps[-1]``, and its
-    (start law, base matrix, per-step matrices). ``pair``: the compared assets' indices (``Model.compare``)."""
-    f = sc.steps_per_year
-    dt = 1.0 / f
-    assets, names = sc.asset_keys, sc.regime_names
-    K, T = len(names), month_steps[-1]
-
-    # Phase settings for every step: (transition matrix, regimes with overrides).
-    base = base_matrix(sc)
-    settings = [(base, sc.regimes)]
-    bounds = []
-    for ph in sc.phases:
-        merged = {k: merge_override(r, ph.regimes[k]) if k in ph.regimes else r for k, r in sc.regimes.items()}
-        settings.append((phase_matrix(sc, ph), merged))
-        bounds.append(ph.until_month)
-    start_month = np.arange(T) * 12 / f
-    # phase index of step t: first phase whose until_month is beyond the step's start month; base after all.
-    phase_of_step = np.searchsorted(np.asarray(bounds, dtype=float), start_month, side="right")
-    phase_of_step = np.where(phase_of_step < len(bounds), phase_of_step + 1, 0)
-
-    trans = np.stack([P for P, _ in settings])  # [S, K, K]
-    drift = np.array([[[reg[k].drift[a] * dt for a in assets] for k in names] for _, reg in settings])
-    loading = np.array([[regime_loading(reg[k], assets, dt) for k in names] for _, reg in settings])
-    tails = np.array([[reg[k].tails if reg[k].tails is not None else np.inf for k in names] for _, reg in settings])
-
-    start = start_probabilities(sc, base)
-    step_trans = apply_drivers(sc, trans[phase_of_step])  # regimes with `drivers`: their per-month logits
-    step_trans[0] = np.tile(start, (K, 1))  # the "move into step 0" draws s_0 from the start law
-    month_slot = np.searchsorted(np.asarray(month_steps), np.arange(T) + 1, side="left")
-
-    steps = StepParams(
-        cum_trans=cumulative_rows(step_trans),
-        drift=drift[phase_of_step],
-        loading=loading[phase_of_step],
-        tails=tails[phase_of_step],
-        shift=rate_shift(sc, T),
-        month_slot=month_slot.astype(np.int32),
-        cond_var=conditional_variances(loading, pair)[phase_of_step],
-    )
-    return steps, (start, base, step_trans)
 
 
 MAX_SEGMENT_OUTCOMES = 1 << 17  # (regime counts, end regime) outcomes a segment may have before pruning
