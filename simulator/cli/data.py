@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .cli import user_errors
+from .options import user_errors
 
 
 def _progress(label: str):
@@ -26,7 +26,7 @@ def _progress(label: str):
 
 
 def _fetch(url: str, name: str, timeout: float) -> Path:
-    from .fit.data_sources import download, sha256_of
+    from ..fit.data_sources import download, sha256_of
 
     bar, update = _progress(f"downloading {name}")
     with bar:
@@ -75,8 +75,8 @@ def french(file, small, large, weights, base_url, download, timeout, out, force)
     FILE is the CSV or the library's zip; with --download, the library's name of the file (e.g.
     Portfolios_Formed_on_ME). The output has month-end dates and simple returns in decimals, with the vintage
     and the input's SHA-256 in # lines."""
-    from .fit.data_sources import FRENCH_URL, read_french, returns_csv_text
-    from .output import refuse_existing_file, write_text_atomic
+    from ..fit.data_sources import FRENCH_URL, read_french, returns_csv_text
+    from ..output import refuse_existing_file, write_text_atomic
 
     refuse_existing_file(out, force)
     if download:
@@ -110,9 +110,9 @@ def fred(files, columns, fred_key, url, download, timeout, out, force):
     FILES are FRED CSVs; with --download, series ids (e.g. BAA AAA). Adds credit_spread = BAA - AAA and
     term_spread = GS10 - TB3MS; the # lines give each input's SHA-256 and the span where every column is
     present."""
-    from .errors import CapsimError
-    from .fit.data_sources import FRED_API_URL, fred_json_to_csv, macro_csv_text, merge_fred
-    from .output import refuse_existing_file, write_text_atomic
+    from ..errors import CapsimError
+    from ..fit.data_sources import FRED_API_URL, fred_json_to_csv, macro_csv_text, merge_fred
+    from ..output import refuse_existing_file, write_text_atomic
 
     refuse_existing_file(out, force)
     if download:

@@ -9,16 +9,9 @@ from pathlib import Path
 
 import click
 
-from .cli import (
-    _lead,
-    echo_scenario_warnings,
-    interrupted_code,
-    load_scenarios,
-    progress_bar,
-    refuse_existing,
-    run_options,
-    user_errors,
-)
+from ..output import refuse_existing
+from ..shipped import load_scenarios
+from .options import _lead, echo_scenario_warnings, interrupted_code, progress_bar, run_options, user_errors
 
 
 @click.command("sensitivity")
@@ -72,7 +65,7 @@ def sensitivity_cmd(scenario, metrics, horizons, samples, vary, draw_paths, seed
     OUT/tornado.csv and OUT/tornado.png (each field from its 5% to its 95% quantile, the others at their
     medians) and OUT/meta.json.
     """
-    from .sensitivity import SensitivityError, parse_vary, sensitivity
+    from ..sensitivity import SensitivityError, parse_vary, sensitivity
 
     (sc,) = load_scenarios([scenario])
     echo_scenario_warnings([sc])
@@ -149,8 +142,8 @@ def solve_cmd(scenario, sets, metric, target, run, out, force, as_json, quiet):
 
     Writes OUT/solve.csv (one row per run of the search), OUT/solve.png and OUT/meta.json (with the answer).
     """
-    from .sensitivity import parse_vary
-    from .solve import SolveError, solve
+    from ..sensitivity import parse_vary
+    from ..solve import SolveError, solve
 
     (sc,) = load_scenarios([scenario])
     echo_scenario_warnings([sc])
