@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .options import user_errors
+from .options import stack, user_errors
 
 
 def _progress(label: str):
@@ -35,21 +35,12 @@ def _fetch(url: str, name: str, timeout: float) -> Path:
     return path
 
 
-_download_options = [
+_download_options = stack(
     click.option("--download", is_flag=True, help="Fetch the files from the publisher (into the user's cache)."),
     click.option("--timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True, help="Seconds."),
     click.option("--out", type=click.Path(dir_okay=False), required=True, help="CSV file to write."),
     click.option("--force", is_flag=True, help="Replace an existing --out file."),
-]
-
-
-def _with(options):
-    def deco(fn):
-        for opt in reversed(options):
-            fn = opt(fn)
-        return fn
-
-    return deco
+)
 
 
 @click.group("data")
@@ -67,7 +58,7 @@ def data():
     default=None,
     help="With --download: where FILE_CSV.zip is (default: the Ken French Data Library's ftp/ folder).",
 )
-@_with(_download_options)
+@_download_options
 @user_errors
 def french(file, small, large, weights, base_url, download, timeout, out, force):
     """A Ken French file (CSV or zip) into capsim's returns CSV.
@@ -102,7 +93,7 @@ def french(file, small, large, weights, base_url, download, timeout, out, force)
     help="With --download: URL template with {id} instead of FRED's API, "
     "e.g. https://fred.stlouisfed.org/graph/fredgraph.csv?id={id}",
 )
-@_with(_download_options)
+@_download_options
 @user_errors
 def fred(files, columns, fred_key, url, download, timeout, out, force):
     """FRED monthly CSVs merged into one macro CSV.

@@ -11,7 +11,7 @@ import click
 from ..errors import CapsimError
 from ..scenario import ScenarioError, load_scenario
 from ..shipped import display_source, init_folder, scenario_files, schema_text, shipped_files
-from .options import UserError, echo_scenario_warnings, user_errors
+from .options import SEED, UserError, echo_scenario_warnings, user_errors
 
 
 @click.command()
@@ -38,7 +38,7 @@ def validate(paths):
 @click.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.option("--paths", "n_paths", type=click.IntRange(min=2), default=200_000, show_default=True)
-@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
+@SEED
 @click.option("--junit", type=click.Path(dir_okay=False), default=None, help="Write JUnit XML here.")
 @user_errors
 def check(paths, n_paths, seed, junit):

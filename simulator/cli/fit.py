@@ -9,7 +9,7 @@ import click
 
 from ..output import refuse_existing, refuse_existing_file, write_text_atomic
 from ..shipped import SCHEMA_FILE
-from .options import UserError, sampler_progress, user_errors
+from .options import DEVICE, FORCE_FOLDER, SEED, UserError, sampler_progress, stack, user_errors
 
 
 def _split_columns(value: str | None) -> list[str] | None:
@@ -62,65 +62,57 @@ def _date(end: bool):
     return parse
 
 
-def _sampler_options(fn):
-    """--draws and --chains: the size of the NUTS sample (calibrate --posterior, backtest --posterior)."""
-    fn = click.option("--chains", type=click.IntRange(min=1), default=4, show_default=True, help="Posterior chains.")(
-        fn
-    )
-    return click.option(
+_sampler_options = stack(  # --draws and --chains: the size of the NUTS sample (calibrate and backtest --posterior)
+    click.option(
         "--draws", type=click.IntRange(min=1), default=1000, show_default=True, help="Posterior draws per chain."
-    )(fn)
+    ),
+    click.option("--chains", type=click.IntRange(min=1), default=4, show_default=True, help="Posterior chains."),
+)
 
 
-def _data_options(fn):
-    """Options shared by calibrate and backtest: which columns, units, frequency and sample window."""
-    for opt in reversed(
-        [
-            click.option(
-                "--regimes",
-                "n_regimes",
-                type=click.IntRange(1, 9),
-                required=True,
-                help="Number of regimes K (2: bear/bull, 3: bear/neutral/bull).",
-            ),
-            click.option(
-                "--columns",
-                default=None,
-                help="Comma-separated asset columns, in order (default: every column but date); "
-                "the first two are compared (excess = first - second).",
-            ),
-            click.option("--percent", is_flag=True, help="Returns in the file are in percent, not decimals."),
-            click.option(
-                "--frequency",
-                type=click.Choice(["monthly", "weekly", "daily"]),
-                default=None,
-                help="Data frequency (default: inferred from the dates).",
-            ),
-            click.option(
-                "--start-date",
-                default=None,
-                callback=_date(end=False),
-                help="First date of the sample (inclusive; YYYY-MM-DD, or YYYY-MM for the month's start).",
-            ),
-            click.option(
-                "--end-date",
-                default=None,
-                callback=_date(end=True),
-                help="Last date of the sample (inclusive; YYYY-MM-DD, or YYYY-MM for the month's end).",
-            ),
-            click.option(
-                "--starts",
-                "n_starts",
-                type=click.IntRange(min=1),
-                default=10,
-                show_default=True,
-                help="Random starts of EM (fixed seed); the best likelihood is kept.",
-            ),
-            click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True),
-        ]
-    ):
-        fn = opt(fn)
-    return fn
+_data_options = stack(  # calibrate and backtest: which columns, units, frequency and sample window
+    click.option(
+        "--regimes",
+        "n_regimes",
+        type=click.IntRange(1, 9),
+        required=True,
+        help="Number of regimes K (2: bear/bull, 3: bear/neutral/bull).",
+    ),
+    click.option(
+        "--columns",
+        default=None,
+        help="Comma-separated asset columns, in order (default: every column but date); "
+        "the first two are compared (excess = first - second).",
+    ),
+    click.option("--percent", is_flag=True, help="Returns in the file are in percent, not decimals."),
+    click.option(
+        "--frequency",
+        type=click.Choice(["monthly", "weekly", "daily"]),
+        default=None,
+        help="Data frequency (default: inferred from the dates).",
+    ),
+    click.option(
+        "--start-date",
+        default=None,
+        callback=_date(end=False),
+        help="First date of the sample (inclusive; YYYY-MM-DD, or YYYY-MM for the month's start).",
+    ),
+    click.option(
+        "--end-date",
+        default=None,
+        callback=_date(end=True),
+        help="Last date of the sample (inclusive; YYYY-MM-DD, or YYYY-MM for the month's end).",
+    ),
+    click.option(
+        "--starts",
+        "n_starts",
+        type=click.IntRange(min=1),
+        default=10,
+        show_default=True,
+        help="Random starts of EM (fixed seed); the best likelihood is kept.",
+    ),
+    SEED,
+)
 
 
 @click.command("calibrate")
@@ -300,7 +292,7 @@ def calibrate_cmd(
     show_default=True,
     help="Simulated paths per origin (and bootstrap draws).",
 )
-@click.option("--device", type=click.Choice(["cpu", "gpu", "auto"]), default="cpu", show_default=True)
+@DEVICE
 @click.option(
     "--out",
     type=click.Path(file_okay=False),
@@ -334,7 +326,7 @@ def calibrate_cmd(
     default=None,
     help="Macro CSV for --drivers (default: the shipped simulator/data/us_macro_monthly.csv).",
 )
-@click.option("--force", is_flag=True, help="Replace an existing non-empty output folder.")
+@FORCE_FOLDER
 @click.option("--quiet", is_flag=True, help="Print the verdict line only.")
 @user_errors
 def backtest_cmd(
@@ -396,57 +388,44 @@ def backtest_cmd(
             n_starts=n_starts,
             device=device,
         )
-        res.save(out, force=force)
-        if not quiet:
-            m = res.meta
-            click.echo(
-                f"training fits: {m['training_sample']}, {n_regimes} regimes, log-likelihood constant "
-                f"{m['training_loglik_constant']:.4f}, drivers {m['training_loglik_drivers']:.4f} "
-                f"(LR {m['training_lr']:.2f}, p {m['training_lr_pvalue']:.3g})"
-            )
-            cols = ["method", "series", "n_origins", "crps_mean", "crps_skill_vs_constant", "crps_diff_t"]
-            cols += ["coverage50", "coverage90", "pit_mean", "pit_ks_pvalue"]
-            click.echo(res.summary[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-            click.echo(f"wrote {out}/")
-        click.echo(res.verdict)
-        return
-    bar, callback = sampler_progress(quiet or not posterior)
-    with bar:
-        res = backtest(
-            frame,
-            n_regimes,
-            train_until,
-            horizon_months=horizon,
-            step_months=step,
-            n_paths=n_paths,
-            seed=seed,
-            n_starts=n_starts,
-            device=device,
-            posterior=posterior,
-            posterior_draws=posterior_draws,
-            draws=draws,
-            chains=chains,
-            sampler_progress=callback,
-        )
-    res.save(out, force=force)
-    if not quiet:
         m = res.meta
-        click.echo(
+        fitted = (
+            f"training fits: {m['training_sample']}, {n_regimes} regimes, log-likelihood constant "
+            f"{m['training_loglik_constant']:.4f}, drivers {m['training_loglik_drivers']:.4f} "
+            f"(LR {m['training_lr']:.2f}, p {m['training_lr_pvalue']:.3g})"
+        )
+        cols = ["method", "series", "n_origins", "crps_mean", "crps_skill_vs_constant", "crps_diff_t"]
+        cols += ["coverage50", "coverage90", "pit_mean", "pit_ks_pvalue"]
+    else:
+        bar, callback = sampler_progress(quiet or not posterior)
+        with bar:
+            res = backtest(
+                frame,
+                n_regimes,
+                train_until,
+                horizon_months=horizon,
+                step_months=step,
+                n_paths=n_paths,
+                seed=seed,
+                n_starts=n_starts,
+                device=device,
+                posterior=posterior,
+                posterior_draws=posterior_draws,
+                draws=draws,
+                chains=chains,
+                sampler_progress=callback,
+            )
+        m = res.meta
+        fitted = (
             f"training fit: {m['training_sample']}, {n_regimes} regimes, log-likelihood "
             f"{m['training_loglik']:.4f}; method: {m['method']}"
         )
-        cols = [
-            "method",
-            "series",
-            "n_origins",
-            "crps_mean",
-            "crps_skill_vs_bootstrap",
-            "crps_diff_t",
-            *(["crps_skill_vs_model", "crps_diff_t_vs_model"] if posterior else []),
-            "coverage50",
-            "coverage90",
-            "pit_ks_pvalue",
-        ]
+        cols = ["method", "series", "n_origins", "crps_mean", "crps_skill_vs_bootstrap", "crps_diff_t"]
+        cols += ["crps_skill_vs_model", "crps_diff_t_vs_model"] if posterior else []
+        cols += ["coverage50", "coverage90", "pit_ks_pvalue"]
+    res.save(out, force=force)
+    if not quiet:
+        click.echo(fitted)
         click.echo(res.summary[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
         click.echo(f"wrote {out}/")
     click.echo(res.verdict)

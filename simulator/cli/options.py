@@ -15,7 +15,7 @@ import click
 from ..devices import init_processes, wants_processes
 from ..errors import CapsimError
 from ..params import BLOCK_PATHS
-from ..shipped import display_source
+from ..shipped import display_source, load_scenarios
 
 DRAWS_P = ("p_outperform_draws_q05", "p_outperform_draws_q95")
 DRAWS_X = ("excess_median_draws_q05", "excess_median_draws_q95")
@@ -291,6 +291,13 @@ def echo_scenario_warnings(scenarios) -> None:
             click.echo(f"warning: {w.text(display_source(sc.source))}", err=True)
 
 
+def one_scenario(path: str):
+    """The one scenario of a file or shipped name, its plausibility warnings printed."""
+    (sc,) = load_scenarios([path])
+    echo_scenario_warnings([sc])
+    return sc
+
+
 def plus_minus(value: float, se: float) -> str:
     """``value ± se`` with the standard error to two significant digits and the value to as many decimals
     (at least three): 0.762 ± 0.012, 0.500978 ± 0.000033."""
@@ -310,14 +317,41 @@ class RunOptions(NamedTuple):
     method: str
 
 
-def run_options(out_help: str | None = None):
-    """The options of every command that simulates (run, batch, sweep, compare, blend), defined once.
+def stack(*options):
+    """One decorator that applies ``options`` (click decorators) in the order given, the first on top of the
+    help."""
 
-    The command receives ``run`` (a ``RunOptions``) and, with ``out_help`` (the help of --out: its default
-    differs per command), ``out``, ``force``, ``as_json`` and ``quiet``. The multi-host flags
-    (--coordinator, --num-processes, --process-id, or JAX's environment variables) join the processes
-    before the command runs."""
-    simulation = [
+    def decorate(fn):
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return decorate
+
+
+SEED = click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
+DEVICE = click.option("--device", type=click.Choice(["cpu", "gpu", "auto"]), default="cpu", show_default=True)
+FORCE_FOLDER = click.option("--force", is_flag=True, help="Replace an existing non-empty output folder.")
+
+
+def output_options(out_help: str, json_help: str = "Print the summary as JSON instead of a table."):
+    """--out (a folder; ``out_help``: its default differs per command), --force, --json and --quiet: the command
+    receives ``out``, ``force``, ``as_json`` and ``quiet``."""
+    return stack(
+        click.option("--out", type=click.Path(file_okay=False), default=None, help=out_help),
+        FORCE_FOLDER,
+        click.option("--json", "as_json", is_flag=True, help=json_help),
+        click.option("--quiet", is_flag=True, help="No progress bar and no table."),
+    )
+
+
+def run_options(out_help: str):
+    """The options of every command that simulates (run, batch, sweep, compare, blend, solve), defined once.
+
+    The command receives ``run`` (a ``RunOptions``) and the ``output_options`` (``out_help``: the help of
+    --out). The multi-host flags (--coordinator, --num-processes, --process-id, or JAX's environment variables)
+    join the processes before the command runs."""
+    options = stack(
         click.option(
             "--paths",
             "n_paths",
@@ -326,11 +360,11 @@ def run_options(out_help: str | None = None):
             show_default=True,
             help="Number of simulated paths.",
         ),
-        click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True),
+        SEED,
         click.option(
             "--horizon", type=click.IntRange(min=1), default=None, help="Horizon in months (default: the file's)."
         ),
-        click.option("--device", type=click.Choice(["cpu", "gpu", "auto"]), default="cpu", show_default=True),
+        DEVICE,
         click.option(
             "--devices",
             "n_devices",
@@ -349,20 +383,13 @@ def run_options(out_help: str | None = None):
             "their exact law (Gaussian regimes; drawdowns seen at segment ends only); auto: exact where "
             "allowed and a segment has several steps.",
         ),
-    ]
-    outputs = [
-        click.option("--out", type=click.Path(file_okay=False), default=None, help=out_help),
-        click.option("--force", is_flag=True, help="Replace an existing non-empty output folder."),
-        click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON instead of a table."),
-        click.option("--quiet", is_flag=True, help="No progress bar and no table."),
-    ]
-    hosts = [
+        output_options(out_help),
         click.option("--coordinator", default=None, help="Several hosts: HOST:PORT of process 0 (jax.distributed)."),
         click.option("--num-processes", type=click.IntRange(min=1), default=None, help="Several hosts: process count."),
         click.option(
             "--process-id", type=click.IntRange(min=0), default=None, help="Several hosts: this process's id."
         ),
-    ]
+    )
 
     def decorate(fn):
         @functools.wraps(fn)
@@ -376,11 +403,20 @@ def run_options(out_help: str | None = None):
             run = RunOptions(n_paths, seed, horizon, device, n_devices, int(precision), method)
             return fn(*args, run=run, **kwargs)
 
-        for option in reversed(simulation + (outputs if out_help else []) + hosts):
-            wrapper = option(wrapper)
-        return wrapper
+        return options(wrapper)
 
     return decorate
+
+
+@contextlib.contextmanager
+def nothing_written(out):
+    """Around a command's work before it writes ``out``: Ctrl-C or SIGTERM prints that nothing was written there
+    and exits 130 or 143."""
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        click.echo(f"interrupted: nothing written to {out}/", err=True)
+        sys.exit(interrupted_code(exc))
 
 
 HOST_FLAGS = ("coordinator", "num_processes", "process_id")

@@ -20,6 +20,8 @@ from .options import (
     echo_dropped,
     echo_scenario_warnings,
     interrupted_code,
+    nothing_written,
+    one_scenario,
     print_summary,
     progress_bar,
     resume_command,
@@ -175,8 +177,7 @@ def sweep_cmd(scenario, sets, run, out, force, as_json, quiet):
     """
     from ..sweep import SweepError, parse_set, sweep
 
-    (sc,) = load_scenarios([scenario])
-    echo_scenario_warnings([sc])
+    sc = one_scenario(scenario)
     fields = dict(parse_set(text) for text in sets)
     if len(fields) < len(sets):
         raise SweepError("a field is given twice: give each --set field once")
@@ -185,12 +186,8 @@ def sweep_cmd(scenario, sets, run, out, force, as_json, quiet):
     if lead:
         refuse_existing(out, force)
     bar, callback = runs_progress(run.n_paths, quiet or not lead, "points")
-    try:
-        with bar:
-            res = sweep(sc, fields, **run._asdict(), progress=callback)
-    except KeyboardInterrupt as exc:
-        click.echo(f"interrupted: nothing written to {out}/", err=True)
-        sys.exit(interrupted_code(exc))
+    with nothing_written(out), bar:
+        res = sweep(sc, fields, **run._asdict(), progress=callback)
     if not lead:
         return
     res.save(out, force=force)
