@@ -70,6 +70,14 @@ _sampler_options = stack(  # --draws and --chains: the size of the NUTS sample (
 )
 
 
+_MACRO = click.option(
+    "--macro",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Macro CSV for --drivers (default: the shipped simulator/data/us_macro_monthly.csv).",
+)
+
+
 _data_options = stack(  # calibrate and backtest: which columns, units, frequency and sample window
     click.option(
         "--regimes",
@@ -140,12 +148,7 @@ _data_options = stack(  # calibrate and backtest: which columns, units, frequenc
     help="Comma-separated macro drivers of the transition probabilities (e.g. credit_spread,tbill): fit the "
     "model with driver-dependent transitions (monthly data; docs/drivers.md).",
 )
-@click.option(
-    "--macro",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Macro CSV for --drivers (default: the shipped simulator/data/us_macro_monthly.csv).",
-)
+@_MACRO
 @click.option(
     "--force",
     is_flag=True,
@@ -320,12 +323,7 @@ def calibrate_cmd(
     help="Comma-separated macro drivers (e.g. credit_spread): score the driver model, drivers frozen at the origin "
     "and along their realised path, against the constant-matrix model on the same origins (monthly data).",
 )
-@click.option(
-    "--macro",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Macro CSV for --drivers (default: the shipped simulator/data/us_macro_monthly.csv).",
-)
+@_MACRO
 @FORCE_FOLDER
 @click.option("--quiet", is_flag=True, help="Print the verdict line only.")
 @user_errors

@@ -14,6 +14,7 @@ import click
 
 from ..devices import init_processes, wants_processes
 from ..errors import CapsimError
+from ..output import refuse_existing
 from ..params import BLOCK_PATHS
 from ..shipped import display_source, load_scenarios
 
@@ -427,11 +428,20 @@ WIDE = click.option(
 )
 
 
-def _lead() -> bool:
+def is_lead() -> bool:
     """True in process 0 of a multi-process run (or the only process): the one that prints and writes."""
     import jax  # imported by the commands that simulate or fit only (`capsim --help` and `validate` start fast)
 
     return jax.process_index() == 0
+
+
+def lead_refusing(out, force: bool) -> bool:
+    """``is_lead()``; the lead process also refuses a non-empty output folder ``out`` (unless ``force``) before any
+    time is spent."""
+    lead = is_lead()
+    if lead:
+        refuse_existing(out, force)
+    return lead
 
 
 class Terminated(KeyboardInterrupt):

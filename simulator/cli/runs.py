@@ -16,10 +16,11 @@ from .options import (
     NATURAL,
     WIDE,
     UserError,
-    _lead,
     echo_dropped,
     echo_scenario_warnings,
     interrupted_code,
+    is_lead,
+    lead_refusing,
     nothing_written,
     one_scenario,
     print_summary,
@@ -50,7 +51,7 @@ def run(scenarios, run, out, force, as_json, quiet, wide):
     (or JAX's JAX_COORDINATOR_ADDRESS/JAX_NUM_PROCESSES/JAX_PROCESS_ID); each simulates its share of the
     path blocks, and process 0 prints and writes the merged result.
     """
-    lead = _lead()
+    lead = is_lead()
     loaded = load_scenarios(scenarios)
     if lead:
         echo_scenario_warnings(loaded)
@@ -107,7 +108,7 @@ def batch_cmd(paths, run, out, force, as_json, quiet, resume, shard):
     from ..batch import batch, parse_shard
 
     out = Path(out or "results/batch")
-    lead = _lead()
+    lead = is_lead()
     if lead:
         echo_scenario_warnings(load_scenarios(paths))
     bar, callback = runs_progress(run.n_paths, quiet or not lead, "scenarios")
@@ -182,9 +183,7 @@ def sweep_cmd(scenario, sets, run, out, force, as_json, quiet):
     if len(fields) < len(sets):
         raise SweepError("a field is given twice: give each --set field once")
     out = Path(out or Path("results") / f"{sc.name}-sweep")
-    lead = _lead()
-    if lead:
-        refuse_existing(out, force)
+    lead = lead_refusing(out, force)
     bar, callback = runs_progress(run.n_paths, quiet or not lead, "points")
     with nothing_written(out), bar:
         res = sweep(sc, fields, **run._asdict(), progress=callback)
@@ -239,9 +238,7 @@ def compare_cmd(items, horizons, run, out, force, as_json, quiet, wide):
         except ValueError:
             raise UserError(f"--horizons {horizons!r}: give comma-separated months, e.g. --horizons 3,12") from None
     out = Path(out or Path("results") / "compare")
-    lead = _lead()
-    if lead:
-        refuse_existing(out, force)
+    lead = lead_refusing(out, force)
     objs = [_scenario_or_folder(i) for i in items]
     echo_scenario_warnings([o for o in objs if not isinstance(o, str)])
     n_sim = sum(not isinstance(o, str) for o in objs)
@@ -319,9 +316,7 @@ def blend_cmd(components, name, run, out, force, as_json, quiet, wide):
         pairs.append((load_scenario(scenario_files([path])[0]), w))
     echo_scenario_warnings(sc for sc, _ in pairs)
     out = Path(out or Path("results") / (name or default_name([sc for sc, _ in pairs])))
-    lead = _lead()
-    if lead:
-        refuse_existing(out, force)
+    lead = lead_refusing(out, force)
     bar, callback = progress_bar(run.n_paths, quiet or not lead, "blend")
     with bar:
         res = blend(pairs, **run._asdict(), name=name, progress=callback)

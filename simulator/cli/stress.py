@@ -12,7 +12,7 @@ from ..output import refuse_existing
 from .options import (
     DEVICE,
     SEED,
-    _lead,
+    lead_refusing,
     nothing_written,
     one_scenario,
     output_options,
@@ -142,9 +142,7 @@ def solve_cmd(scenario, sets, metric, target, run, out, force, as_json, quiet):
     sc = one_scenario(scenario)
     ranges = field_ranges(sets, "--set", SolveError)
     out = Path(out or Path("results") / f"{sc.name}-solve")
-    lead = _lead()
-    if lead:
-        refuse_existing(out, force)
+    lead = lead_refusing(out, force)
     bar, callback = progress_bar(10, quiet or not lead, "runs")
     with nothing_written(out), bar:
         res = solve(sc, ranges, metric, target, **run._asdict(), progress=callback)
