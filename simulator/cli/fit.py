@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 import click
 
 from ..output import refuse_existing, refuse_existing_file, write_text_atomic
 from ..shipped import SCHEMA_FILE
 from .options import DEVICE, FORCE_FOLDER, SEED, UserError, sampler_progress, stack, user_errors
+
+if TYPE_CHECKING:
+    import pandas as pd  # imported by the commands only (`capsim --help` starts fast)
 
 
 def _split_columns(value: str | None) -> list[str] | None:
@@ -30,12 +35,37 @@ def _split_drivers(value: str) -> list[str]:
     return names
 
 
-def _read_data(data, columns, percent, frequency, start_date, end_date):
-    from ..fit.history import read_returns
+class Sample(NamedTuple):
+    """Which rows and columns of the data file a command reads, and in which units (calibrate, backtest)."""
 
-    return read_returns(
-        data, _split_columns(columns), percent=percent, frequency=frequency, start_date=start_date, end_date=end_date
-    )
+    columns: str | None  # comma-separated, as given
+    percent: bool
+    frequency: str | None
+    start_date: pd.Timestamp | None
+    end_date: pd.Timestamp | None
+
+    def read(self, data):
+        """The returns of the file ``data`` (``read_returns``)."""
+        from ..fit.history import read_returns
+
+        return read_returns(
+            data,
+            _split_columns(self.columns),
+            percent=self.percent,
+            frequency=self.frequency,
+            start_date=self.start_date,
+            end_date=self.end_date,
+        )
+
+    def flags(self) -> list[str]:
+        """The options that give this sample on the command line."""
+        return (
+            ([f"--columns {self.columns}"] if self.columns else [])
+            + (["--percent"] if self.percent else [])
+            + ([f"--frequency {self.frequency}"] if self.frequency else [])
+            + ([f"--start-date {self.start_date:%Y-%m-%d}"] if self.start_date else [])
+            + ([f"--end-date {self.end_date:%Y-%m-%d}"] if self.end_date else [])
+        )
 
 
 def _date(end: bool):
@@ -78,7 +108,7 @@ _MACRO = click.option(
 )
 
 
-_data_options = stack(  # calibrate and backtest: which columns, units, frequency and sample window
+_data_option_list = stack(
     click.option(
         "--regimes",
         "n_regimes",
@@ -123,6 +153,17 @@ _data_options = stack(  # calibrate and backtest: which columns, units, frequenc
 )
 
 
+def _data_options(fn):
+    """The options of calibrate and backtest that say which data: the command receives ``n_regimes``,
+    ``n_starts``, ``seed`` and ``sample`` (a ``Sample``)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, columns, percent, frequency, start_date, end_date, **kwargs):
+        return fn(*args, sample=Sample(columns, percent, frequency, start_date, end_date), **kwargs)
+
+    return _data_option_list(wrapper)
+
+
 @click.command("calibrate")
 @click.argument("data", type=click.Path(dir_okay=False))
 @_data_options
@@ -158,13 +199,9 @@ _data_options = stack(  # calibrate and backtest: which columns, units, frequenc
 def calibrate_cmd(
     data,
     n_regimes,
-    columns,
-    percent,
-    frequency,
-    start_date,
-    end_date,
     n_starts,
     seed,
+    sample,
     out,
     name,
     horizon,
@@ -188,7 +225,7 @@ def calibrate_cmd(
     """
     from ..fit.calibrate import calibrate, scenario_name, scenario_text
 
-    frame = _read_data(data, columns, percent, frequency, start_date, end_date)
+    frame = sample.read(data)
     if frame.shape[1] < 2:
         raise UserError(
             f"{data}: a scenario compares two assets; the data give one column "
@@ -215,11 +252,7 @@ def calibrate_cmd(
         cal = calibrate(frame, n_regimes, n_starts=n_starts, seed=seed)
     command = " ".join(
         ["capsim calibrate", str(data), f"--regimes {n_regimes}"]
-        + ([f"--columns {columns}"] if columns else [])
-        + (["--percent"] if percent else [])
-        + ([f"--frequency {frequency}"] if frequency else [])
-        + ([f"--start-date {start_date:%Y-%m-%d}"] if start_date else [])
-        + ([f"--end-date {end_date:%Y-%m-%d}"] if end_date else [])
+        + sample.flags()
         + ([f"--starts {n_starts}"] if n_starts != 10 else [])
         + ([f"--seed {seed}"] if seed else [])
         + ([f"--name {name}"] if name else [])
@@ -330,13 +363,9 @@ def calibrate_cmd(
 def backtest_cmd(
     data,
     n_regimes,
-    columns,
-    percent,
-    frequency,
-    start_date,
-    end_date,
     n_starts,
     seed,
+    sample,
     train_until,
     horizon,
     step,
@@ -362,7 +391,7 @@ def backtest_cmd(
     """
     from ..fit.backtest import backtest
 
-    frame = _read_data(data, columns, percent, frequency, start_date, end_date)
+    frame = sample.read(data)
     if macro and not drivers:
         raise UserError("--macro FILE is the drivers' data: give --drivers too")
     if drivers and posterior:
