@@ -398,6 +398,9 @@ def backtest_cmd(
         raise UserError("--posterior with --drivers is not supported: score one or the other")
     out = Path(out) if out else Path("results") / f"backtest-{Path(data).stem}-k{n_regimes}-{train_until:%Y-%m-%d}"
     refuse_existing(out, force)
+    settings = dict(  # of both backtests
+        horizon_months=horizon, step_months=step, n_paths=n_paths, seed=seed, n_starts=n_starts, device=device
+    )
     if drivers:
         from ..fit import tvtp
         from ..fit.backtest_drivers import backtest_drivers
@@ -408,12 +411,7 @@ def backtest_cmd(
             train_until,
             _split_drivers(drivers),
             tvtp.read_macro(macro),
-            horizon_months=horizon,
-            step_months=step,
-            n_paths=n_paths,
-            seed=seed,
-            n_starts=n_starts,
-            device=device,
+            **settings,
         )
         m = res.meta
         fitted = (
@@ -430,12 +428,7 @@ def backtest_cmd(
                 frame,
                 n_regimes,
                 train_until,
-                horizon_months=horizon,
-                step_months=step,
-                n_paths=n_paths,
-                seed=seed,
-                n_starts=n_starts,
-                device=device,
+                **settings,
                 posterior=posterior,
                 posterior_draws=posterior_draws,
                 draws=draws,
