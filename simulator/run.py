@@ -332,10 +332,7 @@ def simulate(
     wall = time.perf_counter() - t0
     meta = {
         "version": __version__,
-        "scenario": scenario.name,
-        "scenario_file": scenario.source,
-        "scenario_sha256": scenario.sha256,
-        "scenario_data": scenario.model_dump(mode="json"),
+        **scenario_meta(scenario),
         "as_of": scenario.as_of.isoformat() if scenario.as_of else None,
         "parameters": resolved_parameters(scenario, model),
         "compare": list(scenario.compare_pair),
@@ -495,6 +492,16 @@ def engine_arguments(run: Plan, n_paths: int, precision: int, batch_paths: int |
         segment_months=run.segment_months or 1,
         side_by_side=not cpu,
     )
+
+
+def scenario_meta(scenario: Scenario) -> dict:
+    """The metadata entries that say which scenario ran: its name, file, SHA-256 and full data."""
+    return {
+        "scenario": scenario.name,
+        "scenario_file": scenario.source,
+        "scenario_sha256": scenario.sha256,
+        "scenario_data": scenario.model_dump(mode="json"),
+    }
 
 
 def run_settings(

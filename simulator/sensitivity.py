@@ -31,7 +31,7 @@ import pandas as pd
 from . import __version__
 from .errors import CapsimError
 from .output import write_folder
-from .run import simulate
+from .run import scenario_meta, simulate
 from .scenario import Dirichlet, Scenario, ScenarioError, distributions, draw_paths_problem, posterior_path
 from .summary import MAX_KEEP_PATHS, draw_metrics
 from .uncertainty import quantile, with_parameter_draws
@@ -323,10 +323,7 @@ def sensitivity(
     meta = {
         "version": __version__,
         "kind": "sensitivity",
-        "scenario": scenario.name,
-        "scenario_file": scenario.source,
-        "scenario_sha256": scenario.sha256,
-        "scenario_data": scenario.model_dump(mode="json"),
+        **scenario_meta(scenario),
         "factors": {f.name: {"fields": f.paths, "distribution": f.describe} for f in fs},
         "metrics": metrics,
         "horizons": wanted,

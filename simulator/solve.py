@@ -33,7 +33,7 @@ import pandas as pd
 from . import __version__
 from .errors import CapsimError
 from .output import write_folder
-from .run import plan, run_settings, simulate
+from .run import plan, run_settings, scenario_meta, simulate
 from .scenario import Dirichlet, Scenario, ScenarioError, distributions, parse_scenario, posterior_path
 from .sweep import with_field
 from .uncertainty import law, with_parameter_draws
@@ -179,10 +179,7 @@ def solve(
     meta = {
         "version": __version__,
         "kind": "solve",
-        "scenario": scenario.name,
-        "scenario_file": scenario.source,
-        "scenario_sha256": scenario.sha256,
-        "scenario_data": scenario.model_dump(mode="json"),
+        **scenario_meta(scenario),
         "ranges": ranges,
         "metric": metric,
         "target": float(target),

@@ -30,7 +30,7 @@ import pandas as pd
 from . import __version__
 from .errors import CapsimError, combined
 from .output import write_folder
-from .run import compile_ahead, plan, run_settings, simulate
+from .run import compile_ahead, plan, run_settings, scenario_meta, simulate
 from .scenario import Scenario, parse_scenario
 from .uncertainty import given_draws, with_parameter_draws
 
@@ -297,10 +297,7 @@ def sweep(
     wall = time.perf_counter() - t0
     meta = {
         "version": __version__,
-        "scenario": scenario.name,
-        "scenario_file": scenario.source,
-        "scenario_sha256": scenario.sha256,
-        "scenario_data": scenario.model_dump(mode="json"),
+        **scenario_meta(scenario),
         "as_of": scenario.as_of.isoformat() if scenario.as_of else None,
         "fields": fields,
         "points": len(points),

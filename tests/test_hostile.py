@@ -335,13 +335,13 @@ def test_ctrl_c_in_run_exits_130(tmp_path, neutral_file, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("simulator.cli.simulate", interrupted)
+    monkeypatch.setattr("simulator.cli.runs.simulate", interrupted)
     result = invoke("run", neutral_file, "--paths", 1000, "--out", tmp_path / "out")
     assert result.exit_code == 130 and "Aborted" not in result.output and "interrupted" in result.output
 
 
 def test_sigterm_while_writing_leaves_no_temporary(tmp_path, neutral_file, monkeypatch):
-    from simulator.cli import Terminated
+    from simulator.cli.options import Terminated
 
     def terminated(*args, **kwargs):
         raise Terminated  # what the SIGTERM handler raises, here in the middle of writing the folder

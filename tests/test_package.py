@@ -198,7 +198,7 @@ def test_a_bug_is_not_passed_off_as_a_user_error(monkeypatch, tmp_path):
     def broken(*args, **kwargs):
         raise FileNotFoundError(2, "No such file or directory", "/internal/lost.bin")
 
-    monkeypatch.setattr("simulator.cli.simulate", broken)
+    monkeypatch.setattr("simulator.cli.runs.simulate", broken)
     r = invoke("run", REPO / "scenarios" / "rate_cut.yaml", "--paths", 1000, "--out", tmp_path / "o")
     assert r.exit_code == 1 and isinstance(r.exception, FileNotFoundError)
 

@@ -333,7 +333,7 @@ def test_a_handful_of_divergences_samples_once_more_with_smaller_steps(monkeypat
 def test_sampler_progress_renders_on_a_terminal(monkeypatch):
     import sys
 
-    from simulator.cli import sampler_progress
+    from simulator.cli.options import sampler_progress
 
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
     bar, update = sampler_progress(quiet=False)

@@ -82,6 +82,40 @@ def score(samples: np.ndarray, y: float) -> dict:
     }
 
 
+def with_excess(draws: dict) -> dict:
+    """``draws`` (series -> simple returns, the assets first) with "excess" = first asset - second added."""
+    first, second = list(draws)[:2]
+    return {**draws, "excess": draws[first] - draws[second]}
+
+
+def simulated_draws(sc, assets: list[str], horizon_months: int, n_paths: int, seed: int, device: str, batch: int):
+    """The ``horizon_months`` simple returns of ``n_paths`` paths of ``sc``, by series (assets, excess)."""
+    d = simulate(sc, n_paths=n_paths, seed=seed, device=device, batch_paths=batch).draws(horizon_months)
+    return with_excess({a: d[a].to_numpy() for a in assets})
+
+
+def bootstrap_draws(rng, train_log: np.ndarray, n_paths: int, H: int, assets: list[str]) -> dict:
+    """``n_paths`` i.i.d. bootstrap simple returns over ``H`` steps, each the sum of ``H`` whole rows of the
+    training log returns ``train_log`` [rows, A] drawn with replacement, by series (assets, excess)."""
+    idx = rng.integers(0, len(train_log), size=(n_paths, H))
+    return with_excess(dict(zip(assets, np.expm1(train_log[idx].sum(axis=1)).T)))
+
+
+def origin_rows(frame: pd.DataFrame, y: np.ndarray, i: int, H: int, forecasts: dict, extra: dict) -> list[dict]:
+    """The score rows of the origin at row ``i`` of ``frame`` (log returns ``y``): one per series (the assets,
+    then excess) with the origin and end dates, the realised simple return over the ``H`` steps after the
+    origin, each forecast's ``score`` as ``{method}_{pit,crps,in50,in90}`` (``forecasts``: method -> series ->
+    draws, in column order), then ``extra``."""
+    real = with_excess(dict(zip(map(str, frame.columns), np.expm1(y[i + 1 : i + 1 + H].sum(axis=0)))))
+    rows = []
+    for s, value in real.items():
+        row = {"origin": frame.index[i].date(), "end": frame.index[i + H].date(), "series": s, "realised": float(value)}
+        for m, draws in forecasts.items():
+            row.update({f"{m}_{k}": v for k, v in score(draws[s], value).items()})
+        rows.append(row | extra)
+    return rows
+
+
 def newey_west_se(x: np.ndarray, lags: int) -> float:
     """Standard error of the mean of ``x`` allowing autocorrelation up to ``lags`` (Bartlett weights)."""
     x = np.asarray(x, float) - np.mean(x)
@@ -194,34 +228,12 @@ def backtest(
     for j, i in enumerate(origins):
         start = filtered[i] @ P
         sc = to_scenario(cal, name="backtest", horizon_months=horizon_months, start=start)
-        res = simulate(sc, n_paths=n_paths, seed=seed + j, device=device, batch_paths=batch)
-        draws = res.draws(horizon_months)
-        model = {a: draws[a].to_numpy() for a in assets}
-        model["excess"] = model[first] - model[second]
-        idx = rng.integers(0, n_train, size=(n_paths, H))
-        boot_r = np.expm1(train_log[idx].sum(axis=1))  # [n_paths, A]
-        boot = {a: boot_r[:, k] for k, a in enumerate(assets)}
-        boot["excess"] = boot[first] - boot[second]
+        forecasts = {"model": simulated_draws(sc, assets, horizon_months, n_paths, seed + j, device, batch)}
         if post is not None:
             pp = _posterior_predictive(cal, post, i, horizon_months, seed + j, device)
-            pp = {a: pp[:, k] for k, a in enumerate(assets)}
-            pp["excess"] = pp[first] - pp[second]
-        real_r = np.expm1(y[i + 1 : i + 1 + H].sum(axis=0))
-        real = dict(zip(assets, real_r))
-        real["excess"] = real[first] - real[second]
-        for s in series:
-            row = {
-                "origin": frame.index[i].date(),
-                "end": frame.index[i + H].date(),
-                "series": s,
-                "realised": float(real[s]),
-            }
-            row.update({f"model_{k}": v for k, v in score(model[s], real[s]).items()})
-            if post is not None:
-                row.update({f"posterior_{k}": v for k, v in score(pp[s], real[s]).items()})
-            row.update({f"bootstrap_{k}": v for k, v in score(boot[s], real[s]).items()})
-            row.update({f"start_{r}": float(p) for r, p in zip(cal.regimes, start)})
-            rows.append(row)
+            forecasts["posterior"] = with_excess(dict(zip(assets, pp.T)))
+        forecasts["bootstrap"] = bootstrap_draws(rng, train_log, n_paths, H, assets)
+        rows += origin_rows(frame, y, i, H, forecasts, {f"start_{r}": float(p) for r, p in zip(cal.regimes, start)})
         if progress:
             progress(j + 1, len(origins))
     scores = pd.DataFrame(rows)

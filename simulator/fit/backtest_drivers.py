@@ -29,10 +29,16 @@ from .. import __version__
 from ..engine import BLOCK_PATHS
 from ..errors import CapsimError
 from ..params import steps_to_month
-from ..run import simulate
 from ..scenario import parse_scenario
 from . import tvtp
-from .backtest import BacktestResult, near_nominal, newey_west_se, score
+from .backtest import (
+    BacktestResult,
+    bootstrap_draws,
+    near_nominal,
+    newey_west_se,
+    origin_rows,
+    simulated_draws,
+)
 from .calibrate import filter_probabilities, to_scenario
 from .history import DataError, log_returns
 
@@ -134,43 +140,22 @@ def backtest_drivers(
     batch = -(-n_paths // BLOCK_PATHS) * BLOCK_PATHS
     train_log = y[:n_train]
 
-    def draws_of(sc, j):
-        res = simulate(sc, n_paths=n_paths, seed=seed + j, device=device, batch_paths=batch)
-        d = res.draws(horizon_months)
-        out = {a: d[a].to_numpy() for a in assets}
-        out["excess"] = out[assets[0]] - out[assets[1]]
-        return out
-
     rows = []
     for j, i in enumerate(origins):
-        fc = {
-            "constant": draws_of(
-                to_scenario(cal, name="backtest", horizon_months=horizon_months, start=filt_c[i] @ P), j
-            )
+        scenarios = {
+            "constant": to_scenario(cal, name="backtest", horizon_months=horizon_months, start=filt_c[i] @ P),
         }
         start_d = filt_d[i] @ tvtp.matrices(dc.fit.coef, level[i][None])[0]
         frozen = level[i][None]  # flat at the origin month's value
         realised = level[i + 1 : i + H] if H > 1 else frozen  # sim month m = data row i + 1 + m
-        fc["frozen"] = draws_of(_driver_scenario(dc, start_d, frozen, horizon_months), j)
-        fc["realised"] = draws_of(_driver_scenario(dc, start_d, realised, horizon_months), j)
-        idx = rng.integers(0, n_train, size=(n_paths, H))
-        boot_r = np.expm1(train_log[idx].sum(axis=1))
-        fc["bootstrap"] = {a: boot_r[:, k] for k, a in enumerate(assets)}
-        fc["bootstrap"]["excess"] = boot_r[:, 0] - boot_r[:, 1]
-        real_r = np.expm1(y[i + 1 : i + 1 + H].sum(axis=0))
-        real = dict(zip(assets, real_r))
-        real["excess"] = real[assets[0]] - real[assets[1]]
-        for s in series:
-            row = {
-                "origin": frame.index[i].date(),
-                "end": frame.index[i + H].date(),
-                "series": s,
-                "realised": float(real[s]),
-            }
-            for m in METHODS:
-                row.update({f"{m}_{k}": v for k, v in score(fc[m][s], real[s]).items()})
-            row.update({f"driver_{n}": float(level[i, d]) for d, n in enumerate(drivers)})
-            rows.append(row)
+        scenarios["frozen"] = _driver_scenario(dc, start_d, frozen, horizon_months)
+        scenarios["realised"] = _driver_scenario(dc, start_d, realised, horizon_months)
+        fc = {
+            m: simulated_draws(sc, assets, horizon_months, n_paths, seed + j, device, batch)
+            for m, sc in scenarios.items()
+        }
+        fc["bootstrap"] = bootstrap_draws(rng, train_log, n_paths, H, assets)
+        rows += origin_rows(frame, y, i, H, fc, {f"driver_{n}": float(level[i, d]) for d, n in enumerate(drivers)})
         if progress:
             progress(j + 1, len(origins))
     scores = pd.DataFrame(rows)

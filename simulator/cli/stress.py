@@ -4,18 +4,19 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import click
 
-from .cli import (
-    _lead,
-    echo_scenario_warnings,
-    interrupted_code,
-    load_scenarios,
+from ..output import refuse_existing
+from .options import (
+    DEVICE,
+    SEED,
+    lead_refusing,
+    nothing_written,
+    one_scenario,
+    output_options,
     progress_bar,
-    refuse_existing,
     run_options,
     user_errors,
 )
@@ -55,14 +56,11 @@ from .cli import (
     default=None,
     help="Paths per parameter draw, a power of two from 8 to 16,384 (default 1,024).",
 )
-@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
-@click.option("--device", type=click.Choice(["cpu", "gpu", "auto"]), default="cpu", show_default=True)
-@click.option(
-    "--out", type=click.Path(file_okay=False), default=None, help="Output folder (default results/<name>-sensitivity)."
+@SEED
+@DEVICE
+@output_options(
+    "Output folder (default results/<name>-sensitivity).", json_help="Print the indices as JSON instead of a table."
 )
-@click.option("--force", is_flag=True, help="Replace an existing non-empty output folder.")
-@click.option("--json", "as_json", is_flag=True, help="Print the indices as JSON instead of a table.")
-@click.option("--quiet", is_flag=True, help="No progress bar and no table.")
 @user_errors
 def sensitivity_cmd(scenario, metrics, horizons, samples, vary, draw_paths, seed, device, out, force, as_json, quiet):
     """First-order and total Sobol indices of each uncertain field for the per-draw figures.
@@ -71,16 +69,10 @@ def sensitivity_cmd(scenario, metrics, horizons, samples, vary, draw_paths, seed
     OUT/tornado.csv and OUT/tornado.png (each field from its 5% to its 95% quantile, the others at their
     medians) and OUT/meta.json.
     """
-    from .sensitivity import SensitivityError, parse_vary, sensitivity
+    from ..sensitivity import SensitivityError, sensitivity
 
-    (sc,) = load_scenarios([scenario])
-    echo_scenario_warnings([sc])
-    ranges = {}
-    for text in vary:
-        field, lo, hi = parse_vary(text)
-        if field in ranges:
-            raise SensitivityError(f"{field}: given twice; give each --vary field once")
-        ranges[field] = (lo, hi)
+    sc = one_scenario(scenario)
+    ranges = field_ranges(vary, "--vary", SensitivityError)
     out = Path(out or Path("results") / f"{sc.name}-sensitivity")
     refuse_existing(out, force)
     bar, callback = progress_bar(1, quiet, "draws")
@@ -92,22 +84,18 @@ def sensitivity_cmd(scenario, metrics, horizons, samples, vary, draw_paths, seed
             bar.update(task, total=total)
             callback(done)
 
-    try:
-        with bar:
-            res = sensitivity(
-                sc,
-                samples,
-                seed,
-                metrics=list(metrics),
-                horizons=list(horizons),
-                vary=ranges,
-                draw_paths=draw_paths,
-                device=device,
-                progress=progress,
-            )
-    except KeyboardInterrupt as exc:
-        click.echo(f"interrupted: nothing written to {out}/", err=True)
-        sys.exit(interrupted_code(exc))
+    with nothing_written(out), bar:
+        res = sensitivity(
+            sc,
+            samples,
+            seed,
+            metrics=list(metrics),
+            horizons=list(horizons),
+            vary=ranges,
+            draw_paths=draw_paths,
+            device=device,
+            progress=progress,
+        )
     res.save(out, force=force)
     if as_json:
         click.echo(res.table.to_json(orient="records", indent=2))
@@ -148,28 +136,15 @@ def solve_cmd(scenario, sets, metric, target, run, out, force, as_json, quiet):
 
     Writes OUT/solve.csv (one row per run of the search), OUT/solve.png and OUT/meta.json (with the answer).
     """
-    from .sensitivity import parse_vary
-    from .solve import SolveError, solve
+    from ..solve import SolveError, solve
 
-    (sc,) = load_scenarios([scenario])
-    echo_scenario_warnings([sc])
-    ranges = {}
-    for text in sets:
-        field, lo, hi = parse_vary(text)
-        if field in ranges:
-            raise SolveError(f"{field}: given twice; give each --set field once")
-        ranges[field] = (lo, hi)
+    sc = one_scenario(scenario)
+    ranges = field_ranges(sets, "--set", SolveError)
     out = Path(out or Path("results") / f"{sc.name}-solve")
-    lead = _lead()
-    if lead:
-        refuse_existing(out, force)
+    lead = lead_refusing(out, force)
     bar, callback = progress_bar(10, quiet or not lead, "runs")
-    try:
-        with bar:
-            res = solve(sc, ranges, metric, target, **run._asdict(), progress=callback)
-    except KeyboardInterrupt as exc:
-        click.echo(f"interrupted: nothing written to {out}/", err=True)
-        sys.exit(interrupted_code(exc))
+    with nothing_written(out), bar:
+        res = solve(sc, ranges, metric, target, **run._asdict(), progress=callback)
     if not lead:
         return
     res.save(out, force=force)
@@ -202,3 +177,17 @@ def describe(meta: dict) -> str:
         f"{found}: {where}; distance {a['distance']:.3f} from the medians; {metric} {a['metric']:.4f} "
         f"(SE {a['metric_se']:.4f})"
     )
+
+
+def field_ranges(texts, flag: str, error) -> dict[str, tuple[float, float]]:
+    """The FIELD=LO:HI values of a repeatable ``flag`` as {field: (LO, HI)}; ``error`` (a ``CapsimError``) when a
+    field is given twice."""
+    from ..sensitivity import parse_vary
+
+    ranges = {}
+    for text in texts:
+        field, lo, hi = parse_vary(text)
+        if field in ranges:
+            raise error(f"{field}: given twice; give each {flag} field once")
+        ranges[field] = (lo, hi)
+    return ranges

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .cli import user_errors
+from .options import stack, user_errors
 
 
 def _progress(label: str):
@@ -26,7 +26,7 @@ def _progress(label: str):
 
 
 def _fetch(url: str, name: str, timeout: float) -> Path:
-    from .fit.data_sources import download, sha256_of
+    from ..fit.data_sources import download, sha256_of
 
     bar, update = _progress(f"downloading {name}")
     with bar:
@@ -35,21 +35,12 @@ def _fetch(url: str, name: str, timeout: float) -> Path:
     return path
 
 
-_download_options = [
+_download_options = stack(
     click.option("--download", is_flag=True, help="Fetch the files from the publisher (into the user's cache)."),
     click.option("--timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True, help="Seconds."),
     click.option("--out", type=click.Path(dir_okay=False), required=True, help="CSV file to write."),
     click.option("--force", is_flag=True, help="Replace an existing --out file."),
-]
-
-
-def _with(options):
-    def deco(fn):
-        for opt in reversed(options):
-            fn = opt(fn)
-        return fn
-
-    return deco
+)
 
 
 @click.group("data")
@@ -67,7 +58,7 @@ def data():
     default=None,
     help="With --download: where FILE_CSV.zip is (default: the Ken French Data Library's ftp/ folder).",
 )
-@_with(_download_options)
+@_download_options
 @user_errors
 def french(file, small, large, weights, base_url, download, timeout, out, force):
     """A Ken French file (CSV or zip) into capsim's returns CSV.
@@ -75,8 +66,8 @@ def french(file, small, large, weights, base_url, download, timeout, out, force)
     FILE is the CSV or the library's zip; with --download, the library's name of the file (e.g.
     Portfolios_Formed_on_ME). The output has month-end dates and simple returns in decimals, with the vintage
     and the input's SHA-256 in # lines."""
-    from .fit.data_sources import FRENCH_URL, read_french, returns_csv_text
-    from .output import refuse_existing_file, write_text_atomic
+    from ..fit.data_sources import FRENCH_URL, read_french, returns_csv_text
+    from ..output import refuse_existing_file, write_text_atomic
 
     refuse_existing_file(out, force)
     if download:
@@ -102,7 +93,7 @@ def french(file, small, large, weights, base_url, download, timeout, out, force)
     help="With --download: URL template with {id} instead of FRED's API, "
     "e.g. https://fred.stlouisfed.org/graph/fredgraph.csv?id={id}",
 )
-@_with(_download_options)
+@_download_options
 @user_errors
 def fred(files, columns, fred_key, url, download, timeout, out, force):
     """FRED monthly CSVs merged into one macro CSV.
@@ -110,9 +101,9 @@ def fred(files, columns, fred_key, url, download, timeout, out, force):
     FILES are FRED CSVs; with --download, series ids (e.g. BAA AAA). Adds credit_spread = BAA - AAA and
     term_spread = GS10 - TB3MS; the # lines give each input's SHA-256 and the span where every column is
     present."""
-    from .errors import CapsimError
-    from .fit.data_sources import FRED_API_URL, fred_json_to_csv, macro_csv_text, merge_fred
-    from .output import refuse_existing_file, write_text_atomic
+    from ..errors import CapsimError
+    from ..fit.data_sources import FRED_API_URL, fred_json_to_csv, macro_csv_text, merge_fred
+    from ..output import refuse_existing_file, write_text_atomic
 
     refuse_existing_file(out, force)
     if download:
