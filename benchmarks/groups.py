@@ -49,8 +49,8 @@ def timed(sc, n: int, seed: int, G: int):
 
 def measure(name: str, n: int, repeats: int, sizes) -> list[dict]:
     sc = simulator.load_scenario(find_shipped(name))
-    for G in sizes:  # compile every shape first
-        simulator.simulate(sc, n_paths=min(n, 1 << 16), seed=1000, draw_paths=G, fan_in_background=False)
+    for G in sizes:  # compile every shape first: blocks that keep the fan's month ends, and the others
+        simulator.simulate(sc, n_paths=min(n, 1 << 17), seed=1000, draw_paths=G, fan_in_background=False)
     walls = {G: [] for G in sizes}
     out = {}
     for r in range(repeats):

@@ -9,7 +9,8 @@ One jitted function per run shape (``block_runner``): ``lax.scan`` over steps (o
 for the exact method), vectorised over the paths of a block, ``lax.map`` (CPU) or ``vmap`` (GPU) over the
 blocks of a call, ``shard_map`` over devices. Per-regime parameters are selected with chains of ``jnp.where``
 and enter as scalars per asset row (small-table gathers, tiny matrix products and [A, 1] broadcasts are what
-make a naive scan slow on CPU).
+make a naive scan slow on CPU). With parameter draws a block's paths are laid out [Q, G], Q groups of G paths
+with a draw each, and a parameter enters as a [Q, 1] column that broadcasts over each group's paths.
 """
 
 from __future__ import annotations
