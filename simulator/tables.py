@@ -92,8 +92,12 @@ def interp(x: np.ndarray, xp: list[float], fp: np.ndarray) -> np.ndarray:
 
 def knot_path(L: Leaves, prefix: str, months: np.ndarray) -> np.ndarray:
     """[D, M] the knot path at ``prefix`` (``rates.path``, ``macro.<name>``) at ``months``, each draw's knots."""
-    knots = sorted(_node(L.centred, prefix))
-    values = np.stack([L.get(_join(prefix, _key(k))) for k in knots], axis=-1)  # [D, n]
+    path = _node(L.centred, prefix)
+    knots = sorted(path)
+    # a knot's value read from the mapping itself: a month such as 2.5 is no dotted path (only whole months
+    # can be drawn)
+    drawn = [L.table.get(_join(prefix, _key(k))) for k in knots]
+    values = np.stack([np.full(L.D, float(path[k])) if x is None else x for k, x in zip(knots, drawn)], axis=-1)
     return interp(months, [float(k) for k in knots], values)
 
 
