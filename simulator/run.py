@@ -290,6 +290,7 @@ def simulate(
     progress=None,
     stream: int | None = None,
     draw_paths: int | None = None,
+    fan: bool = True,
 ) -> Result:
     """Simulate ``n_paths`` paths of ``scenario`` and summarise them.
 
@@ -309,7 +310,8 @@ def simulate(
     ``progress(paths_done)`` is called as blocks finish. ``stream``: a random stream other than the seed's
     own (``blend`` gives each component one), so runs of one seed on different streams share no paths.
     ``draw_paths``: paths per parameter draw G of an uncertain scenario (a power of two from 8 to 16,384; default
-    the file's ``uncertainty.draw_paths``, else 256); ignored without uncertainty.
+    the file's ``uncertainty.draw_paths``, else 256); ignored without uncertainty. ``fan=False``: keep no month
+    ends (``fan()`` refused; one kernel compiles instead of two), for callers that read only the summary figures.
     """
     n_paths, seed = int(n_paths), int(seed)
     if batch_paths is not None and not 1 <= int(batch_paths) <= MAX_BATCH_PATHS:
@@ -318,11 +320,11 @@ def simulate(
         )
     run = plan(scenario, n_paths, seed, horizon_months, device, devices, precision, method, draw_paths)
     model, method, segment, devs = run
-    engine = engine_arguments(run, n_paths, precision, batch_paths)
+    engine = engine_arguments(run, n_paths, precision, batch_paths, fan)
     t0 = time.perf_counter()
     # overflowing paths are caught by ``require_finite`` on the tables, with a message instead of numpy's warnings
     with jax.enable_x64(precision == 64), np.errstate(over="ignore", invalid="ignore"):
-        acc = Accumulator(model, n_paths, engine["dtype"], fan_in_background)
+        acc = Accumulator(model, n_paths, engine["dtype"], fan_in_background, fan)
         mine = process_blocks(-(-n_paths // BLOCK_PATHS))
         for block, n_valid, out in run_blocks(model, seed, n_paths, mine, **engine, on_blocks=progress, stream=stream):
             acc.add(block, n_valid, out)
@@ -479,15 +481,16 @@ def memory_bytes() -> int:
         return 16 * 10**9
 
 
-def engine_arguments(run: Plan, n_paths: int, precision: int, batch_paths: int | None) -> dict:
-    """The keyword arguments of ``engine.run_blocks`` (and ``compile_blocks``) for a planned run."""
+def engine_arguments(run: Plan, n_paths: int, precision: int, batch_paths: int | None, fan: bool = True) -> dict:
+    """The keyword arguments of ``engine.run_blocks`` (and ``compile_blocks``) for a planned run (``fan``: whether
+    the first blocks keep every month end)."""
     cpu = run.devices[0].platform == "cpu"
     dtype = np.float32 if precision == 32 else np.float64
     return dict(
         dtype=dtype,
         devices=run.devices,
         blocks_per_call=max(1, (batch_paths or (CPU_BATCH_PATHS if cpu else ACCELERATOR_BATCH_PATHS)) // BLOCK_PATHS),
-        month_paths=kept_counts(run.model, n_paths, np.dtype(dtype).itemsize)[1],
+        month_paths=kept_counts(run.model, n_paths, np.dtype(dtype).itemsize, fan)[1],
         method=run.method,
         segment_months=run.segment_months or 1,
         side_by_side=not cpu,

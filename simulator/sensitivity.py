@@ -199,6 +199,7 @@ def run_draws(
             fan_in_background=False,
             stream=k,
             draw_paths=draw_paths,
+            fan=False,
         )
         got, var = draw_metrics(res._stats, draw_paths)
         n_real = min(size, D - k * size)

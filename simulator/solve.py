@@ -92,7 +92,7 @@ class Problem:
         label = ", ".join(f"{f}={v:.6g}" for f, v in x.items())
         sc = parse_scenario(point, source=f"{self.sc.source} with {label}")
         sc._sha256 = self.sc.sha256
-        res = simulate(sc, **self.settings, fan_in_background=False)
+        res = simulate(sc, **self.settings, fan=False)
         value, se = figure(res, self.metric)
         self.evaluations.append({**x, self.metric: value, f"{self.metric}_se": se})
         self.cache[key] = value, se

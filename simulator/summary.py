@@ -66,11 +66,11 @@ FAN_BUDGET_BYTES = 1 << 29
 FAN_QUANTILES = (0.05, 0.10, 0.25, 0.50, 0.75, 0.90, 0.95)
 
 
-def kept_counts(model: Model, n_paths: int, itemsize: int = 4) -> tuple[int, int]:
-    """(paths kept at the report horizons, paths kept at every month end for the fan)."""
+def kept_counts(model: Model, n_paths: int, itemsize: int = 4, fan: bool = True) -> tuple[int, int]:
+    """(paths kept at the report horizons, paths kept at every month end for the fan: none without ``fan``)."""
     fan_bytes_per_path = itemsize * len(model.asset_keys) * len(model.month_steps)
     keep = min(n_paths, MAX_KEEP_PATHS)
-    return keep, int(min(keep, FAN_PATHS, FAN_BUDGET_BYTES // fan_bytes_per_path))
+    return keep, int(min(keep, FAN_PATHS, FAN_BUDGET_BYTES // fan_bytes_per_path)) if fan else 0
 
 
 def sorted_quantiles(values: np.ndarray, probs) -> np.ndarray:
@@ -132,11 +132,11 @@ class Accumulator:
         "ctrl_fig",
     )
 
-    def __init__(self, model: Model, n_paths: int, dtype=np.float32, fan_in_background: bool = True):
+    def __init__(self, model: Model, n_paths: int, dtype=np.float32, fan_in_background: bool = True, fan: bool = True):
         M1, A, R = len(model.month_steps), len(model.asset_keys), len(model.report_months)
         K, n_blocks = len(model.regime_names), -(-n_paths // BLOCK_PATHS)
         self.model, self.n_paths = model, n_paths
-        self.keep, self.fan_paths = kept_counts(model, n_paths, np.dtype(dtype).itemsize)
+        self.keep, self.fan_paths = kept_counts(model, n_paths, np.dtype(dtype).itemsize, fan)
         self.kept_reports = np.zeros((R, A, self.keep), dtype)  # log wealth at each report horizon
         self.kept_dd = np.zeros((R, A, self.keep), dtype)  # max log drawdown at each report horizon
         self.fan_shape, self.dtype = (M1, A, self.fan_paths), dtype
@@ -445,6 +445,8 @@ class Summaries:
 
     def fan(self) -> pd.DataFrame:
         """Quantiles and mean of each asset's total return and of the excess at every month (fan paths)."""
+        if not self.fan_paths:
+            raise CapsimError("this run kept no fan paths (simulate(..., fan=False)): run it with fan=True")
         return self.fan_job.result() if self.fan_job is not None else fan_table(self.model, self.fan_months())
 
 

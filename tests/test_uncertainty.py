@@ -521,3 +521,14 @@ def test_run_writes_uncertainty_csv_and_shows_the_interval(tmp_path, write_scena
     assert r.exit_code == 0 and "PASS" in r.output, r.output
     meta = yaml.safe_load((out / "meta.json").read_text())
     assert meta["parameters"]["regimes"]["bull"]["drift"]["small"] == {"uniform": [LOW, HIGH]}
+
+
+def test_a_run_without_fan_paths_has_the_same_figures_and_refuses_the_fan():
+    sc = sim.parse_scenario(uniform_drift_scenario())
+    a = sim.simulate(sc, n_paths=5 * BLOCK_PATHS, seed=4, draw_paths=64)
+    b = sim.simulate(sc, n_paths=5 * BLOCK_PATHS, seed=4, draw_paths=64, fan=False)
+    pd.testing.assert_frame_equal(a.summary(), b.summary(), check_exact=True)
+    pd.testing.assert_frame_equal(a.uncertainty(), b.uncertainty(), check_exact=True)
+    assert b.meta["fan_paths"] == 0
+    with pytest.raises(sim.CapsimError, match="no fan paths"):
+        b.fan()
