@@ -9,7 +9,7 @@ measured in the same run.
 - solve: rate_cut's ``regimes.expansion.drift.small`` in [0.0, 0.2] for p_outperform = 0.5 at 12 months, at
   ``--solve-paths`` paths per run: the runs it takes, in runs' worth of paths. Target: <= 10.
 
-    python benchmarks/sensitivity.py                              # 512 samples, 1,024 paths a draw
+    python benchmarks/sensitivity.py                              # 512 samples, 256 paths a draw
     python benchmarks/sensitivity.py --samples 64 --draw-paths 256 --no-write
 """
 
@@ -40,7 +40,7 @@ def timed(fn) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--samples", type=int, default=512)
-    ap.add_argument("--draw-paths", type=int, default=1024)
+    ap.add_argument("--draw-paths", type=int, default=256)
     ap.add_argument("--solve-paths", type=float, default=1e6)
     ap.add_argument("--repeats", type=int, default=3, help="timed warm runs of each (median)")
     ap.add_argument("--no-write", action="store_true")

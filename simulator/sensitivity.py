@@ -32,11 +32,18 @@ from . import __version__
 from .errors import CapsimError
 from .output import write_folder
 from .run import scenario_meta, simulate
-from .scenario import Dirichlet, Scenario, ScenarioError, distributions, draw_paths_problem, posterior_path
+from .scenario import (
+    DEFAULT_DRAW_PATHS,
+    Dirichlet,
+    Scenario,
+    ScenarioError,
+    distributions,
+    draw_paths_problem,
+    posterior_path,
+)
 from .summary import MAX_KEEP_PATHS, draw_metrics
 from .uncertainty import quantile, with_parameter_draws
 
-DEFAULT_SENSITIVITY_PATHS = 1024  # paths per draw: the per-draw quantiles (VaR, median) need some
 TORNADO_QUANTILES = (0.05, 0.95)
 TORNADO_PATHS = 1 << 16  # paths behind each tornado point (whole draws of G paths)
 CONF_LEVEL = 0.95
@@ -264,7 +271,7 @@ def sensitivity(
     """First-order and total Sobol indices of each factor (``factors``) for the per-draw ``metrics`` (default:
     p_outperform, excess_median, each asset's var95) at ``horizons`` (months; default: every report horizon
     of the file), from ``n_samples`` base samples (a power of two; N (2F + 2) draws) of ``draw_paths`` paths
-    each (default 1,024 where ``simulate`` takes draw groups, else a block of 16,384). The run goes to the
+    each (default 256, ``scenario.DEFAULT_DRAW_PATHS``). The run goes to the
     largest horizon asked. ``progress(paths_done, paths_total)``."""
     from SALib.analyze import sobol
 
@@ -284,7 +291,7 @@ def sensitivity(
             f"horizon {missing[0]} months: paths are kept at the report horizons {kept} of a run to {H} months; "
             "choose among them, or add it to the file's report_months"
         )
-    G = int(draw_paths or DEFAULT_SENSITIVITY_PATHS)
+    G = int(draw_paths or DEFAULT_DRAW_PATHS)
     if problem := draw_paths_problem(G):
         raise SensitivityError(f"draw_paths: {problem}")
     fs = factors(scenario, vary)

@@ -54,7 +54,7 @@ from .options import (
     "--draw-paths",
     type=click.IntRange(min=2),
     default=None,
-    help="Paths per parameter draw, a power of two from 8 to 16,384 (default 1,024).",
+    help="Paths per parameter draw, a power of two from 8 to 16,384 (default 256).",
 )
 @SEED
 @DEVICE
