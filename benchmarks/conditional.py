@@ -157,7 +157,7 @@ def main(argv=None) -> int:
     print("\n" + text)
     if not args.no_write:
         uncertainty.BEGIN, uncertainty.END = BEGIN, END
-        uncertainty.write_section(HERE / "RESULTS.md", text)
+        uncertainty.write_section(HERE / "RESULTS.md", text, BEGIN, END)
         print(f"\n[conditional] wrote its section of {HERE / 'RESULTS.md'}")
     return 0
 

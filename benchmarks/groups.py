@@ -126,7 +126,7 @@ def main(argv=None) -> int:
                 END,
             ]
         )
-        uncertainty.write_section(HERE / "RESULTS.md", text)
+        uncertainty.write_section(HERE / "RESULTS.md", text, BEGIN, END)
     return 0
 
 

@@ -176,8 +176,11 @@ class Accumulator:
         fig = out.report_fig[:, :, :n_valid].astype(np.float64)  # [R, F, paths] conditional figures
         m = self.model
         G, Q = m.draw_paths, BLOCK_PATHS // m.draw_paths
-        draws = np.repeat(group_draws(m, block * Q, Q), G)[:n_valid]  # [paths] each path's draw
-        expected = np.moveaxis(m.expected_steps_in[draws][:, :, :-1], 0, -1)  # [R, C, paths]
+        if len(m.expected_steps_in) == 1:  # one parameter set: the same expectation for every path
+            expected = m.expected_steps_in[0, :, :-1, None]  # [R, C, 1]
+        else:
+            draws = np.repeat(group_draws(m, block * Q, Q), G)[:n_valid]  # [paths] each path's draw
+            expected = np.moveaxis(m.expected_steps_in[draws][:, :, :-1], 0, -1)  # [R, C, paths]
         ctrl = steps[:, :-1] - expected  # mean zero under the path's draw
         cells = functools.partial(cell_sums, cell_paths=m.cell_paths)
         self.cell_paths[block] = cells(np.ones(n_valid))
