@@ -240,7 +240,7 @@ class PosteriorFit(NamedTuple):
                     out[f"corr[{reg[k]},{ast[a]},{ast[b]}]"] = self.corr[:, :, k, a, b]
             for j in range(K):
                 out[f"transition[{reg[k]},{reg[j]}]"] = self.transition[:, :, k, j]
-                for t, term in enumerate(("intercept", *self.drivers) if j != k else ()):
+                for t, term in enumerate(("intercept", *self.drivers) if j != k and self.coef is not None else ()):
                     out[f"coef[{reg[k]},{reg[j]},{term}]"] = self.coef[:, :, k, j, t]
         return out
 
