@@ -385,8 +385,10 @@ def sample_posterior(
         raise CapsimError(f"draws and chains must be at least 1, got {draws} and {chains}")
     warmup = draws if warmup is None else int(warmup)
     y_np = np.asarray(y, float)
+    from .tvtp import DriverCalibration
+
     drv = None
-    if hasattr(cal, "drivers"):  # a DriverCalibration
+    if isinstance(cal, DriverCalibration):
         drv, cal = driver_data(cal), driver_ml_calibration(cal)
         if len(drv.X) != len(y_np):
             raise CapsimError(f"the returns have {len(y_np)} rows, the drivers {len(drv.X)}: give the fit's sample")
