@@ -45,6 +45,8 @@ class PosteriorDraws(NamedTuple):
     assets: tuple[str, ...]
     frequency: str
     attrs: dict
+    coef: np.ndarray | None = None  # [D, K, K, 1 + n] logits of leaving (``calibrate --posterior --drivers``)
+    drivers: tuple[str, ...] = ()  # the n drivers of ``coef``, in order
 
     @property
     def n_draws(self) -> int:
@@ -93,4 +95,6 @@ def load_posterior(path: str | Path, sha256: str | None) -> PosteriorDraws:
         assets=tuple(map(str, post["asset"].to_numpy())),
         frequency=str(post.attrs.get("frequency", "monthly")),
         attrs=dict(post.attrs),
+        coef=flat("coef") if "coef" in post.variables else None,
+        drivers=tuple(map(str, post["term"].to_numpy()[1:])) if "coef" in post.variables else (),
     )

@@ -175,10 +175,7 @@ def posterior_values(sc: Scenario) -> dict[str, np.ndarray]:
                     "belongs to the scenario written with it; re-run `capsim calibrate --posterior`",
                 )
             )
-    if sc.transitions is None:
-        problems.append(
-            ("uncertainty.posterior", "posterior draws need the `transitions` form (as `capsim calibrate` writes)")
-        )
+    problems += _form_problems(sc, post)
     D = post.n_draws
     keep = sc.uncertainty.draws
     if keep is not None and keep > D:
@@ -187,17 +184,71 @@ def posterior_values(sc: Scenario) -> dict[str, np.ndarray]:
         raise ScenarioError(sc.source, problems)
     order = np.random.default_rng([PARAMETER_STREAM, POSTERIOR_ORDER]).permutation(D)[:keep]
     arrays = {k: getattr(post, k)[order] for k in ("drift", "vol", "corr", "transition", "start")}
-    table = model_draws_table(regimes, assets, **arrays, with_start=isinstance(sc.start, dict))
+    coef = None if post.coef is None else post.coef[order]
+    table = model_draws_table(
+        regimes, assets, **arrays, with_start=isinstance(sc.start, dict), coef=coef, drivers=post.drivers
+    )
     return with_parameter_draws(sc, table).draw_values
 
 
+def _form_problems(sc: Scenario, post) -> list[tuple[str, str]]:
+    """Why the posterior file's transition draws cannot fill ``sc``: a constant-matrix posterior needs the
+    `transitions` form; one with drivers (``coef``) needs every regime's `drivers` block with the file's drivers."""
+    field = "uncertainty.posterior"
+    if post.coef is None:
+        if sc.transitions is None:
+            return [
+                (
+                    field,
+                    "posterior draws without drivers need the `transitions` form (as `capsim calibrate` writes); a "
+                    "scenario with `drivers` needs a posterior sampled with them (`capsim calibrate --posterior "
+                    "--drivers ...`)",
+                )
+            ]
+        return []
+    problems = []
+    if sc.transitions is not None:
+        problems.append(
+            (
+                field,
+                f"the posterior file's transitions are logits of {list(post.drivers)}: the scenario needs "
+                "`drivers` blocks (as `capsim calibrate --posterior --drivers` writes), not `transitions`",
+            )
+        )
+    terms = ["intercept", *post.drivers]
+    for name, r in sc.regimes.items():
+        others = [j for j in sc.regimes if j != name]
+        have = {j: sorted(row) for j, row in (r.drivers or {}).items()}
+        if have != {j: sorted(terms) for j in others}:
+            problems.append(
+                (
+                    f"regimes.{name}.drivers",
+                    f"the posterior file gives the logits {terms} of leaving {name!r} for each of {others}; the "
+                    f"scenario has {have or 'no drivers block'}",
+                )
+            )
+    return problems
+
+
 def model_draws_table(
-    regimes, assets, drift, vol, corr, transition, start, *, with_start: bool = True
+    regimes,
+    assets,
+    drift,
+    vol,
+    corr,
+    transition,
+    start,
+    *,
+    with_start: bool = True,
+    coef: np.ndarray | None = None,
+    drivers: tuple[str, ...] = (),
 ) -> dict[str, np.ndarray]:
     """Draws of a calibrated model (``capsim calibrate``'s scenario, ``transitions`` form) as a
     ``with_parameter_draws`` table: annualised drift and vol of the log return [D, K, A], correlations
     [D, K, A, A] (used with two assets), per-step transition matrices [D, K, K] and start laws [D, K] (rows
-    renormalised to sum to 1 in float64)."""
+    renormalised to sum to 1 in float64). With ``coef`` [D, K, K, 1 + n] (logits of leaving, per unit of
+    ``drivers``; ``calibrate --posterior --drivers``), the `drivers` blocks' coefficients
+    (``regimes.<r>.drivers.<to>.<intercept|driver>``) in place of the transition rows."""
     table = {}
     for k, r in enumerate(regimes):
         for a, asset in enumerate(assets):
@@ -205,6 +256,12 @@ def model_draws_table(
             table[f"regimes.{r}.vol.{asset}"] = vol[:, k, a]
         if len(assets) == 2:
             table[f"regimes.{r}.corr"] = corr[:, k, 0, 1]
+        if coef is not None:
+            for i, j in enumerate(regimes):
+                if i != k:
+                    terms = ("intercept", *drivers)
+                    table.update({f"regimes.{r}.drivers.{j}.{t}": coef[:, k, i, n] for n, t in enumerate(terms)})
+            continue
         row = np.asarray(transition[:, k], float)
         row = row / row.sum(axis=1, keepdims=True)
         table.update({f"transitions.{r}.{j}": row[:, i] for i, j in enumerate(regimes)})

@@ -59,3 +59,35 @@ def covered(seed: int, T: int, draws: int, chains: int = 1) -> np.ndarray:
         lo, hi = np.quantile(x.reshape(-1, 2), [0.05, 0.95], axis=0)
         checks += list((lo <= truth) & (truth <= hi))
     return np.array(checks)
+
+
+# A K = 2 model whose odds of leaving the calm regime rise with a driver (logits per unit of the driver the
+# month before, reference: staying), for the posterior with drivers.
+TRUE_COEF = np.array([[[0.0, 0.0], [-2.0, 0.0]], [[-3.5, 1.5], [0.0, 0.0]]])  # [K, K, 1 + 1]: bear, bull
+
+
+def simulate_driver_data(T: int, rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """T months of simple returns of the model of ``true_params`` with the transitions of ``TRUE_COEF`` driven
+    by an AR(1) ``credit_spread`` (pp), and the macro frame (``tvtp.read_macro``'s form) that holds it."""
+    from simulator.fit.tvtp import matrices
+
+    params = true_params()
+    x = np.empty(T + 1)
+    x[0] = 1.0
+    for t in range(1, T + 1):
+        x[t] = 1.0 + 0.9 * (x[t - 1] - 1.0) + 0.25 * rng.standard_normal()
+    P = matrices(TRUE_COEF, x[:T, None])  # row t: the move into month t, from the driver of month t-1
+    s = np.empty(T, int)
+    s[0] = 1
+    for t in range(1, T):
+        s[t] = rng.choice(2, p=P[t, s[t - 1]])
+    L = np.linalg.cholesky(params.covs)
+    y = params.means[s] + np.einsum("tab,tb->ta", L[s], rng.standard_normal((T, 2)))
+    frame = pd.DataFrame(
+        np.expm1(y), columns=["small", "large"], index=pd.date_range("1990-02-28", periods=T, freq="ME")
+    )
+    frame.index.name = "date"
+    frame.attrs.update(source="<synthetic>", frequency="monthly")
+    macro = pd.DataFrame({"credit_spread": x}, index=pd.period_range("1990-01", periods=T + 1, freq="M"))
+    macro.attrs.update(source="<synthetic macro>")
+    return frame, macro

@@ -38,6 +38,7 @@ NOT_RUN = {
     ("docs/calibrate.md", "--posterior"): 1,
     ("docs/calibrate.md", "--drivers credit_spread,tbill"): 1,
     ("docs/calibrate.md", "--drivers credit_spread"): 1,
+    ("docs/drivers.md", "--posterior"): 1,
     ("docs/methods.md", "--coordinator"): 1,
 }
 

@@ -215,7 +215,7 @@ def test_cli_writes_a_driver_scenario(tmp_path):
         (["--drivers", "vix"], "no driver 'vix'"),
         (["--macro", "x.csv"], "give --drivers too"),
         (["--drivers", "credit_spread,credit_spread"], "named twice"),
-        (["--drivers", "credit_spread", "--posterior"], "not supported yet"),
+        (["--drivers", "vix", "--posterior"], "no driver 'vix'"),  # refused before sampling
         (["--drivers", "credit_spread", "--macro", "nope.csv"], "nope.csv: no such file"),
     ],
 )
@@ -224,7 +224,7 @@ def test_cli_refuses(tmp_path, extra, message):
     r = run_cli("calibrate", "simulator/data/us_size_monthly.csv", "--regimes", "2", "--out", out, *extra)
     assert r.exit_code == 2, r.output
     assert message in r.output and "Traceback" not in r.output
-    assert not out.exists()
+    assert not out.exists() and not (tmp_path / "x.posterior.nc").exists()
 
 
 def test_macro_file_errors(tmp_path):

@@ -239,8 +239,6 @@ def calibrate_cmd(
     if posterior:
         refuse_existing_file(nc, force)
     driver_names = _split_drivers(drivers) if drivers else None
-    if driver_names and posterior:
-        raise UserError("--posterior with --drivers is not supported yet: fit without --posterior")
     if driver_names:
         from ..fit import tvtp
 
@@ -271,7 +269,12 @@ def calibrate_cmd(
         bar, callback = sampler_progress(quiet=False)
         with bar:
             fit, diag = sample_checked(
-                cal, log_returns(frame), draws=draws, chains=chains, seed=seed, progress=callback
+                dcal if driver_names else cal,
+                log_returns(frame.loc[cal.dates]),  # the driver fit's sample (cut to the drivers' months)
+                draws=draws,
+                chains=chains,
+                seed=seed,
+                progress=callback,
             )
         if fit.rerun:
             click.echo(
@@ -291,7 +294,7 @@ def calibrate_cmd(
     schema = SCHEMA_FILE if (out.parent / SCHEMA_FILE).is_file() else None  # as `capsim init` lays folders out
     if driver_names:
         text = tvtp.scenario_text(
-            dcal, name=name or scenario_name(out), horizon_months=horizon, command=command, schema=schema
+            dcal, name=name or scenario_name(out), horizon_months=horizon, command=command, schema=schema, **extra
         )
     else:
         text = scenario_text(

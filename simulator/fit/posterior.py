@@ -17,6 +17,17 @@ Priors (weakly informative; ``PRIORS`` holds the numbers, the written file's com
 - row k of P ~ Dirichlet(1, ..., 1, f, 1, ..., 1), f on the diagonal: sticky, a prior mean stay of
   f / (f + K - 1) per step (about a year), worth f + K - 1 transitions of data.
 
+With drivers (``calibrate --posterior --drivers``, ``tvtp``): P is the matrix of each month, a multinomial logit of
+the drivers the month before (``tvtp.transition_matrices``, reference: staying), s_0 from the stationary law of
+the first month's matrix, as in the ML fit. The logits are sampled on standardised drivers (centred, divided by
+their sample sd) in place of the Dirichlet rows:
+
+- intercept_ij ~ Normal(-log f, 2.5), the logit of moving i -> j against staying at the drivers' sample means:
+  centred on the Dirichlet prior's mean odds 1 / f (a stay of about a year), 2.5 wide on the logit scale;
+- slope_ijd ~ Normal(0, 2.5) per sample sd of driver d (Gelman et al. 2008's weakly informative logit prior);
+
+the draws are written per unit of each driver (``tvtp.rescale_coef``), as the scenario's ``drivers`` blocks.
+
 The chains start at the ML fit (``init_to_value``). Diagnostics (arviz on plain arrays, so the same on
 arviz 0.x and 1.x): rank-normalised split R-hat, bulk and tail ESS of every scalar written, and NUTS
 divergences; ``failures`` says which of R-hat <= 1.01, ESS >= 400 and no divergence fail. ``sample_checked``
@@ -43,7 +54,13 @@ from ..output import readable_by_all, refuse_existing_file
 from ..posterior_file import PosteriorDraws, PosteriorFileError, group, load_posterior, sha256_of  # noqa: F401
 from .calibrate import Calibration, expected_duration_months
 
-PRIORS = {"drift_sd": 0.5, "vol_scale": 1.0, "lkj_eta": 2.0, "stay_concentration": "steps per year"}
+PRIORS = {
+    "drift_sd": 0.5,
+    "vol_scale": 1.0,
+    "lkj_eta": 2.0,
+    "stay_concentration": "steps per year",
+    "logit_sd": 2.5,  # intercepts (centred at -log f) and slopes per driver sd, with drivers
+}
 MAX_RHAT, MIN_ESS = 1.01, 400
 TARGET_ACCEPT = 0.98  # NUTS step-size adaptation target: 0.9 and 0.95 left a divergence or more on the shipped data
 RERUN_TARGET_ACCEPT = 0.995  # the second run's, when the first leaves a handful of divergences
@@ -52,13 +69,25 @@ TAIL_PROB = (0.05, 0.95)  # tail ESS: of the 5% and 95% quantiles
 EXTRA_FIELDS = ("diverging", "num_steps", "energy", "potential_energy", "adapt_state")
 
 
-def prior_lines(steps_per_year: int) -> list[str]:
+def prior_lines(steps_per_year: int, drivers: tuple[str, ...] = ()) -> list[str]:
     """The priors in words (docs/calibrate.md, the written file's comment block), annualised units."""
+    f, s = steps_per_year, PRIORS["logit_sd"]
+    rows = (
+        [
+            f"logit of leaving i for j (reference: staying), drivers standardised: intercept ~ Normal(-log {f}, "
+            f"{s:g}) (odds 1/{f} at the drivers' sample means), slope ~ Normal(0, {s:g}) per sample sd of "
+            f"{', '.join(drivers)}",
+        ]
+        if drivers
+        else [
+            f"transition row k ~ Dirichlet(1 off the diagonal, {f} on it): sticky, prior mean stay "
+            f"{f}/({f} + K - 1) per step",
+        ]
+    )
     return [
         f"drift_k,a ~ Normal(0, {PRIORS['drift_sd']}) a year, regimes ordered by drift averaged over assets",
         f"vol_k,a ~ HalfNormal({PRIORS['vol_scale']}) a year; correlation C_k ~ LKJ({PRIORS['lkj_eta']:g})",
-        f"transition row k ~ Dirichlet(1 off the diagonal, {steps_per_year} on it): sticky, prior mean stay "
-        f"{steps_per_year}/({steps_per_year} + K - 1) per step",
+        *rows,
     ]
 
 
@@ -90,20 +119,23 @@ def log_emissions(y, means, covs):
 
 def log_filter(logb, P, init=None):
     """Log-likelihood and log filtered probabilities log P(s_t = k | y_0..y_t) [T, K] of an HMM with log
-    emission densities ``logb`` [T, K] and per-step transition matrix ``P`` (JAX).
+    emission densities ``logb`` [T, K] and per-step transition matrix ``P`` [K, K], or one per step [T, K, K]
+    (row t: the move into step t; P[0] gives only the default law of s_0) (JAX).
 
     The forward recursion in log space, log alpha_t = logsumexp_i(log alpha_{t-1,i} + log P_ij) + log b_t,
     by ``lax.scan`` (on a CPU a sequential scan is far faster than an associative one, whose O(log T) depth
     costs many more small operations). ``init``: the law of s_0 (default: stationary)."""
-    init = stationary(P) if init is None else init
+    varying = P.ndim == 3
+    init = stationary(P[0] if varying else P) if init is None else init
     logP = jnp.log(P)
 
-    def step(la, lb):
-        la = jax.nn.logsumexp(la[:, None] + logP, axis=0) + lb
+    def step(la, x):
+        lb, lP = x if varying else (x, logP)
+        la = jax.nn.logsumexp(la[:, None] + lP, axis=0) + lb
         return la, la
 
     la0 = jnp.log(init) + logb[0]
-    _, rest = jax.lax.scan(step, la0, logb[1:])
+    _, rest = jax.lax.scan(step, la0, (logb[1:], logP[1:]) if varying else logb[1:])
     la = jnp.concatenate([la0[None], rest])
     norm = jax.nn.logsumexp(la, axis=1)
     return norm[-1], la - norm[:, None]
@@ -119,8 +151,16 @@ def _sum_zero_basis(A: int) -> np.ndarray:
     return q[:, : A - 1]
 
 
-def model(y, K: int, steps_per_year: int):
-    """numpyro model of log returns ``y`` [T, A] (per step); sites in annualised units (module docstring)."""
+def _off_to_full(off):
+    """[..., K, K - 1, 1 + D] off-diagonal logit rows -> [..., K, K, 1 + D] with zeros on the diagonal (JAX)."""
+    K = off.shape[-3]
+    rows = [jnp.insert(off[..., i, :, :], i, 0.0, axis=-2) for i in range(K)]
+    return jnp.stack(rows, axis=-3)
+
+
+def model(y, K: int, steps_per_year: int, X=None):
+    """numpyro model of log returns ``y`` [T, A] (per step); sites in annualised units (module docstring).
+    ``X`` [T, D]: standardised drivers (row t: those the move into step t uses), or None for a constant P."""
     import numpyro
     import numpyro.distributions as dist
     from numpyro.distributions import constraints
@@ -134,8 +174,17 @@ def model(y, K: int, steps_per_year: int):
     drift = numpyro.deterministic("drift", level[:, None] + dev @ jnp.asarray(_sum_zero_basis(A)).T)
     vol = numpyro.sample("vol", dist.HalfNormal(PRIORS["vol_scale"]).expand([K, A]).to_event(2))
     Lc = numpyro.sample("corr_chol", dist.LKJCholesky(A, PRIORS["lkj_eta"]).expand([K]).to_event(1))
-    alpha = jnp.ones((K, K)) + (f - 1.0) * jnp.eye(K)
-    P = numpyro.sample("transition", dist.Dirichlet(alpha).to_event(1))
+    if X is None:
+        alpha = jnp.ones((K, K)) + (f - 1.0) * jnp.eye(K)
+        P = numpyro.sample("transition", dist.Dirichlet(alpha).to_event(1))
+    else:
+        from .tvtp import transition_matrices
+
+        D, sd = X.shape[1], PRIORS["logit_sd"]
+        loc = jnp.zeros((K, K - 1, 1 + D)).at[..., 0].set(-math.log(f))
+        off = numpyro.sample("logit", dist.Normal(loc, sd).to_event(3))  # off-diagonal rows, standardised
+        coef = _off_to_full(off)
+        P = transition_matrices(coef, X)  # [T, K, K]
     L = vol[:, :, None] * Lc / math.sqrt(f)  # Cholesky factor of the per-step covariance
     covs = L @ jnp.swapaxes(L, 1, 2)
     loglik, _ = log_filter(log_emissions(y, drift / f, covs), P)
@@ -165,6 +214,10 @@ class PosteriorFit(NamedTuple):
     warmup: int
     target_accept: float = TARGET_ACCEPT
     rerun: str = ""  # why this is a second run (the first run's divergences); empty for a first run
+    drivers: tuple[str, ...] = ()  # with drivers (``calibrate --posterior --drivers``): their names
+    coef: np.ndarray | None = None  # [C, D, K, K, 1 + n] logits of leaving (diagonal 0): intercept, per unit
+    coef_ml: np.ndarray | None = None  # [K, K, 1 + n] the ML fit's
+    coef_se: np.ndarray | None = None  # [K, K, 1 + n] its standard errors
 
     @property
     def steps_per_year(self) -> int:
@@ -187,6 +240,8 @@ class PosteriorFit(NamedTuple):
                     out[f"corr[{reg[k]},{ast[a]},{ast[b]}]"] = self.corr[:, :, k, a, b]
             for j in range(K):
                 out[f"transition[{reg[k]},{reg[j]}]"] = self.transition[:, :, k, j]
+                for t, term in enumerate(("intercept", *self.drivers) if j != k and self.coef is not None else ()):
+                    out[f"coef[{reg[k]},{reg[j]},{term}]"] = self.coef[:, :, k, j, t]
         return out
 
 
@@ -208,6 +263,46 @@ class SamplerProgress(NamedTuple):
 
 
 PROGRESS_REPORTS = 200  # about this many progress reports a run, plus one at each divergence
+
+
+class DriverData(NamedTuple):
+    """What the sampler needs of a fit with drivers (``tvtp.DriverCalibration``): standardised drivers and the
+    map back to per-unit coefficients."""
+
+    names: tuple[str, ...]
+    X: np.ndarray  # [T, n] standardised: (raw - loc) / scale, row t the drivers of the move into month t
+    loc: np.ndarray  # [n]
+    scale: np.ndarray  # [n]
+    last: np.ndarray  # [n] raw drivers at the last month (they move it into the first simulated month)
+    coef_ml: np.ndarray  # [K, K, 1 + n] per unit
+    coef_se: np.ndarray
+
+
+def driver_data(dcal) -> DriverData:
+    X = np.asarray(dcal.X, float)
+    loc, scale = X.mean(0), X.std(0)
+    return DriverData(
+        tuple(dcal.drivers),
+        (X - loc) / scale,
+        loc,
+        scale,
+        np.asarray(dcal.last_month_values, float),
+        dcal.fit.coef,
+        dcal.fit.se_coef,
+    )
+
+
+def driver_ml_calibration(dcal) -> Calibration:
+    """The constant fit's ``Calibration`` carrying the driver fit's means, covariances, log-likelihood and, as
+    its matrix, the matrix of the move into the first simulated month (the ML column of the summaries)."""
+    from .calibrate import MSParams
+    from .tvtp import matrices
+
+    fit, const = dcal.fit, dcal.constant
+    P = matrices(fit.coef, np.asarray(dcal.last_month_values)[None])[0]
+    return const._replace(
+        fit=const.fit._replace(params=MSParams(fit.means, fit.covs, P), loglik=fit.loglik, n_params=fit.n_params)
+    )
 
 
 def _nuts(progress, report: SamplerProgress, **kwargs):
@@ -241,21 +336,28 @@ def _nuts(progress, report: SamplerProgress, **kwargs):
     return ReportingNUTS(model, **kwargs)
 
 
-def init_values(cal: Calibration) -> dict:
-    """The ML fit as values of the model's sites (numpyro ``init_to_value``)."""
+def init_values(cal: Calibration, drivers: DriverData | None = None) -> dict:
+    """The ML fit as values of the model's sites (numpyro ``init_to_value``); with ``drivers``, ``cal`` is
+    ``driver_ml_calibration``'s and the logits start at the driver fit's."""
     p, f = cal.fit.params, cal.steps_per_year
     A = p.means.shape[1]
     drift = p.means * f
     sd = np.sqrt(np.diagonal(p.covs, axis1=1, axis2=2))
     corr = p.covs / (sd[:, :, None] * sd[:, None, :])
     P = np.clip(p.transition, 1e-6, None)
-    return {
+    out = {
         "drift_level": jnp.asarray(drift.mean(axis=1)),
         "drift_dev": jnp.asarray(drift @ _sum_zero_basis(A)),
         "vol": jnp.asarray(sd * math.sqrt(f)),
         "corr_chol": jnp.asarray(np.linalg.cholesky(corr)),
-        "transition": jnp.asarray(P / P.sum(axis=1, keepdims=True)),
     }
+    if drivers is None:
+        return out | {"transition": jnp.asarray(P / P.sum(axis=1, keepdims=True))}
+    from .tvtp import standardise_coef
+
+    c = standardise_coef(drivers.coef_ml, drivers.loc, drivers.scale)
+    K = len(c)
+    return out | {"logit": jnp.asarray(np.stack([np.delete(c[i], i, axis=0) for i in range(K)]))}
 
 
 def sample_posterior(
@@ -273,6 +375,8 @@ def sample_posterior(
     """NUTS on the model of ``cal`` (its K and frequency) for the log returns ``y`` [T, A] it was fitted to
     (``history.log_returns`` of the same frame), ``chains`` chains (vectorised) of ``warmup`` (default
     ``draws``) adaptation steps and ``draws`` kept draws each, started at the ML fit. Float64 throughout.
+    ``cal`` may be a ``tvtp.DriverCalibration`` (``calibrate_drivers``): the logits of the transitions are
+    sampled too, and ``y`` are the returns of its sample (``dcal.constant.dates``).
     ``progress(SamplerProgress)`` is called as it runs (``_nuts``); ``rerun`` (why this is a second run) is
     passed on to it and kept in the fit."""
     from numpyro.infer import MCMC, init_to_value
@@ -281,18 +385,26 @@ def sample_posterior(
         raise CapsimError(f"draws and chains must be at least 1, got {draws} and {chains}")
     warmup = draws if warmup is None else int(warmup)
     y_np = np.asarray(y, float)
+    from .tvtp import DriverCalibration
+
+    drv = None
+    if isinstance(cal, DriverCalibration):
+        drv, cal = driver_data(cal), driver_ml_calibration(cal)
+        if len(drv.X) != len(y_np):
+            raise CapsimError(f"the returns have {len(y_np)} rows, the drivers {len(drv.X)}: give the fit's sample")
     K, f = len(cal.regimes), cal.steps_per_year
     t0 = time.perf_counter()
     with jax.enable_x64(True):
         y = jnp.asarray(y_np)
-        init = init_to_value(values=init_values(cal))
+        X = None if drv is None else jnp.asarray(drv.X)
+        init = init_to_value(values=init_values(cal, drv))
         kernel = _nuts(
             progress,
             SamplerProgress(0, warmup, warmup + draws, chains, 0, target_accept, rerun),
             init_strategy=init,
             target_accept_prob=target_accept,
             dense_mass=True,
-            inverse_mass_matrix=_curvature_mass(y, K, f, init),
+            inverse_mass_matrix=_curvature_mass(y, K, f, init, X),
         )
         mcmc = MCMC(
             kernel,
@@ -302,17 +414,29 @@ def sample_posterior(
             chain_method="vectorized",
             progress_bar=False,
         )
-        mcmc.run(jax.random.PRNGKey(seed), y, K, f, extra_fields=EXTRA_FIELDS)
+        mcmc.run(jax.random.PRNGKey(seed), y, K, f, X, extra_fields=EXTRA_FIELDS)
         sm = mcmc.get_samples(group_by_chain=True)
         ex = mcmc.get_extra_fields(group_by_chain=True)
-        drift, vol, Lc, P = sm["drift"], sm["vol"], sm["corr_chol"], sm["transition"]
+        drift, vol, Lc = sm["drift"], sm["vol"], sm["corr_chol"]
         corr = np.asarray(Lc @ jnp.swapaxes(Lc, -1, -2))
+        extra = {}
+        if drv is None:
+            P = np.asarray(sm["transition"])
+            last = filtered_draws(y_np, drift, vol, corr, P, f)[:, :, -1]
+        else:
+            from .tvtp import matrices, rescale_coef
+
+            coef_std = np.asarray(_off_to_full(sm["logit"]))
+            coef = rescale_coef(coef_std, drv.loc, drv.scale)
+            P = matrices(coef.reshape(-1, K, K, coef.shape[-1]), drv.last[None]).reshape(coef.shape[:2] + (K, K))
+            last = _filtered_last_drivers(y_np, drift, vol, corr, coef_std, drv.X, f)
+            extra = {"drivers": drv.names, "coef": coef, "coef_ml": drv.coef_ml, "coef_se": drv.coef_se}
     return PosteriorFit(
         drift=np.asarray(drift),
         vol=np.asarray(vol),
         corr=corr,
-        transition=np.asarray(P),
-        start=np.einsum("cdk,cdkj->cdj", filtered_draws(y_np, drift, vol, corr, P, f)[:, :, -1], np.asarray(P)),
+        transition=P,
+        start=np.einsum("cdk,cdkj->cdj", last, P),
         diverging=np.asarray(ex["diverging"], bool),
         n_steps=np.asarray(ex["num_steps"]),
         step_size=np.asarray(ex["adapt_state"].step_size),
@@ -324,6 +448,7 @@ def sample_posterior(
         warmup=warmup,
         target_accept=target_accept,
         rerun=rerun,
+        **extra,
     )
 
 
@@ -365,14 +490,14 @@ def sample_checked(
     return second, diagnose(second)
 
 
-def _curvature_mass(y, K: int, f: int, init) -> np.ndarray | None:
+def _curvature_mass(y, K: int, f: int, init, X=None) -> np.ndarray | None:
     """The inverse Hessian of the potential (negative log posterior, in the sampler's unconstrained
     coordinates) at the ML start: a first inverse mass matrix on the posterior's scale, so that warm-up does
     not begin with the identity (units that differ a hundredfold). None when it is not positive definite."""
     from jax.flatten_util import ravel_pytree
     from numpyro.infer.util import initialize_model
 
-    info = initialize_model(jax.random.PRNGKey(0), model, model_args=(y, K, f), init_strategy=init)
+    info = initialize_model(jax.random.PRNGKey(0), model, model_args=(y, K, f, X), init_strategy=init)
     flat, unravel = ravel_pytree(info.param_info.z)
     H = np.asarray(jax.jit(jax.hessian(lambda v: info.potential_fn(unravel(v))))(flat))  # eager: 10x slower
     H = 0.5 * (H + H.T)
@@ -388,6 +513,30 @@ def _filtered_flat(y, drift, vol, corr, P, f):
         return jnp.exp(log_filter(log_emissions(y, d / f, covs), p)[1])
 
     return jax.vmap(one)(drift, vol, corr, P)
+
+
+@jax.jit
+def _filtered_last_flat(y, drift, vol, corr, coef, X, f):
+    from .tvtp import transition_matrices
+
+    def one(d, v, c, b):
+        covs = v[:, :, None] * c * v[:, None, :] / f
+        return jnp.exp(log_filter(log_emissions(y, d / f, covs), transition_matrices(b, X))[1][-1])
+
+    return jax.vmap(one)(drift, vol, corr, coef)
+
+
+def _filtered_last_drivers(y, drift, vol, corr, coef, X, steps_per_year: int) -> np.ndarray:
+    """[..., K] filtered regime probabilities at the last step under each draw's parameters, with the
+    transitions of logits ``coef`` [..., K, K, 1 + n] of standardised drivers ``X`` [T, n]; float64."""
+    lead = np.shape(drift)[:-2]
+    flat = lambda x: jnp.asarray(np.reshape(x, (-1, *np.shape(x)[len(lead) :])))  # noqa: E731
+    with jax.enable_x64(True):
+        out = _filtered_last_flat(
+            jnp.asarray(y), flat(drift), flat(vol), flat(corr), flat(coef), jnp.asarray(X), float(steps_per_year)
+        )
+        out = np.asarray(out)
+    return out.reshape(*lead, out.shape[-1])
 
 
 def filtered_draws(y, drift, vol, corr, P, steps_per_year: int) -> np.ndarray:
@@ -484,8 +633,9 @@ def inference_data(groups: dict):
 
 
 def to_inference_data(fit: PosteriorFit, attrs: dict | None = None):
-    """posterior (drift, vol, corr, transition, start, duration_months), sample_stats (diverging, n_steps,
-    tree_depth, energy, step_size, lp) and observed_data (the log returns, per step)."""
+    """posterior (drift, vol, corr, transition, start, duration_months; with drivers also coef, the logits of
+    leaving, and the drivers as observed_data's ``driver``), sample_stats (diverging, n_steps, tree_depth,
+    energy, step_size, lp) and observed_data (the log returns, per step)."""
     import xarray as xr
 
     cal = fit.cal
@@ -515,6 +665,17 @@ def to_inference_data(fit: PosteriorFit, attrs: dict | None = None):
         coords=dims("regime", "regime_to", "asset", "asset_b"),
         attrs=attrs or {},
     )
+    if fit.coef is not None:
+        posterior["coef"] = xr.DataArray(
+            fit.coef,
+            dims=cd + ("regime", "regime_to", "term"),
+            coords={"term": ["intercept", *fit.drivers]},
+            attrs={
+                "units": "logit of moving regime -> regime_to against staying (0 on the diagonal): the intercept, "
+                "then per unit of each driver the month before"
+            },
+        )
+        posterior["transition"].attrs["units"] = "per month, rows from: the move into the first simulated month"
     stats = xr.Dataset(
         {
             "diverging": (cd, fit.diverging),
@@ -576,6 +737,24 @@ def summary_table(fit: PosteriorFit) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def coef_table(fit: PosteriorFit) -> pd.DataFrame:
+    """With drivers: one row per logit coefficient (move i -> j, term): the ML fit and its se, the posterior
+    mean and 90% interval (5%, 95%); per unit of the driver the month before."""
+    reg = fit.cal.regimes
+    rows = []
+    for i in range(len(reg)):
+        for j in range(len(reg)):
+            for t, term in enumerate(("intercept", *fit.drivers) if i != j else ()):
+                x = fit.coef[:, :, i, j, t]
+                q05, q95 = np.quantile(x, [0.05, 0.95])
+                ml, se = fit.coef_ml[i, j, t], fit.coef_se[i, j, t]
+                rows.append(
+                    {"move": f"{reg[i]} -> {reg[j]}", "term": term, "ml": ml, "se": se}
+                    | {"mean": x.mean(), "sd": x.std(), "q05": q05, "q95": q95}
+                )
+    return pd.DataFrame(rows)
+
+
 def comment_lines(fit: PosteriorFit, diag: Diagnostics, seed: int) -> list[str]:
     """What the written scenario's comment block says about the posterior: sampler, priors, diagnostics, and
     the posterior beside the ML fit."""
@@ -587,7 +766,7 @@ def comment_lines(fit: PosteriorFit, diag: Diagnostics, seed: int) -> list[str]:
         "out by a forward filter in log space",
         *([f"a second run: {fit.rerun}"] if fit.rerun else []),
         "priors (annualised units):",
-        *[f"  {ln}" for ln in prior_lines(fit.steps_per_year)],
+        *[f"  {ln}" for ln in prior_lines(fit.steps_per_year, fit.drivers)],
         f"diagnostics: max R-hat {rhat:.4f} (<= {MAX_RHAT}), min bulk ESS {bulk:.0f}, min tail ESS {tail:.0f} "
         f"(>= {MIN_ESS}), divergences {diag.divergences}"
         + ("" if not diag.failures() else "  -- FAILED, written with --force"),
@@ -609,6 +788,14 @@ def comment_lines(fit: PosteriorFit, diag: Diagnostics, seed: int) -> list[str]:
             f"{head}{r.asset:<11} {r.drift_ml:7.4f}, {r.drift_mean:7.4f} [{r.drift_q05:7.4f}, {r.drift_q95:7.4f}]"
             f"   {r.vol_ml:6.4f}, {r.vol_mean:6.4f} [{r.vol_q05:6.4f}, {r.vol_q95:6.4f}]{dur}"
         )
+    if fit.coef is not None:
+        lines += [
+            "logits of leaving (durations above: at the drivers of the last month); ML (se), mean [5%, 95%]:",
+            *[
+                f"  {r.move:<22} {r.term:<16} {r.ml:8.4f} ({r.se:.4f}), {r.mean:8.4f} [{r.q05:8.4f}, {r.q95:8.4f}]"
+                for r in coef_table(fit).itertuples()
+            ],
+        ]
     lines.append(
         "the numbers below are the ML fit; `uncertainty` points to the posterior draws, which the scenario runs "
         "with (block b of 16,384 paths takes draw b mod D, each draw with its own `start`: its filtered regime law "
@@ -628,8 +815,10 @@ def file_attrs(fit: PosteriorFit, diag: Diagnostics, seed: int) -> dict:
         "steps_per_year": fit.steps_per_year,
         "data": fit.cal.source,
         "sample": f"{fit.cal.dates[0].date()} .. {fit.cal.dates[-1].date()}",
-        "model": f"{len(fit.cal.regimes)}-regime Markov-switching Gaussian of log returns, s_0 stationary",
-        "priors": "; ".join(prior_lines(fit.steps_per_year)),
+        "model": f"{len(fit.cal.regimes)}-regime Markov-switching Gaussian of log returns, s_0 stationary"
+        + (f"; transitions multinomial logits of {', '.join(fit.drivers)} the month before" if fit.drivers else ""),
+        "priors": "; ".join(prior_lines(fit.steps_per_year, fit.drivers)),
+        **({"drivers": ",".join(fit.drivers), "reference": "staying"} if fit.drivers else {}),
         "sampler": f"numpyro NUTS, dense mass, target accept {fit.target_accept}, warm-up {fit.warmup}, seed {seed}"
         + (f"; a second run: {fit.rerun}" if fit.rerun else ""),
         "ml_loglik": fit.cal.fit.loglik,

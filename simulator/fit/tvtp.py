@@ -734,10 +734,12 @@ def scenario_text(
     horizon_months: int = 24,
     command: str | None = None,
     schema: str | None = None,
+    notes: list[str] | None = None,
     **kwargs,
 ) -> str:
-    """The driver scenario file's text: the constant fit's comment block, the driver fit's table, the YAML;
-    validated by ``parse_scenario`` (raises ``ScenarioError``: nothing is written)."""
+    """The driver scenario file's text: the constant fit's comment block, the driver fit's table, ``notes`` (lines
+    added to the comments: the posterior's), the YAML; validated by ``parse_scenario`` (raises ``ScenarioError``:
+    nothing is written)."""
     import yaml
 
     from ..scenario import parse_scenario
@@ -748,7 +750,8 @@ def scenario_text(
     const_block = comment_block(dc.constant, command).replace(
         "# Calibrated by", "# Constant-matrix fit on the same sample, then the fit with drivers below. Calibrated by", 1
     )
-    text = head + const_block + "".join(f"# {ln}".rstrip() + "\n" for ln in ["", *fit_lines(dc)]) + render_yaml(data)
+    comments = ["", *fit_lines(dc), *(["", *notes] if notes else [])]
+    text = head + const_block + "".join(f"# {ln}".rstrip() + "\n" for ln in comments) + render_yaml(data)
     if yaml.safe_load(text) != data:
         raise AssertionError("scenario rendering does not round-trip; please report this")
     parse_scenario(yaml.safe_load(text), source=f"<calibrated scenario {name}>")
