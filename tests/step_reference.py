@@ -4,8 +4,6 @@ This is capsim's builder before the tables were vectorised over parameter draws.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from simulator.drivers import apply_drivers
@@ -17,7 +15,9 @@ from simulator.scenario import (
     phase_matrix,
     stationary_distribution,
 )
-from simulator.tables import StepParams
+from simulator.tables import StepParams, conditional_variances, cumulative_rows, semidefinite_cholesky
+
+# (the three helpers are shared: elementwise formulas, not what the reference checks)
 
 
 def start_probabilities(sc: Scenario, base: np.ndarray) -> np.ndarray:
@@ -30,15 +30,6 @@ def start_probabilities(sc: Scenario, base: np.ndarray) -> np.ndarray:
     for k, w in sc.start.items():
         p[names.index(k)] = w
     return p / p.sum()
-
-
-def cumulative_rows(P: np.ndarray) -> np.ndarray:
-    """Cumulative sums of each row; entries whose remaining mass is zero are set to 2 so that a
-    uniform draw in [0, 1) can never select a zero-probability regime through rounding."""
-    cum = np.cumsum(P, axis=-1)
-    tail = np.cumsum(P[..., ::-1], axis=-1)[..., ::-1]  # mass at or after each column
-    remaining = np.concatenate([tail[..., 1:], np.zeros(P.shape[:-1] + (1,))], axis=-1)
-    return np.where(remaining <= 0, 2.0, cum)
 
 
 def rate_shift(sc: Scenario, n_steps: int) -> np.ndarray:
@@ -60,44 +51,6 @@ def regime_loading(regime, assets: list[str], dt: float) -> np.ndarray:
     if np.linalg.eigvalsh(C).min() < 1e-12:  # singular but valid (e.g. corr 1)
         return sd[:, None] * semidefinite_cholesky(C)
     return sd[:, None] * np.linalg.cholesky(C)
-
-
-def semidefinite_cholesky(C: np.ndarray) -> np.ndarray:
-    """Lower-triangular L with L L^T = C for a positive semi-definite C, a zero pivot giving a zero column:
-    with a correlation of 1 two rows are equal, so identical assets get identical shocks (a tie, never a win
-    either way) rather than shocks differing by rounding noise."""
-    n = len(C)
-    L = np.zeros((n, n))
-    for a in range(n):
-        for b in range(a + 1):
-            rest = C[a, b] - L[a, :b] @ L[b, :b]
-            if a == b:
-                L[a, a] = math.sqrt(max(rest, 0.0))
-            else:
-                L[a, b] = rest / L[b, b] if L[b, b] > 1e-12 else 0.0
-    return L
-
-
-def expected_steps_in(start: np.ndarray, step_trans: np.ndarray, report_steps) -> np.ndarray:
-    """[R, K] expected steps spent in each regime up to each report step: the sum over steps t < H of the
-    regime law P(s_t = k), with s_0 ~ ``start`` and s_t ~ P(s_{t-1}) @ ``step_trans[t]`` (exact, float64)."""
-    laws = np.empty((step_trans.shape[0], len(start)))
-    law = np.asarray(start, np.float64)
-    for t in range(step_trans.shape[0]):
-        if t:
-            law = law @ step_trans[t]
-        laws[t] = law
-    cumulative = np.concatenate([np.zeros((1, len(start))), np.cumsum(laws, axis=0)])
-    return cumulative[list(report_steps)]
-
-
-def conditional_variances(loading: np.ndarray, pair: tuple[int, int]) -> np.ndarray:
-    """[..., A + 1] per-step variance of each asset's Gaussian log-return shock, then of the compared pair's
-    log difference (first minus second), from ``loading`` [..., A, A] (rows: assets)."""
-    i, j = pair
-    own = np.sum(loading**2, axis=-1)
-    difference = np.sum((loading[..., i, :] - loading[..., j, :]) ** 2, axis=-1)
-    return np.concatenate([own, difference[..., None]], axis=-1)
 
 
 def step_params(sc: Scenario, month_steps: tuple[int, ...], pair: tuple[int, int]) -> tuple[StepParams, tuple]:
