@@ -86,14 +86,14 @@ def test_the_file_carries_the_logit_draws_and_an_old_file_still_reads(driver_fit
     assert back.coef is None and back.drivers == () and back.n_draws == 5
 
 
-def test_each_block_runs_its_draws_logits(driver_fit, tmp_path):
+def test_each_draw_runs_its_logits(driver_fit, tmp_path):
     """The engine's per-draw monthly matrices are the logit link of that draw's coefficients at the scenario's
     (flat) credit spread, and the draws are the file's."""
     dc, fit = driver_fit
     path = driver_scenario(tmp_path, dc, fit)
     sc = sim.load_scenario(path)
     n = 6 * BLOCK_PATHS
-    model = build_model(sc, n_paths=n, seed=5)
+    model = build_model(sc, n_paths=n, seed=5, draw_paths=BLOCK_PATHS)  # a draw per block: six draws
     vals = model.draw_parameters
     names = dc.regimes
     coef = np.zeros((6, 2, 2, 2))
@@ -110,7 +110,7 @@ def test_each_block_runs_its_draws_logits(driver_fit, tmp_path):
     got = np.diff(model.steps.cum_trans[:, 1:], axis=-1, prepend=0.0)[..., :-1]  # moves into steps 1..T-1
     np.testing.assert_allclose(got, np.broadcast_to(want[:, None, :, :-1], got.shape), atol=1e-12)
     assert np.ptp(got[:, 0, 1, 0]) > 0.01  # the draws' bull -> bear odds differ as their logits say
-    res = sim.simulate(sc, n_paths=n, seed=5)
+    res = sim.simulate(sc, n_paths=n, seed=5, draw_paths=BLOCK_PATHS)
     table = res.uncertainty()
     assert table["draw"].nunique() == 6 and "regimes.bull.drivers.bear.credit_spread" in table.columns
     assert res.summary()["p_outperform"].between(0, 1).all()

@@ -70,7 +70,8 @@ def analysis():
     """The two uniform drifts, plus the rate knot at 12 months (past the horizon: no effect) brought in."""
     sc = uncertain_case(rates=RATES_CASE)
     scenario = parse_scenario(sc, source="<test>")
-    return sensitivity(scenario, 64, 3, metrics=["p_outperform", "excess_median"], vary={"rates.path.12": (2.0, 4.0)})
+    metrics = ["p_outperform", "excess_median"]  # 1,024 paths a draw: the median's even/odd noise estimate holds
+    return sensitivity(scenario, 64, 3, metrics=metrics, vary={"rates.path.12": (2.0, 4.0)}, draw_paths=1024)
 
 
 def test_indices_cover_the_exact_ones(analysis):
@@ -112,7 +113,7 @@ def test_saved_folder(analysis, tmp_path):
     out = analysis.save(tmp_path / "s")
     assert sorted(p.name for p in out.iterdir()) == ["meta.json", "sensitivity.csv", "tornado.csv", "tornado.png"]
     meta = json.loads((out / "meta.json").read_text())
-    assert meta["plan_draws"] == 64 * (2 * 3 + 2) and meta["draw_paths"] in (16384, 1024)
+    assert meta["plan_draws"] == 64 * (2 * 3 + 2) and meta["draw_paths"] == 1024
 
 
 def crossing(lo: float, hi: float, h: int) -> float:
